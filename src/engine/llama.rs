@@ -1,0 +1,628 @@
+//! The one place where minerva calls llama.cpp. Everything here is a small safe wrapper over
+//! `llama-cpp-sys-2`; every `unsafe` block says why it is sound.
+
+use super::error::{Error, Result, Status};
+use super::log;
+use llama_cpp_sys_2 as sys;
+use std::ffi::{c_void, CStr, CString};
+use std::ptr::NonNull;
+use std::sync::OnceLock;
+
+pub type Token = sys::llama_token;
+
+/// Initialises llama.cpp's backends and routes its logging, once per process.
+pub fn init_backend() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        // SAFETY: called once, before any other llama.cpp call of minerva; the trampoline is a
+        // plain function that lives for the whole process.
+        unsafe {
+            sys::llama_log_set(Some(log::llama_log_trampoline), std::ptr::null_mut());
+            sys::llama_backend_init();
+        }
+    });
+}
+
+/// What kind of device a ggml device is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    Cpu,
+    Cuda,
+    Metal,
+    Vulkan,
+    Other,
+}
+
+/// A compute device that ggml knows of.
+#[derive(Clone, Debug)]
+pub struct Device {
+    raw: sys::ggml_backend_dev_t,
+    pub kind: DeviceKind,
+    pub is_gpu: bool,
+    pub description: String,
+    pub free_bytes: usize,
+}
+
+// SAFETY: a ggml device handle points into ggml's static device registry, which lives for the whole
+// process and is safe to query from any thread.
+unsafe impl Send for Device {}
+unsafe impl Sync for Device {}
+
+fn cstr_lossy(p: *const std::ffi::c_char) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    // SAFETY: ggml returns NUL-terminated strings that live as long as the registry.
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+/// Every device ggml can use, in registry order.
+pub fn devices() -> Vec<Device> {
+    init_backend();
+    let mut out = Vec::new();
+    // SAFETY: indices below ggml_backend_dev_count() are valid; the handles are static.
+    unsafe {
+        for i in 0..sys::ggml_backend_dev_count() {
+            let raw = sys::ggml_backend_dev_get(i);
+            if raw.is_null() {
+                continue;
+            }
+            let ty = sys::ggml_backend_dev_type(raw);
+            let reg = sys::ggml_backend_dev_backend_reg(raw);
+            let reg_name = if reg.is_null() {
+                String::new()
+            } else {
+                cstr_lossy(sys::ggml_backend_reg_name(reg))
+            };
+            let is_gpu = ty == sys::GGML_BACKEND_DEVICE_TYPE_GPU
+                || ty == sys::GGML_BACKEND_DEVICE_TYPE_IGPU;
+            let kind = if ty == sys::GGML_BACKEND_DEVICE_TYPE_CPU {
+                DeviceKind::Cpu
+            } else {
+                match reg_name.to_ascii_lowercase().as_str() {
+                    "cuda" => DeviceKind::Cuda,
+                    "metal" | "mtl" => DeviceKind::Metal,
+                    "vulkan" => DeviceKind::Vulkan,
+                    _ => DeviceKind::Other,
+                }
+            };
+            let (mut free, mut total) = (0usize, 0usize);
+            sys::ggml_backend_dev_memory(raw, &mut free, &mut total);
+            let _ = total;
+            out.push(Device {
+                raw,
+                kind,
+                is_gpu,
+                description: cstr_lossy(sys::ggml_backend_dev_description(raw)),
+                free_bytes: free,
+            });
+        }
+    }
+    out
+}
+
+/// The facts minerva reads from a GGUF file's header before llama.cpp loads it.
+#[derive(Debug, Default)]
+pub struct GgufSummary {
+    pub architecture: String,
+    pub block_count: Option<u32>,
+}
+
+/// Reads a GGUF file's header and tensor table with ggml's reader (which reports errors instead
+/// of aborting) and checks that every tensor's data lies inside the file.
+pub fn inspect_gguf(path: &CStr, file_len: u64) -> Result<GgufSummary> {
+    init_backend();
+    let params = sys::gguf_init_params {
+        no_alloc: true,
+        ctx: std::ptr::null_mut(),
+    };
+    // SAFETY: path is NUL-terminated; with no_alloc and a NULL ctx nothing else is allocated.
+    let ctx = unsafe { sys::gguf_init_from_file(path.as_ptr(), params) };
+    if ctx.is_null() {
+        let why = log::take_last_llama_error();
+        return Err(Error::new(
+            Status::Model,
+            if why.is_empty() {
+                "not a valid GGUF file".to_string()
+            } else {
+                format!("not a valid GGUF file: {}", why.trim())
+            },
+        ));
+    }
+    struct Guard(*mut sys::gguf_context);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            // SAFETY: created by gguf_init_from_file above and freed once.
+            unsafe { sys::gguf_free(self.0) }
+        }
+    }
+    let _guard = Guard(ctx);
+    // SAFETY: ctx is a valid gguf context until the guard drops; ids are in range.
+    unsafe {
+        let data_offset = sys::gguf_get_data_offset(ctx) as u64;
+        let n = sys::gguf_get_n_tensors(ctx);
+        if n <= 0 {
+            return Err(Error::new(Status::Model, "the GGUF file holds no tensors"));
+        }
+        for i in 0..n {
+            let off = sys::gguf_get_tensor_offset(ctx, i) as u64;
+            let size = sys::gguf_get_tensor_size(ctx, i) as u64;
+            let end = data_offset.checked_add(off).and_then(|x| x.checked_add(size));
+            if end.is_none_or(|e| e > file_len) {
+                let name = cstr_lossy(sys::gguf_get_tensor_name(ctx, i));
+                return Err(Error::new(
+                    Status::Model,
+                    format!(
+                        "the GGUF file is truncated: tensor '{name}' ends past the end of the file \
+                         ({file_len} bytes)"
+                    ),
+                ));
+            }
+        }
+        let mut s = GgufSummary::default();
+        let arch_key = sys::gguf_find_key(ctx, c"general.architecture".as_ptr());
+        if arch_key >= 0 && sys::gguf_get_kv_type(ctx, arch_key) == sys::GGUF_TYPE_STRING {
+            s.architecture = cstr_lossy(sys::gguf_get_val_str(ctx, arch_key));
+        }
+        if let Ok(key) = CString::new(format!("{}.block_count", s.architecture)) {
+            let id = sys::gguf_find_key(ctx, key.as_ptr());
+            if id >= 0 && sys::gguf_get_kv_type(ctx, id) == sys::GGUF_TYPE_UINT32 {
+                s.block_count = Some(sys::gguf_get_val_u32(ctx, id));
+            }
+        }
+        Ok(s)
+    }
+}
+
+/// How to load a model.
+pub struct ModelLoad<'a> {
+    pub device: Option<&'a Device>,
+    pub gpu_layers: i32,
+    pub use_mmap: bool,
+    /// Called with load progress 0..1; returning false aborts the load.
+    pub progress: Option<&'a mut dyn FnMut(f32) -> bool>,
+}
+
+/// A loaded model. Shared between the engine thread and callers (tokenizing).
+pub struct Model {
+    raw: NonNull<sys::llama_model>,
+    vocab: NonNull<sys::llama_vocab>,
+}
+
+// SAFETY: llama.cpp's model and vocabulary are immutable after loading; llama-server and
+// llama.cpp's own tools tokenize from several threads against one model.
+unsafe impl Send for Model {}
+unsafe impl Sync for Model {}
+
+/// Why a load failed: aborted by the progress callback, or failed inside llama.cpp.
+pub enum LoadError {
+    Aborted,
+    Failed(String),
+}
+
+struct ProgressCtx<'a> {
+    f: &'a mut dyn FnMut(f32) -> bool,
+    aborted: bool,
+}
+
+unsafe extern "C" fn progress_trampoline(progress: f32, user_data: *mut c_void) -> bool {
+    // SAFETY: user_data is the &mut ProgressCtx that Model::load keeps alive across the load.
+    let ctx = unsafe { &mut *(user_data as *mut ProgressCtx) };
+    let go_on = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (ctx.f)(progress)))
+        .unwrap_or(false);
+    if !go_on {
+        ctx.aborted = true;
+    }
+    go_on
+}
+
+impl Model {
+    pub fn load(path: &CStr, opts: ModelLoad) -> std::result::Result<Model, LoadError> {
+        init_backend();
+        // SAFETY: plain value returned by llama.cpp.
+        let mut mp = unsafe { sys::llama_model_default_params() };
+        let mut devs: [sys::ggml_backend_dev_t; 2] = [std::ptr::null_mut(); 2];
+        match opts.device {
+            Some(d) => {
+                devs[0] = d.raw;
+                mp.n_gpu_layers = opts.gpu_layers;
+            }
+            None => {
+                // CPU only: no device list entry and no layers offloaded.
+                mp.n_gpu_layers = 0;
+            }
+        }
+        // A NULL-terminated list: only the chosen GPU (or none, which leaves the CPU).
+        mp.devices = devs.as_mut_ptr();
+        mp.load_mode = if opts.use_mmap {
+            sys::LLAMA_LOAD_MODE_MMAP
+        } else {
+            sys::LLAMA_LOAD_MODE_NONE
+        };
+        let mut no_progress = |_: f32| true;
+        let has_progress = opts.progress.is_some();
+        let mut pctx = ProgressCtx {
+            f: opts.progress.unwrap_or(&mut no_progress),
+            aborted: false,
+        };
+        if has_progress {
+            mp.progress_callback = Some(progress_trampoline);
+            mp.progress_callback_user_data = &mut pctx as *mut ProgressCtx as *mut c_void;
+        }
+        log::take_last_llama_error();
+        // SAFETY: path is NUL-terminated; `devs` and `pctx` outlive the call.
+        let raw = unsafe { sys::llama_model_load_from_file(path.as_ptr(), mp) };
+        let Some(raw) = NonNull::new(raw) else {
+            if pctx.aborted {
+                return Err(LoadError::Aborted);
+            }
+            return Err(LoadError::Failed(log::take_last_llama_error()));
+        };
+        // SAFETY: raw is a valid model; its vocabulary lives as long as it.
+        let vocab = unsafe { sys::llama_model_get_vocab(raw.as_ptr()) } as *mut sys::llama_vocab;
+        let Some(vocab) = NonNull::new(vocab) else {
+            // SAFETY: raw was loaded above and is freed once.
+            unsafe { sys::llama_model_free(raw.as_ptr()) };
+            return Err(LoadError::Failed("the model has no vocabulary".into()));
+        };
+        Ok(Model { raw, vocab })
+    }
+
+    fn vocab(&self) -> *const sys::llama_vocab {
+        self.vocab.as_ptr()
+    }
+
+    /// Tokenizes `text`, adding BOS where the vocabulary asks for one and recognizing special
+    /// tokens written in the text.
+    pub fn tokenize(&self, text: &str) -> Result<Vec<Token>> {
+        let len: i32 = text
+            .len()
+            .try_into()
+            .map_err(|_| Error::invalid("prompt is longer than 2 GiB"))?;
+        let mut tokens: Vec<Token> = vec![0; text.len() / 2 + 8];
+        for _ in 0..2 {
+            // SAFETY: text and tokens are valid for the lengths given.
+            let n = unsafe {
+                sys::llama_tokenize(
+                    self.vocab(),
+                    text.as_ptr().cast(),
+                    len,
+                    tokens.as_mut_ptr(),
+                    tokens.len() as i32,
+                    true,
+                    true,
+                )
+            };
+            if n >= 0 {
+                tokens.truncate(n as usize);
+                return Ok(tokens);
+            }
+            if n == i32::MIN {
+                break;
+            }
+            tokens.resize((-n) as usize, 0);
+        }
+        Err(Error::invalid("the prompt could not be tokenized"))
+    }
+
+    /// Appends the bytes of `token` to `out` (special tokens render as nothing).
+    pub fn token_piece(&self, token: Token, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.resize(start + 64, 0);
+        // SAFETY: the buffer has the given room; llama.cpp writes at most that many bytes.
+        let mut n = unsafe {
+            sys::llama_token_to_piece(
+                self.vocab(),
+                token,
+                out[start..].as_mut_ptr().cast(),
+                64,
+                0,
+                false,
+            )
+        };
+        if n < 0 {
+            out.resize(start + (-n) as usize, 0);
+            // SAFETY: as above, with the size llama.cpp asked for.
+            n = unsafe {
+                sys::llama_token_to_piece(
+                    self.vocab(),
+                    token,
+                    out[start..].as_mut_ptr().cast(),
+                    -n,
+                    0,
+                    false,
+                )
+            };
+        }
+        out.truncate(start + n.max(0) as usize);
+    }
+
+    pub fn is_eog(&self, token: Token) -> bool {
+        // SAFETY: any token id is accepted; the vocabulary is valid.
+        unsafe { sys::llama_vocab_is_eog(self.vocab(), token) }
+    }
+
+    pub fn n_vocab(&self) -> usize {
+        // SAFETY: valid vocabulary.
+        unsafe { sys::llama_vocab_n_tokens(self.vocab()) }.max(0) as usize
+    }
+
+    pub fn n_layer(&self) -> i32 {
+        // SAFETY: valid model.
+        unsafe { sys::llama_model_n_layer(self.raw.as_ptr()) }
+    }
+
+    pub fn n_ctx_train(&self) -> u32 {
+        // SAFETY: valid model.
+        unsafe { sys::llama_model_n_ctx_train(self.raw.as_ptr()) }.max(0) as u32
+    }
+
+    pub fn n_params(&self) -> u64 {
+        // SAFETY: valid model.
+        unsafe { sys::llama_model_n_params(self.raw.as_ptr()) }
+    }
+
+    pub fn description(&self) -> String {
+        let mut buf = [0u8; 256];
+        // SAFETY: buf is writable for its length; llama.cpp NUL-terminates.
+        let n = unsafe {
+            sys::llama_model_desc(self.raw.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+        };
+        let n = (n.max(0) as usize).min(buf.len() - 1);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    pub fn has_chat_template(&self) -> bool {
+        // SAFETY: valid model; a NULL name asks for the default template.
+        !unsafe { sys::llama_model_chat_template(self.raw.as_ptr(), std::ptr::null()) }.is_null()
+    }
+}
+
+impl Drop for Model {
+    fn drop(&mut self) {
+        // SAFETY: every Context borrowing this model was dropped first (Context holds an Arc).
+        unsafe { sys::llama_model_free(self.raw.as_ptr()) }
+    }
+}
+
+/// Settings of a llama.cpp context.
+pub struct ContextParams {
+    pub n_ctx: u32,
+    pub n_batch: u32,
+    pub n_seq_max: u32,
+    pub threads: u32,
+}
+
+/// A llama.cpp context: the KV cache and the compute buffers. Used by the engine thread only.
+pub struct Context {
+    raw: NonNull<sys::llama_context>,
+    n_vocab: usize,
+    // Keeps the model alive as long as the context (dropped after `raw` is freed).
+    _model: std::sync::Arc<Model>,
+}
+
+// SAFETY: a context is used by one thread at a time (the engine thread owns it).
+unsafe impl Send for Context {}
+
+impl Context {
+    pub fn new(model: std::sync::Arc<Model>, p: &ContextParams) -> Result<Context> {
+        // SAFETY: plain value returned by llama.cpp.
+        let mut cp = unsafe { sys::llama_context_default_params() };
+        cp.n_ctx = p.n_ctx;
+        cp.n_batch = p.n_batch;
+        cp.n_ubatch = p.n_batch;
+        cp.n_seq_max = p.n_seq_max;
+        cp.n_threads = p.threads as i32;
+        cp.n_threads_batch = p.threads as i32;
+        cp.no_perf = true;
+        // One pool of cells for all streams: a stream's cells are free for any other as soon as
+        // it ends, and streams may share cells holding the same prompt prefix.
+        cp.kv_unified = true;
+        log::take_last_llama_error();
+        // SAFETY: the model is valid and outlives the context (held in `_model`).
+        let raw = unsafe { sys::llama_init_from_model(model.raw.as_ptr(), cp) };
+        let Some(raw) = NonNull::new(raw) else {
+            let why = log::take_last_llama_error();
+            return Err(Error::new(
+                Status::OutOfMemory,
+                format!(
+                    "could not create a context of {} tokens for {} streams{}{}",
+                    p.n_ctx,
+                    p.n_seq_max,
+                    if why.is_empty() { "" } else { ": " },
+                    why.trim()
+                ),
+            ));
+        };
+        Ok(Context {
+            raw,
+            n_vocab: model.n_vocab(),
+            _model: model,
+        })
+    }
+
+    /// Decodes a batch. Returns llama_decode's code: 0 is success.
+    pub fn decode(&mut self, batch: &Batch) -> i32 {
+        // SAFETY: the batch's arrays hold n_tokens valid entries (Batch::add keeps that true).
+        unsafe { sys::llama_decode(self.raw.as_ptr(), batch.raw) }
+    }
+
+    /// The logits of output row `i` of the last decode.
+    pub fn logits(&mut self, i: i32) -> &[f32] {
+        // SAFETY: i is an output row of the last decode; llama.cpp returns n_vocab floats that
+        // stay valid until the next decode, which needs &mut self.
+        unsafe {
+            let p = sys::llama_get_logits_ith(self.raw.as_ptr(), i);
+            if p.is_null() {
+                return &[];
+            }
+            std::slice::from_raw_parts(p, self.n_vocab)
+        }
+    }
+
+    /// Removes the cells of `seq` at positions `p0..` (all of them for p0 = 0).
+    pub fn seq_rm(&mut self, seq: i32, p0: i32) {
+        // SAFETY: valid context; llama.cpp checks the range.
+        unsafe {
+            let mem = sys::llama_get_memory(self.raw.as_ptr());
+            sys::llama_memory_seq_rm(mem, seq, p0, -1);
+        }
+    }
+
+    pub fn raw(&mut self) -> *mut sys::llama_context {
+        self.raw.as_ptr()
+    }
+}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        // SAFETY: freed once; the model (in `_model`) is still alive here.
+        unsafe { sys::llama_free(self.raw.as_ptr()) }
+    }
+}
+
+/// A batch of tokens for one decode, each with its position, sequence and output flag.
+pub struct Batch {
+    raw: sys::llama_batch,
+    cap: usize,
+}
+
+// SAFETY: the batch owns its arrays; only the engine thread uses it.
+unsafe impl Send for Batch {}
+
+impl Batch {
+    pub fn new(cap: usize) -> Batch {
+        // SAFETY: allocates arrays of `cap` entries, one sequence id each.
+        let raw = unsafe { sys::llama_batch_init(cap as i32, 0, 1) };
+        Batch { raw, cap }
+    }
+
+    pub fn clear(&mut self) {
+        self.raw.n_tokens = 0;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.raw.n_tokens == 0
+    }
+
+    /// Adds a token; returns its row index in the batch.
+    pub fn add(&mut self, token: Token, pos: i32, seq: i32, output: bool) -> i32 {
+        let i = self.raw.n_tokens as usize;
+        assert!(i < self.cap, "batch overflow");
+        // SAFETY: i < cap, and every array was allocated with cap entries (seq_id with one id).
+        unsafe {
+            *self.raw.token.add(i) = token;
+            *self.raw.pos.add(i) = pos;
+            *self.raw.n_seq_id.add(i) = 1;
+            *(*self.raw.seq_id.add(i)) = seq;
+            *self.raw.logits.add(i) = output as i8;
+        }
+        self.raw.n_tokens += 1;
+        i as i32
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        // SAFETY: allocated by llama_batch_init, freed once.
+        unsafe { sys::llama_batch_free(self.raw) }
+    }
+}
+
+/// Sampling settings of one stream.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SamplingParams {
+    pub temperature: f32,
+    pub top_k: i32,
+    pub top_p: f32,
+    pub min_p: f32,
+    pub repeat_penalty: f32,
+    pub repeat_last_n: u32,
+    pub seed: u32,
+}
+
+impl SamplingParams {
+    /// Greedy without penalties: an argmax over the logits does the same as the sampler chain,
+    /// without sorting 262,144 candidates.
+    pub fn is_plain_greedy(&self) -> bool {
+        self.temperature <= 0.0 && self.repeat_penalty == 1.0
+    }
+}
+
+/// A llama.cpp sampler chain.
+pub struct Sampler {
+    raw: NonNull<sys::llama_sampler>,
+}
+
+// SAFETY: owned by one stream, used by the engine thread only.
+unsafe impl Send for Sampler {}
+
+impl Sampler {
+    pub fn new(p: &SamplingParams, n_vocab: usize) -> Sampler {
+        // SAFETY: each sampler created here is handed to the chain, which owns and frees it.
+        unsafe {
+            let mut cp = sys::llama_sampler_chain_default_params();
+            cp.no_perf = true;
+            let chain = sys::llama_sampler_chain_init(cp);
+            if p.repeat_penalty != 1.0 {
+                let last_n = p.repeat_last_n.min(i32::MAX as u32) as i32;
+                sys::llama_sampler_chain_add(
+                    chain,
+                    sys::llama_sampler_init_penalties(
+                        n_vocab as i32,
+                        last_n, p.repeat_penalty, 0.0, 0.0),
+                );
+            }
+            if p.temperature <= 0.0 {
+                sys::llama_sampler_chain_add(chain, sys::llama_sampler_init_greedy());
+            } else {
+                if p.top_k > 0 {
+                    sys::llama_sampler_chain_add(chain, sys::llama_sampler_init_top_k(p.top_k));
+                }
+                if p.top_p < 1.0 {
+                    sys::llama_sampler_chain_add(chain, sys::llama_sampler_init_top_p(p.top_p, 1));
+                }
+                if p.min_p > 0.0 {
+                    sys::llama_sampler_chain_add(chain, sys::llama_sampler_init_min_p(p.min_p, 1));
+                }
+                sys::llama_sampler_chain_add(chain, sys::llama_sampler_init_temp(p.temperature));
+                sys::llama_sampler_chain_add(chain, sys::llama_sampler_init_dist(p.seed));
+            }
+            Sampler {
+                raw: NonNull::new(chain).expect("llama_sampler_chain_init returned NULL"),
+            }
+        }
+    }
+
+    /// Samples from output row `i` of the context's last decode and accepts the token.
+    pub fn sample(&mut self, ctx: &mut Context, i: i32) -> Token {
+        // SAFETY: valid sampler and context; i is an output row of the last decode.
+        unsafe { sys::llama_sampler_sample(self.raw.as_ptr(), ctx.raw(), i) }
+    }
+
+    /// Feeds a token the stream already has (its prompt) to the penalties.
+    pub fn accept(&mut self, token: Token) {
+        // SAFETY: valid sampler.
+        unsafe { sys::llama_sampler_accept(self.raw.as_ptr(), token) }
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        // SAFETY: the chain frees the samplers it owns; freed once.
+        unsafe { sys::llama_sampler_free(self.raw.as_ptr()) }
+    }
+}
+
+/// Index of the largest logit (the first one on ties, as llama.cpp's greedy sampler does).
+pub fn argmax(logits: &[f32]) -> Token {
+    let mut best = 0usize;
+    let mut best_v = f32::NEG_INFINITY;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > best_v {
+            best_v = v;
+            best = i;
+        }
+    }
+    best as Token
+}

@@ -1,0 +1,578 @@
+//! Safe Rust over llama.cpp: models, devices, the engine thread and its streams.
+//! Nothing here knows of C; `crate::ffi` is the C surface over it.
+
+pub mod error;
+pub(crate) mod llama;
+pub mod log;
+mod scheduler;
+pub mod stream;
+pub mod text;
+
+pub use error::{Error, Result, Status};
+pub use llama::{DeviceKind, SamplingParams};
+pub use stream::{Control, FinishFn, FinishReason, ReadResult, Stats, Stream, TokenFn};
+
+use llama::{ContextParams, Model, ModelLoad};
+use scheduler::{Mailbox, Request, Scheduler};
+use std::cell::Cell;
+use std::ffi::CString;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+/// Settings of an engine. See the C header for each field's meaning and default.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EngineConfig {
+    pub gpu_layers: i32,
+    pub context_tokens: u32,
+    pub max_streams: u32,
+    pub threads: u32,
+    pub batch_tokens: u32,
+    pub use_mmap: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            gpu_layers: -1,
+            context_tokens: 2048,
+            max_streams: 4,
+            threads: 0,
+            batch_tokens: 512,
+            use_mmap: true,
+        }
+    }
+}
+
+/// Limits on engine settings.
+pub const MAX_STREAMS: u32 = 256;
+pub const MIN_CONTEXT_TOKENS: u32 = 8;
+pub const MAX_CONTEXT_TOKENS: u32 = 1 << 20;
+pub const MAX_BATCH_TOKENS: u32 = 1 << 16;
+pub const MAX_THREADS: u32 = 1024;
+
+/// What an engine runs on and what it loaded.
+#[derive(Clone, Debug, Default)]
+pub struct EngineInfo {
+    pub device_kind: Option<DeviceKind>,
+    pub device_name: String,
+    pub fallback_reason: String,
+    pub gpu_layers: i32,
+    pub total_layers: i32,
+    pub context_tokens: u32,
+    pub max_streams: u32,
+    pub threads: u32,
+    pub model_description: String,
+    pub parameter_count: u64,
+    pub file_bytes: u64,
+    pub vocab_size: u32,
+    pub train_context_tokens: u32,
+    pub has_chat_template: bool,
+}
+
+/// Settings of one generation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GenerateParams {
+    pub max_tokens: u32,
+    pub sampling: SamplingParams,
+    pub stop: Vec<String>,
+    pub ignore_eos: bool,
+    pub cache_prompt: bool,
+}
+
+/// The seed value that asks for a new random seed for each stream.
+pub const SEED_RANDOM: u64 = u64::MAX;
+
+impl GenerateParams {
+    /// Checks the values and builds the sampling settings. `seed` is the caller's 64-bit seed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        max_tokens: u32,
+        temperature: f32,
+        top_k: i32,
+        top_p: f32,
+        min_p: f32,
+        repeat_penalty: f32,
+        repeat_last_n: u32,
+        seed: u64,
+        stop: Vec<String>,
+        ignore_eos: bool,
+        cache_prompt: bool,
+    ) -> Result<GenerateParams> {
+        if !temperature.is_finite() || temperature < 0.0 {
+            return Err(Error::invalid(format!(
+                "temperature must be a finite number >= 0 (0 is greedy), got {temperature}"
+            )));
+        }
+        if top_k < 0 {
+            return Err(Error::invalid(format!(
+                "top_k must be >= 0 (0 is off), got {top_k}"
+            )));
+        }
+        if !(top_p > 0.0 && top_p <= 1.0) {
+            return Err(Error::invalid(format!(
+                "top_p must be in (0, 1] (1 is off), got {top_p}"
+            )));
+        }
+        if !(0.0..=1.0).contains(&min_p) {
+            return Err(Error::invalid(format!(
+                "min_p must be in [0, 1] (0 is off), got {min_p}"
+            )));
+        }
+        if !repeat_penalty.is_finite() || repeat_penalty <= 0.0 {
+            return Err(Error::invalid(format!(
+                "repeat_penalty must be a finite number > 0 (1 is off), got {repeat_penalty}"
+            )));
+        }
+        if let Some(i) = stop.iter().position(String::is_empty) {
+            return Err(Error::invalid(format!("stop[{i}] is an empty string")));
+        }
+        let seed = if seed == SEED_RANDOM {
+            random_seed()
+        } else {
+            // llama.cpp takes a 32-bit seed, and reserves 0xFFFFFFFF for "random".
+            let folded = (seed ^ (seed >> 32)) as u32;
+            if folded == u32::MAX {
+                0x5EED
+            } else {
+                folded
+            }
+        };
+        Ok(GenerateParams {
+            max_tokens,
+            sampling: SamplingParams {
+                temperature,
+                top_k,
+                top_p,
+                min_p,
+                repeat_penalty,
+                repeat_last_n,
+                seed,
+            },
+            stop,
+            ignore_eos,
+            cache_prompt,
+        })
+    }
+}
+
+impl Default for GenerateParams {
+    fn default() -> Self {
+        GenerateParams::new(
+            256,
+            0.8,
+            40,
+            0.95,
+            0.05,
+            1.0,
+            64,
+            SEED_RANDOM,
+            Vec::new(),
+            false,
+            true,
+        )
+        .expect("defaults are valid")
+    }
+}
+
+fn random_seed() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    let v = h.finish() as u32;
+    if v == u32::MAX {
+        0
+    } else {
+        v
+    }
+}
+
+thread_local! {
+    /// The id of the engine whose thread this is (0: not an engine thread).
+    static ENGINE_THREAD: Cell<u64> = const { Cell::new(0) };
+    /// How deep this thread is inside user callbacks.
+    static CALLBACK_DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Runs `f` marked as a user callback, so that calls made from it that would block are refused.
+pub(crate) fn callback_scope<R>(f: impl FnOnce() -> R) -> R {
+    struct Depth;
+    impl Drop for Depth {
+        fn drop(&mut self) {
+            CALLBACK_DEPTH.with(|d| d.set(d.get() - 1));
+        }
+    }
+    CALLBACK_DEPTH.with(|d| d.set(d.get() + 1));
+    let _depth = Depth;
+    f()
+}
+
+/// True inside a token, finish or progress callback: a call that waits would deadlock.
+pub fn in_callback() -> bool {
+    CALLBACK_DEPTH.with(|d| d.get() > 0)
+}
+
+/// The id of the engine whose thread is calling, if the caller is an engine thread.
+pub fn current_engine_thread() -> Option<u64> {
+    let id = ENGINE_THREAD.with(|e| e.get());
+    (id != 0).then_some(id)
+}
+
+/// One loaded model, its context and its engine thread.
+pub struct Engine {
+    id: u64,
+    mailbox: Arc<Mailbox>,
+    thread: Option<JoinHandle<()>>,
+    model: Arc<Model>,
+    info: EngineInfo,
+}
+
+fn physical_cores() -> u32 {
+    let logical = std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1);
+    // Linux: count distinct (physical id, core id) pairs.
+    if let Ok(s) = std::fs::read_to_string("/proc/cpuinfo") {
+        let mut cores = std::collections::HashSet::new();
+        let mut phys = "";
+        for line in s.lines() {
+            let mut kv = line.splitn(2, ':').map(str::trim);
+            match (kv.next(), kv.next()) {
+                (Some("physical id"), Some(v)) => phys = v,
+                (Some("core id"), Some(v)) => {
+                    cores.insert((phys.to_string(), v.to_string()));
+                }
+                _ => {}
+            }
+        }
+        if !cores.is_empty() {
+            return (cores.len() as u32).clamp(1, logical);
+        }
+    }
+    logical
+}
+
+fn check_config(c: &EngineConfig) -> Result<()> {
+    if !(MIN_CONTEXT_TOKENS..=MAX_CONTEXT_TOKENS).contains(&c.context_tokens) {
+        return Err(Error::invalid(format!(
+            "context_tokens must be in {MIN_CONTEXT_TOKENS}..={MAX_CONTEXT_TOKENS}, got {}",
+            c.context_tokens
+        )));
+    }
+    if !(1..=MAX_STREAMS).contains(&c.max_streams) {
+        return Err(Error::invalid(format!(
+            "max_streams must be in 1..={MAX_STREAMS}, got {}",
+            c.max_streams
+        )));
+    }
+    if (c.context_tokens as u64) * (c.max_streams as u64) > u32::MAX as u64 / 2 {
+        return Err(Error::invalid(format!(
+            "context_tokens * max_streams is too large ({} * {})",
+            c.context_tokens, c.max_streams
+        )));
+    }
+    if !(1..=MAX_BATCH_TOKENS).contains(&c.batch_tokens) {
+        return Err(Error::invalid(format!(
+            "batch_tokens must be in 1..={MAX_BATCH_TOKENS}, got {}",
+            c.batch_tokens
+        )));
+    }
+    if c.threads > MAX_THREADS {
+        return Err(Error::invalid(format!(
+            "threads must be in 0..={MAX_THREADS} (0: one per physical core), got {}",
+            c.threads
+        )));
+    }
+    Ok(())
+}
+
+/// How many layers to offload for `gpu_layers = -1`: all when the file fits in the device's free
+/// memory with room to spare, else as many as fit.
+fn layers_that_fit(dev: &llama::Device, file_bytes: u64, block_count: Option<u32>) -> i32 {
+    let Some(n) = block_count.filter(|&n| n > 0) else {
+        return -1;
+    };
+    let reserve = (dev.free_bytes as u64 / 10).max(512 << 20);
+    let budget = (dev.free_bytes as u64).saturating_sub(reserve);
+    let per_layer = (file_bytes / (n as u64 + 1)).max(1);
+    let fit = budget / per_layer;
+    if fit > n as u64 {
+        -1
+    } else {
+        fit as i32
+    }
+}
+
+impl Engine {
+    /// Loads `path` and starts the engine thread. `progress` gets load progress 0..1 and may
+    /// return false to abort the load (`Status::Cancelled`).
+    pub fn new(
+        path: &str,
+        config: &EngineConfig,
+        mut progress: Option<&mut dyn FnMut(f32) -> bool>,
+    ) -> Result<Engine> {
+        check_config(config)?;
+        let meta = std::fs::metadata(path)
+            .map_err(|e| Error::new(Status::Io, format!("cannot open model file '{path}': {e}")))?;
+        if !meta.is_file() {
+            return Err(Error::new(
+                Status::Io,
+                format!("model path '{path}' is not a regular file"),
+            ));
+        }
+        std::fs::File::open(path)
+            .map_err(|e| Error::new(Status::Io, format!("cannot read model file '{path}': {e}")))?;
+        let file_bytes = meta.len();
+        let cpath = CString::new(path)
+            .map_err(|_| Error::invalid("model_path contains a NUL byte"))?;
+        let summary = llama::inspect_gguf(&cpath, file_bytes).map_err(|e| {
+            Error::new(e.status, format!("cannot load model '{path}': {}", e.message))
+        })?;
+
+        let mut info = EngineInfo {
+            file_bytes,
+            ..Default::default()
+        };
+        let gpu = llama::devices()
+            .into_iter()
+            .filter(|d| d.is_gpu)
+            .max_by_key(|d| d.free_bytes);
+        let mut progress_wrapped = progress
+            .as_mut()
+            .map(|f| move |p: f32| callback_scope(|| f(p)));
+        let mut load = |device: Option<&llama::Device>, layers: i32| {
+            Model::load(
+                &cpath,
+                ModelLoad {
+                    device,
+                    gpu_layers: layers,
+                    use_mmap: config.use_mmap,
+                    progress: progress_wrapped
+                        .as_mut()
+                        .map(|f| f as &mut dyn FnMut(f32) -> bool),
+                },
+            )
+        };
+        let aborted = || Error::new(Status::Cancelled, "model load cancelled by the progress callback");
+        let mut model = None;
+        if config.gpu_layers != 0 {
+            match &gpu {
+                None => {
+                    info.fallback_reason = if cfg!(any(
+                        feature = "cuda",
+                        feature = "vulkan",
+                        feature = "metal"
+                    )) {
+                        "no usable GPU device was found".into()
+                    } else {
+                        "minerva was built without a GPU backend (cargo features cuda, vulkan, metal)"
+                            .into()
+                    };
+                }
+                Some(dev) => {
+                    let layers = if config.gpu_layers < 0 {
+                        layers_that_fit(dev, file_bytes, summary.block_count)
+                    } else {
+                        config.gpu_layers
+                    };
+                    if layers == 0 {
+                        info.fallback_reason = format!(
+                            "{} has {} MiB free, too little for one layer",
+                            dev.description,
+                            dev.free_bytes >> 20
+                        );
+                    } else {
+                        match load(Some(dev), layers) {
+                            Ok(m) => {
+                                let n = m.n_layer();
+                                info.gpu_layers = if layers < 0 { n } else { layers.min(n) };
+                                info.device_kind = Some(dev.kind);
+                                info.device_name = dev.description.clone();
+                                model = Some(m);
+                            }
+                            Err(llama::LoadError::Aborted) => return Err(aborted()),
+                            Err(llama::LoadError::Failed(why)) => {
+                                info.fallback_reason = format!(
+                                    "loading on {} failed: {}",
+                                    dev.description,
+                                    if why.is_empty() { "unknown error" } else { why.trim() }
+                                );
+                                log::log_warn!("{}; falling back to the CPU", info.fallback_reason);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let model = match model {
+            Some(m) => m,
+            None => {
+                let m = load(None, 0).map_err(|e| match e {
+                    llama::LoadError::Aborted => aborted(),
+                    llama::LoadError::Failed(why) => Error::new(
+                        Status::Model,
+                        format!(
+                            "cannot load model '{path}': {}",
+                            if why.is_empty() {
+                                "llama.cpp refused the file".to_string()
+                            } else {
+                                why.trim().to_string()
+                            }
+                        ),
+                    ),
+                })?;
+                info.device_kind = Some(DeviceKind::Cpu);
+                info.device_name = llama::devices()
+                    .into_iter()
+                    .find(|d| d.kind == DeviceKind::Cpu)
+                    .map(|d| d.description)
+                    .unwrap_or_else(|| "CPU".into());
+                m
+            }
+        };
+        let model = Arc::new(model);
+        let threads = if config.threads == 0 {
+            physical_cores()
+        } else {
+            config.threads
+        };
+        // Every generating stream needs a row in each batch.
+        let batch_tokens = config.batch_tokens.max(config.max_streams);
+        let ctx = llama::Context::new(
+            model.clone(),
+            &ContextParams {
+                n_ctx: config.context_tokens * config.max_streams,
+                n_batch: batch_tokens,
+                n_seq_max: config.max_streams,
+                threads,
+            },
+        )?;
+        info.total_layers = model.n_layer();
+        info.context_tokens = config.context_tokens;
+        info.max_streams = config.max_streams;
+        info.threads = threads;
+        info.model_description = model.description();
+        info.parameter_count = model.n_params();
+        info.vocab_size = model.n_vocab() as u32;
+        info.train_context_tokens = model.n_ctx_train();
+        info.has_chat_template = model.has_chat_template();
+        if config.context_tokens > info.train_context_tokens && info.train_context_tokens > 0 {
+            log::log_warn!(
+                "context_tokens {} exceeds the model's training context {}",
+                config.context_tokens,
+                info.train_context_tokens
+            );
+        }
+
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let mailbox = Arc::new(Mailbox::default());
+        let scheduler = Scheduler::new(
+            ctx,
+            model.clone(),
+            mailbox.clone(),
+            config.max_streams as usize,
+            batch_tokens as usize,
+            config.context_tokens as usize,
+        );
+        let thread = std::thread::Builder::new()
+            .name("minerva-engine".into())
+            .spawn(move || {
+                ENGINE_THREAD.with(|e| e.set(id));
+                scheduler.run();
+            })
+            .map_err(|e| Error::new(Status::OutOfMemory, format!("cannot start the engine thread: {e}")))?;
+        log::log_info!(
+            "engine {id}: {} on {} ({} threads, {} streams x {} tokens)",
+            info.model_description,
+            info.device_name,
+            threads,
+            config.max_streams,
+            config.context_tokens
+        );
+        Ok(Engine {
+            id,
+            mailbox,
+            thread: Some(thread),
+            model,
+            info,
+        })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn info(&self) -> &EngineInfo {
+        &self.info
+    }
+
+    /// Tokenizes a prompt as a stream would (BOS where the vocabulary asks for one, special tokens
+    /// recognized).
+    pub fn tokenize(&self, text: &str) -> Result<Vec<i32>> {
+        self.model.tokenize(text)
+    }
+
+    /// Starts a stream. With `on_token` None the stream is in pull mode ([`Stream::read`]).
+    /// `on_finish` is called exactly once, last, on the engine thread, if this returns Ok.
+    pub fn start(
+        &self,
+        prompt: &str,
+        params: GenerateParams,
+        on_token: Option<TokenFn>,
+        on_finish: Option<FinishFn>,
+    ) -> Result<Stream> {
+        let created = Instant::now();
+        let tokens = self.model.tokenize(prompt)?;
+        if tokens.is_empty() {
+            return Err(Error::invalid("the prompt is empty (it gives no tokens)"));
+        }
+        if tokens.len() > self.info.context_tokens as usize {
+            return Err(Error::new(
+                Status::ContextFull,
+                format!(
+                    "the prompt is {} tokens; a stream holds at most {} (context_tokens)",
+                    tokens.len(),
+                    self.info.context_tokens
+                ),
+            ));
+        }
+        let shared = stream::StreamShared::new(on_token.is_none(), created);
+        let req = Request {
+            shared: shared.clone(),
+            tokens,
+            params,
+            on_token,
+            on_finish,
+        };
+        {
+            let mut inc = self.mailbox.incoming.lock();
+            if inc.shutdown {
+                return Err(Error::new(Status::Cancelled, "the engine is shutting down"));
+            }
+            inc.queue.push_back(req);
+        }
+        self.mailbox.wake.notify_one();
+        Ok(Stream { shared })
+    }
+}
+
+impl Drop for Engine {
+    /// Cancels every stream, waits until no callback of this engine can run, frees the model.
+    /// Must not run on the engine's own thread (the C layer refuses that case).
+    fn drop(&mut self) {
+        self.mailbox.incoming.lock().shutdown = true;
+        self.mailbox.wake.notify_one();
+        if let Some(t) = self.thread.take() {
+            if current_engine_thread() == Some(self.id) {
+                // Cannot join ourselves; the thread ends on its own and frees the context.
+                log::log_warn!("engine {} dropped on its own thread", self.id);
+                return;
+            }
+            let _ = t.join();
+        }
+    }
+}

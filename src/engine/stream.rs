@@ -1,0 +1,213 @@
+//! A stream's state shared between its handle (any thread) and the engine thread.
+
+use super::error::{Error, Status};
+use parking_lot::{Condvar, Mutex};
+use std::collections::VecDeque;
+use std::ffi::CString;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// What a token callback answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    Stop,
+}
+
+/// Why a stream ended. Values are the C API's `minerva_finish_reason`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[repr(u32)]
+pub enum FinishReason {
+    #[default]
+    Running = 0,
+    Length = 1,
+    Stop = 2,
+    Eos = 3,
+    Cancelled = 4,
+    Error = 5,
+}
+
+/// Figures of one stream.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Stats {
+    pub prompt_tokens: u32,
+    pub cached_prompt_tokens: u32,
+    pub generated_tokens: u32,
+    pub time_to_first_token_ms: f64,
+    pub prompt_tokens_per_second: f64,
+    pub tokens_per_second: f64,
+    pub finish_reason: FinishReason,
+}
+
+/// Receives a stream's text on the engine thread.
+pub type TokenFn = Box<dyn FnMut(&str) -> Control + Send>;
+/// Called once when a stream ends, after its last token callback.
+pub type FinishFn = Box<dyn FnOnce(Status, FinishReason) + Send>;
+
+#[derive(Default)]
+struct State {
+    /// Pull mode: text not yet read (always whole UTF-8 characters).
+    text: VecDeque<u8>,
+    /// Set once the stream has ended and its finish callback has returned.
+    done: bool,
+    status: Option<Status>,
+    stats: Stats,
+}
+
+/// The part of a stream that both sides see.
+pub struct StreamShared {
+    cancel: AtomicBool,
+    pull: bool,
+    pub(crate) created: Instant,
+    state: Mutex<State>,
+    cond: Condvar,
+    error: OnceLock<CString>,
+}
+
+impl StreamShared {
+    pub(crate) fn new(pull: bool, created: Instant) -> Arc<StreamShared> {
+        Arc::new(StreamShared {
+            cancel: AtomicBool::new(false),
+            pull,
+            created,
+            state: Mutex::new(State::default()),
+            cond: Condvar::new(),
+            error: OnceLock::new(),
+        })
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn is_pull(&self) -> bool {
+        self.pull
+    }
+
+    /// Engine thread: queues text for `read`.
+    pub(crate) fn push_text(&self, text: &str) {
+        let mut st = self.state.lock();
+        st.text.extend(text.as_bytes());
+        drop(st);
+        self.cond.notify_all();
+    }
+
+    pub(crate) fn update_stats(&self, f: impl FnOnce(&mut Stats)) {
+        f(&mut self.state.lock().stats);
+    }
+
+    /// Engine thread: records the end, before the finish callback runs.
+    pub(crate) fn set_result(&self, status: Status, reason: FinishReason, error: Option<&Error>) {
+        if let Some(e) = error {
+            let msg = CString::new(e.message.replace('\0', " ")).unwrap_or_default();
+            let _ = self.error.set(msg);
+        }
+        let mut st = self.state.lock();
+        st.status = Some(status);
+        st.stats.finish_reason = reason;
+    }
+
+    /// Engine thread: the finish callback has returned; waiters may go.
+    pub(crate) fn set_done(&self) {
+        self.state.lock().done = true;
+        self.cond.notify_all();
+    }
+}
+
+/// A caller's handle to a stream. Dropping it does not stop the stream (see [`Stream::cancel`]).
+#[derive(Clone)]
+pub struct Stream {
+    pub(crate) shared: Arc<StreamShared>,
+}
+
+/// What [`Stream::read`] returned.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ReadResult {
+    pub len: usize,
+    pub finished: bool,
+}
+
+fn deadline(timeout: Option<Duration>) -> Option<Instant> {
+    timeout.map(|t| Instant::now() + t)
+}
+
+impl Stream {
+    /// Asks the stream to end; takes effect within one engine step. Returns at once.
+    pub fn cancel(&self) {
+        self.shared.cancel.store(true, Ordering::Relaxed);
+    }
+
+    /// Waits until the stream has ended and its finish callback has returned. `None` waits
+    /// without limit. Returns the final status, or `Status::Timeout`.
+    pub fn wait(&self, timeout: Option<Duration>) -> Status {
+        let until = deadline(timeout);
+        let mut st = self.shared.state.lock();
+        while !st.done {
+            match until {
+                None => self.shared.cond.wait(&mut st),
+                Some(t) => {
+                    if self.shared.cond.wait_until(&mut st, t).timed_out() && !st.done {
+                        return Status::Timeout;
+                    }
+                }
+            }
+        }
+        st.status.unwrap_or(Status::Internal)
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.shared.state.lock().done
+    }
+
+    /// Pull mode: copies up to `buf.len()` bytes of whole characters, waiting up to `timeout` for
+    /// text (`None`: without limit). `buf` must hold at least 4 bytes.
+    pub fn read(&self, buf: &mut [u8], timeout: Option<Duration>) -> ReadResult {
+        debug_assert!(buf.len() >= 4);
+        let until = deadline(timeout);
+        let mut st = self.shared.state.lock();
+        loop {
+            if !st.text.is_empty() {
+                let mut n = st.text.len().min(buf.len());
+                // Cut on a character boundary: back up over continuation bytes.
+                while n < st.text.len() && n > 0 && (st.text[n] & 0xC0) == 0x80 {
+                    n -= 1;
+                }
+                for (dst, src) in buf.iter_mut().zip(st.text.drain(..n)) {
+                    *dst = src;
+                }
+                let finished = st.done && st.text.is_empty();
+                return ReadResult { len: n, finished };
+            }
+            if st.done {
+                return ReadResult {
+                    len: 0,
+                    finished: true,
+                };
+            }
+            match until {
+                None => self.shared.cond.wait(&mut st),
+                Some(t) => {
+                    if self.shared.cond.wait_until(&mut st, t).timed_out()
+                        && st.text.is_empty()
+                        && !st.done
+                    {
+                        return ReadResult {
+                            len: 0,
+                            finished: false,
+                        };
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.shared.state.lock().stats
+    }
+
+    /// The message of the error the stream ended with, "" when none. Lives as long as the stream.
+    pub fn error(&self) -> &std::ffi::CStr {
+        self.shared.error.get().map(|c| c.as_c_str()).unwrap_or(c"")
+    }
+}
