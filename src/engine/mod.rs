@@ -576,3 +576,8 @@ impl Drop for Engine {
         }
     }
 }
+
+/// Routes llama.cpp's log lines through [`log`] (done by any engine creation too).
+pub fn init_logging() {
+    llama::init_backend();
+}

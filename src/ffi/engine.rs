@@ -1,0 +1,261 @@
+//! Engines: `minerva_engine_params`, `minerva_engine_new`, `minerva_engine_get_info`,
+//! `minerva_engine_free`.
+
+use super::*;
+use crate::engine::{self as eng, DeviceKind, Engine, EngineConfig, Error};
+use std::ffi::{c_char, c_void};
+use std::mem::offset_of;
+
+/// An engine: one loaded GGUF model, the device chosen for it (a GPU set up at creation, the CPU
+/// as the fallback), one KV cache, and one engine thread that decodes all of the engine's live
+/// streams together in shared batches. Opaque; create with `minerva_engine_new`, release with
+/// `minerva_engine_free`.
+///
+/// Thread safety: every function taking an engine may be called from any thread, concurrently,
+/// except that `minerva_engine_free(e)` must not overlap another call on `e`.
+pub struct minerva_engine {
+    pub(crate) inner: Engine,
+}
+
+/// Load progress, from the thread that called `minerva_engine_new`, with `progress` from 0 to 1.
+/// Return `MINERVA_CONTINUE` to go on, anything else to abort the load (`minerva_engine_new` then
+/// returns `MINERVA_ERR_CANCELLED`).
+pub type minerva_progress_callback =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, progress: f32) -> minerva_control>;
+
+/// Settings of an engine. Fill it with `minerva_engine_params_init(&p, sizeof p)`, then change
+/// what you need. The library reads only the fields that fit in `struct_size`, so a program built
+/// against an older header keeps working.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct minerva_engine_params {
+    /// `sizeof(minerva_engine_params)` as the caller knows it; set by the init function.
+    pub struct_size: u32,
+    /// Layers to offload to the best GPU. -1 (default): as many as fit in its free memory;
+    /// 0: CPU only; N: at most N. Without a usable GPU the engine runs on the CPU, which is never
+    /// an error (`minerva_engine_info.fallback_reason` says why).
+    pub gpu_layers: i32,
+    /// Tokens ONE stream can hold, prompt plus generated text (default 2048; 8 to 1048576). The KV
+    /// cache holds `context_tokens * max_streams` tokens.
+    pub context_tokens: u32,
+    /// Streams decoded together (default 4; 1 to 256). More streams may be started: they wait in
+    /// a queue until one ends.
+    pub max_streams: u32,
+    /// CPU threads for decoding. 0 (default): one per physical core.
+    pub threads: u32,
+    /// Tokens per decode step, all streams together (default 512; 1 to 65536; raised to
+    /// `max_streams` if smaller). Long prompts are processed in chunks of this size, so other
+    /// streams keep producing tokens meanwhile.
+    pub batch_tokens: u32,
+    /// Map the model file instead of reading it (default true).
+    pub use_mmap: bool,
+    /// Optional load progress callback (default NULL).
+    pub progress: minerva_progress_callback,
+    /// Passed to `progress`.
+    pub progress_user_data: *mut c_void,
+}
+
+impl Default for minerva_engine_params {
+    fn default() -> Self {
+        let d = EngineConfig::default();
+        minerva_engine_params {
+            struct_size: std::mem::size_of::<Self>() as u32,
+            gpu_layers: d.gpu_layers,
+            context_tokens: d.context_tokens,
+            max_streams: d.max_streams,
+            threads: d.threads,
+            batch_tokens: d.batch_tokens,
+            use_mmap: d.use_mmap,
+            progress: None,
+            progress_user_data: std::ptr::null_mut(),
+        }
+    }
+}
+
+/// What an engine runs on and what it loaded; filled by `minerva_engine_get_info`. Set
+/// `struct_size` to `sizeof(minerva_engine_info)` (or 0) before the call; the library writes only
+/// the fields that fit.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct minerva_engine_info {
+    /// Set by the caller: `sizeof(minerva_engine_info)`, or 0 for the first published layout.
+    pub struct_size: u32,
+    /// The device that holds most of the model (a `MINERVA_DEVICE_*` value).
+    pub device_kind: minerva_device_kind,
+    /// The device's name, e.g. the CPU model or "NVIDIA H200"; NUL-terminated UTF-8.
+    pub device_name: [c_char; 128],
+    /// Why the CPU was used although a GPU was asked for; "" if not.
+    pub fallback_reason: [c_char; 256],
+    /// Layers offloaded to the GPU (0 on the CPU).
+    pub gpu_layers: i32,
+    /// Layers of the model.
+    pub total_layers: i32,
+    /// Tokens one stream can hold.
+    pub context_tokens: u32,
+    /// Streams decoded together.
+    pub max_streams: u32,
+    /// CPU threads used for decoding.
+    pub threads: u32,
+    /// llama.cpp's description of the model, e.g. "gemma3 270M Q4_K - Medium".
+    pub model_description: [c_char; 128],
+    /// Parameters of the model.
+    pub parameter_count: u64,
+    /// Size of the model file in bytes.
+    pub file_bytes: u64,
+    /// Tokens in the model's vocabulary.
+    pub vocab_size: u32,
+    /// The context length the model was trained with.
+    pub train_context_tokens: u32,
+    /// Whether the model file carries a chat template.
+    pub has_chat_template: bool,
+}
+
+/// Fills `params` with the defaults. Call as `minerva_engine_params_init(&p, sizeof p)`. Only the
+/// first `struct_size` bytes are written. NULL: no-op.
+#[no_mangle]
+pub unsafe extern "C" fn minerva_engine_params_init(
+    params: *mut minerva_engine_params,
+    struct_size: u32,
+) {
+    guard_void(|| {
+        if params.is_null() || struct_size < 4 {
+            return;
+        }
+        let d = minerva_engine_params {
+            struct_size,
+            ..Default::default()
+        };
+        // SAFETY: the caller says `params` has struct_size writable bytes.
+        unsafe {
+            (params as *mut u32).write_unaligned(struct_size);
+            write_out(params, &d);
+        }
+    });
+}
+
+fn engine_params_bools() -> [usize; 1] {
+    [offset_of!(minerva_engine_params, use_mmap)]
+}
+
+/// Loads the GGUF model at `model_path` (UTF-8, NUL-terminated) and starts the engine's thread.
+///
+/// `params` may be NULL for the defaults; it is read during the call only. Blocks while the model
+/// loads. The GPU is set up here: with `gpu_layers` != 0 and a GPU backend built in, layers go to
+/// the GPU with the most free memory; if there is none, or loading there fails, the model loads
+/// on the CPU and `minerva_engine_info.fallback_reason` says why.
+///
+/// Errors: `MINERVA_ERR_INVALID_ARGUMENT` (NULL path or out, a field out of range, named in the
+/// message), `MINERVA_ERR_IO` (missing or unreadable file), `MINERVA_ERR_MODEL` (not GGUF,
+/// truncated, corrupt, unsupported), `MINERVA_ERR_OUT_OF_MEMORY`, `MINERVA_ERR_CANCELLED` (the
+/// progress callback stopped the load). On success `*out` owns the engine: release it with
+/// `minerva_engine_free`. On failure `*out` is not written.
+#[no_mangle]
+pub unsafe extern "C" fn minerva_engine_new(
+    model_path: *const c_char,
+    params: *const minerva_engine_params,
+    out: *mut *mut minerva_engine,
+) -> minerva_status {
+    guard("minerva_engine_new", || {
+        let path = try_str!(model_path, "model_path");
+        let out = try_mut!(out, "out");
+        // SAFETY: params is NULL or a caller struct of struct_size bytes.
+        let p = unsafe {
+            read_params(
+                params,
+                minerva_engine_params::default(),
+                "params",
+                &engine_params_bools(),
+            )
+        }?;
+        let config = EngineConfig {
+            gpu_layers: p.gpu_layers.max(-1),
+            context_tokens: p.context_tokens,
+            max_streams: p.max_streams,
+            threads: p.threads,
+            batch_tokens: p.batch_tokens,
+            use_mmap: p.use_mmap,
+        };
+        let ud = UserData(p.progress_user_data);
+        let mut progress_fn = p.progress.map(|cb| {
+            move |progress: f32| {
+                // SAFETY: the caller's callback, called as the header documents.
+                (unsafe { cb(ud.0, progress) }) == MINERVA_CONTINUE
+            }
+        });
+        let engine = Engine::new(
+            path,
+            &config,
+            progress_fn
+                .as_mut()
+                .map(|f| f as &mut dyn FnMut(f32) -> bool),
+        )?;
+        *out = Box::into_raw(Box::new(minerva_engine { inner: engine }));
+        Ok(())
+    })
+}
+
+/// Fills `*out` with what the engine runs on and what it loaded. Set `out->struct_size` first.
+/// Errors: `MINERVA_ERR_INVALID_ARGUMENT` for a NULL argument.
+#[no_mangle]
+pub unsafe extern "C" fn minerva_engine_get_info(
+    engine: *const minerva_engine,
+    out: *mut minerva_engine_info,
+) -> minerva_status {
+    guard("minerva_engine_get_info", || {
+        let engine = try_ref!(engine, "engine");
+        if out.is_null() {
+            return Err(Error::invalid("out is NULL"));
+        }
+        let i = engine.inner.info();
+        // SAFETY: an all-zero minerva_engine_info is valid (integers, arrays and a bool).
+        let mut v: minerva_engine_info = unsafe { std::mem::zeroed() };
+        v.device_kind = match i.device_kind {
+            Some(DeviceKind::Cpu) | None => MINERVA_DEVICE_CPU,
+            Some(DeviceKind::Cuda) => MINERVA_DEVICE_CUDA,
+            Some(DeviceKind::Metal) => MINERVA_DEVICE_METAL,
+            Some(DeviceKind::Vulkan) => MINERVA_DEVICE_VULKAN,
+            Some(DeviceKind::Other) => MINERVA_DEVICE_OTHER,
+        };
+        fill_chars(&mut v.device_name, &i.device_name);
+        fill_chars(&mut v.fallback_reason, &i.fallback_reason);
+        fill_chars(&mut v.model_description, &i.model_description);
+        v.gpu_layers = i.gpu_layers;
+        v.total_layers = i.total_layers;
+        v.context_tokens = i.context_tokens;
+        v.max_streams = i.max_streams;
+        v.threads = i.threads;
+        v.parameter_count = i.parameter_count;
+        v.file_bytes = i.file_bytes;
+        v.vocab_size = i.vocab_size;
+        v.train_context_tokens = i.train_context_tokens;
+        v.has_chat_template = i.has_chat_template;
+        // SAFETY: out points to the caller's struct of its struct_size.
+        unsafe { write_out(out, &v) };
+        Ok(())
+    })
+}
+
+/// Cancels the engine's streams (they finish with `MINERVA_ERR_CANCELLED` and their finish
+/// callbacks run), waits until no callback of the engine can run, and releases the model and the
+/// KV cache. Stream handles not yet freed stay valid to read, wait on, query and free. NULL:
+/// no-op. Called from a callback of this same engine it is ignored (and logged as a warning):
+/// an engine cannot wait for its own thread.
+#[no_mangle]
+pub unsafe extern "C" fn minerva_engine_free(engine: *mut minerva_engine) {
+    guard_void(|| {
+        if engine.is_null() {
+            return;
+        }
+        // SAFETY: a non-NULL engine came from minerva_engine_new and is freed once.
+        let id = unsafe { (*engine).inner.id() };
+        if eng::current_engine_thread() == Some(id) {
+            eng::log::log(
+                eng::log::Level::Warn,
+                "minerva_engine_free called from a callback of the same engine: ignored",
+            );
+            return;
+        }
+        // SAFETY: as above; ownership returns to Rust and the engine is dropped (joined) here.
+        drop(unsafe { Box::from_raw(engine) });
+    });
+}

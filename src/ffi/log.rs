@@ -1,0 +1,37 @@
+//! `minerva_set_log_callback`.
+
+use super::*;
+use crate::engine::log::{self, Level};
+use std::ffi::{c_char, c_void, CString};
+use std::sync::Arc;
+
+/// Receives one whole log line (NUL-terminated UTF-8, no trailing newline; valid only during the
+/// call), llama.cpp's and minerva's own, from any thread, one call at a time.
+pub type minerva_log_callback =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, level: minerva_log_level, message: *const c_char)>;
+
+/// Sends log lines at `min_level` and above to `cb`; NULL `cb` restores the default, stderr. By
+/// default only warnings and errors reach stderr: llama.cpp's load chatter stays out of a host
+/// program's console unless asked for. A `min_level` above `MINERVA_LOG_NONE` is treated as NONE.
+/// Applies to the whole process; `user_data` must stay valid until the callback is replaced.
+#[no_mangle]
+pub unsafe extern "C" fn minerva_set_log_callback(
+    cb: minerva_log_callback,
+    user_data: *mut c_void,
+    min_level: minerva_log_level,
+) {
+    guard_void(|| {
+        let ud = UserData(user_data);
+        let sink = cb.map(|cb| {
+            Arc::new(move |level: Level, line: &str| {
+                let ud = ud;
+                let c = CString::new(line.replace('\0', " ")).unwrap_or_default();
+                // SAFETY: the caller's callback, called as the header documents.
+                unsafe { cb(ud.0, level as minerva_log_level, c.as_ptr()) }
+            }) as Arc<log::Sink>
+        });
+        // llama.cpp must be set up before its log lines can be routed.
+        crate::engine::init_logging();
+        log::set_sink(sink, Level::from_u32(min_level));
+    });
+}
