@@ -106,6 +106,24 @@ pub fn devices() -> Vec<Device> {
 pub struct GgufSummary {
     pub architecture: String,
     pub block_count: Option<u32>,
+    pub embedding_length: Option<u32>,
+    pub head_count: Option<u32>,
+    pub head_count_kv: Option<u32>,
+    pub key_length: Option<u32>,
+    pub value_length: Option<u32>,
+}
+
+impl GgufSummary {
+    /// Bytes of KV cache (f16 keys and values, every layer) per token, when the header says enough.
+    pub fn kv_bytes_per_token(&self) -> Option<u64> {
+        let layers = self.block_count? as u64;
+        let heads = self.head_count.filter(|&h| h > 0)? as u64;
+        let kv_heads = self.head_count_kv.unwrap_or(heads as u32) as u64;
+        let head_dim = self.embedding_length? as u64 / heads;
+        let k = self.key_length.map(u64::from).unwrap_or(head_dim);
+        let v = self.value_length.map(u64::from).unwrap_or(head_dim);
+        Some(layers * kv_heads * (k + v) * 2)
+    }
 }
 
 /// Reads a GGUF file's header and tensor table with ggml's reader (which reports errors instead
@@ -164,12 +182,18 @@ pub fn inspect_gguf(path: &CStr, file_len: u64) -> Result<GgufSummary> {
         if arch_key >= 0 && sys::gguf_get_kv_type(ctx, arch_key) == sys::GGUF_TYPE_STRING {
             s.architecture = cstr_lossy(sys::gguf_get_val_str(ctx, arch_key));
         }
-        if let Ok(key) = CString::new(format!("{}.block_count", s.architecture)) {
+        let u32_of = |name: &str| -> Option<u32> {
+            let key = CString::new(format!("{}.{name}", s.architecture)).ok()?;
             let id = sys::gguf_find_key(ctx, key.as_ptr());
-            if id >= 0 && sys::gguf_get_kv_type(ctx, id) == sys::GGUF_TYPE_UINT32 {
-                s.block_count = Some(sys::gguf_get_val_u32(ctx, id));
-            }
-        }
+            (id >= 0 && sys::gguf_get_kv_type(ctx, id) == sys::GGUF_TYPE_UINT32)
+                .then(|| sys::gguf_get_val_u32(ctx, id))
+        };
+        s.block_count = u32_of("block_count");
+        s.embedding_length = u32_of("embedding_length");
+        s.head_count = u32_of("attention.head_count");
+        s.head_count_kv = u32_of("attention.head_count_kv");
+        s.key_length = u32_of("attention.key_length");
+        s.value_length = u32_of("attention.value_length");
         Ok(s)
     }
 }

@@ -255,6 +255,14 @@ fn physical_cores() -> u32 {
     logical
 }
 
+/// Host memory available for new allocations (Linux: MemAvailable), if known.
+fn available_memory() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = s.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 fn check_config(c: &EngineConfig) -> Result<()> {
     if !(MIN_CONTEXT_TOKENS..=MAX_CONTEXT_TOKENS).contains(&c.context_tokens) {
         return Err(Error::invalid(format!(
@@ -434,6 +442,30 @@ impl Engine {
             }
         };
         let model = Arc::new(model);
+        let n_ctx = config.context_tokens * config.max_streams;
+        if let Some(per_token) = summary.kv_bytes_per_token() {
+            let need = per_token * n_ctx as u64;
+            let on_gpu = info.device_kind != Some(DeviceKind::Cpu);
+            let available = if on_gpu {
+                gpu.as_ref().map(|d| d.free_bytes as u64)
+            } else {
+                available_memory()
+            };
+            if let Some(avail) = available.filter(|&a| need > a / 10 * 9) {
+                return Err(Error::new(
+                    Status::OutOfMemory,
+                    format!(
+                        "the KV cache for context_tokens {} x max_streams {} needs {} MiB; \
+                         {} MiB of {} memory is available",
+                        config.context_tokens,
+                        config.max_streams,
+                        need >> 20,
+                        avail >> 20,
+                        if on_gpu { "device" } else { "host" }
+                    ),
+                ));
+            }
+        }
         let threads = if config.threads == 0 {
             physical_cores()
         } else {
@@ -444,7 +476,7 @@ impl Engine {
         let ctx = llama::Context::new(
             model.clone(),
             &ContextParams {
-                n_ctx: config.context_tokens * config.max_streams,
+                n_ctx,
                 n_batch: batch_tokens,
                 n_seq_max: config.max_streams,
                 threads,

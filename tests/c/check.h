@@ -46,7 +46,7 @@ static const char *model_path(void) {
     return p;
 }
 
-static minerva_engine *open_engine(uint32_t max_streams, uint32_t context_tokens) {
+static inline minerva_engine *open_engine(uint32_t max_streams, uint32_t context_tokens) {
     minerva_engine_params p;
     minerva_engine_params_init(&p, sizeof p);
     p.max_streams = max_streams;
@@ -57,7 +57,7 @@ static minerva_engine *open_engine(uint32_t max_streams, uint32_t context_tokens
     return e;
 }
 
-static minerva_generate_params greedy(uint32_t max_tokens) {
+static inline minerva_generate_params greedy(uint32_t max_tokens) {
     minerva_generate_params g;
     minerva_generate_params_init(&g, sizeof g);
     g.temperature = 0.0f;
@@ -78,7 +78,7 @@ typedef struct {
     int token_after_finish;  /* a token callback came after on_finish */
 } text_buf;
 
-static void tb_append(text_buf *b, const char *s, size_t n) {
+static inline void tb_append(text_buf *b, const char *s, size_t n) {
     if (b->len + n + 1 > b->cap) {
         b->cap = (b->len + n + 1) * 2;
         b->data = (char *)realloc(b->data, b->cap);
@@ -89,12 +89,12 @@ static void tb_append(text_buf *b, const char *s, size_t n) {
     b->data[b->len] = 0;
 }
 
-static void tb_free(text_buf *b) {
+static inline void tb_free(text_buf *b) {
     free(b->data);
     memset(b, 0, sizeof *b);
 }
 
-static minerva_control tb_on_token(void *ud, const char *text, size_t len) {
+static inline minerva_control tb_on_token(void *ud, const char *text, size_t len) {
     text_buf *b = (text_buf *)ud;
     if (b->finish_calls) b->token_after_finish = 1;
     CHECK(text != NULL && len > 0 && text[len] == '\0' && strlen(text) == len);
@@ -104,7 +104,7 @@ static minerva_control tb_on_token(void *ud, const char *text, size_t len) {
     return MINERVA_CONTINUE;
 }
 
-static void tb_on_finish(void *ud, minerva_status status, minerva_finish_reason reason) {
+static inline void tb_on_finish(void *ud, minerva_status status, minerva_finish_reason reason) {
     text_buf *b = (text_buf *)ud;
     b->finish_calls++;
     b->finish_status = status;
@@ -112,7 +112,7 @@ static void tb_on_finish(void *ud, minerva_status status, minerva_finish_reason 
 }
 
 /* Pulls a stream's text until it is finished. */
-static void pull_all(minerva_stream *s, text_buf *b) {
+static inline void pull_all(minerva_stream *s, text_buf *b) {
     char buf[64];
     for (;;) {
         size_t n = 12345;
@@ -125,7 +125,7 @@ static void pull_all(minerva_stream *s, text_buf *b) {
 }
 
 /* True when s is valid UTF-8. */
-static int utf8_valid(const char *s, size_t n) {
+static inline int utf8_valid(const char *s, size_t n) {
     size_t i = 0;
     while (i < n) {
         unsigned char c = (unsigned char)s[i];
