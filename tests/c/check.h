@@ -3,6 +3,10 @@
 #ifndef MINERVA_TEST_CHECK_H
 #define MINERVA_TEST_CHECK_H
 
+#ifndef _DEFAULT_SOURCE
+#define _DEFAULT_SOURCE /* usleep, clock_gettime under -std=c11 */
+#endif
+
 #include "minerva.h"
 #include <pthread.h>
 #include <stdio.h>
