@@ -18,7 +18,20 @@ fn greedy(max_tokens: u32) -> GenerateParams {
     GenerateParams {
         max_tokens,
         ignore_eos: true,
-        ..GenerateParams::new(max_tokens, 0.0, 0, 1.0, 0.0, 1.0, 64, 42, vec![], true, true).unwrap()
+        ..GenerateParams::new(
+            max_tokens,
+            0.0,
+            0,
+            1.0,
+            0.0,
+            1.0,
+            64,
+            42,
+            vec![],
+            true,
+            true,
+        )
+        .unwrap()
     }
 }
 
@@ -30,7 +43,9 @@ fn pull_and_callback_give_the_same_greedy_text() {
         ..Default::default()
     };
     let engine = Engine::new(&model_path(), &cfg, None).expect("engine");
-    let s = engine.start("The capital of France is", greedy(16), None, None).unwrap();
+    let s = engine
+        .start("The capital of France is", greedy(16), None, None)
+        .unwrap();
     let mut pulled = Vec::new();
     let mut buf = [0u8; 64];
     loop {

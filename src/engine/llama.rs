@@ -74,8 +74,8 @@ pub fn devices() -> Vec<Device> {
             } else {
                 cstr_lossy(sys::ggml_backend_reg_name(reg))
             };
-            let is_gpu = ty == sys::GGML_BACKEND_DEVICE_TYPE_GPU
-                || ty == sys::GGML_BACKEND_DEVICE_TYPE_IGPU;
+            let is_gpu =
+                ty == sys::GGML_BACKEND_DEVICE_TYPE_GPU || ty == sys::GGML_BACKEND_DEVICE_TYPE_IGPU;
             let kind = if ty == sys::GGML_BACKEND_DEVICE_TYPE_CPU {
                 DeviceKind::Cpu
             } else {
@@ -165,7 +165,9 @@ pub fn inspect_gguf(path: &CStr, file_len: u64) -> Result<GgufSummary> {
         for i in 0..n {
             let off = sys::gguf_get_tensor_offset(ctx, i) as u64;
             let size = sys::gguf_get_tensor_size(ctx, i) as u64;
-            let end = data_offset.checked_add(off).and_then(|x| x.checked_add(size));
+            let end = data_offset
+                .checked_add(off)
+                .and_then(|x| x.checked_add(size));
             if end.is_none_or(|e| e > file_len) {
                 let name = cstr_lossy(sys::gguf_get_tensor_name(ctx, i));
                 return Err(Error::new(
@@ -389,9 +391,8 @@ impl Model {
     pub fn description(&self) -> String {
         let mut buf = [0u8; 256];
         // SAFETY: buf is writable for its length; llama.cpp NUL-terminates.
-        let n = unsafe {
-            sys::llama_model_desc(self.raw.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
-        };
+        let n =
+            unsafe { sys::llama_model_desc(self.raw.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
         let n = (n.max(0) as usize).min(buf.len() - 1);
         String::from_utf8_lossy(&buf[..n]).into_owned()
     }
@@ -594,7 +595,11 @@ impl Sampler {
                     chain,
                     sys::llama_sampler_init_penalties(
                         n_vocab as i32,
-                        last_n, p.repeat_penalty, 0.0, 0.0),
+                        last_n,
+                        p.repeat_penalty,
+                        0.0,
+                        0.0,
+                    ),
                 );
             }
             if p.temperature <= 0.0 {

@@ -334,10 +334,13 @@ impl Engine {
         std::fs::File::open(path)
             .map_err(|e| Error::new(Status::Io, format!("cannot read model file '{path}': {e}")))?;
         let file_bytes = meta.len();
-        let cpath = CString::new(path)
-            .map_err(|_| Error::invalid("model_path contains a NUL byte"))?;
+        let cpath =
+            CString::new(path).map_err(|_| Error::invalid("model_path contains a NUL byte"))?;
         let summary = llama::inspect_gguf(&cpath, file_bytes).map_err(|e| {
-            Error::new(e.status, format!("cannot load model '{path}': {}", e.message))
+            Error::new(
+                e.status,
+                format!("cannot load model '{path}': {}", e.message),
+            )
         })?;
 
         let mut info = EngineInfo {
@@ -364,7 +367,12 @@ impl Engine {
                 },
             )
         };
-        let aborted = || Error::new(Status::Cancelled, "model load cancelled by the progress callback");
+        let aborted = || {
+            Error::new(
+                Status::Cancelled,
+                "model load cancelled by the progress callback",
+            )
+        };
         let mut model = None;
         if config.gpu_layers != 0 {
             match &gpu {
@@ -406,7 +414,11 @@ impl Engine {
                                 info.fallback_reason = format!(
                                     "loading on {} failed: {}",
                                     dev.description,
-                                    if why.is_empty() { "unknown error" } else { why.trim() }
+                                    if why.is_empty() {
+                                        "unknown error"
+                                    } else {
+                                        why.trim()
+                                    }
                                 );
                                 log::log_warn!("{}; falling back to the CPU", info.fallback_reason);
                             }
@@ -516,7 +528,12 @@ impl Engine {
                 ENGINE_THREAD.with(|e| e.set(id));
                 scheduler.run();
             })
-            .map_err(|e| Error::new(Status::OutOfMemory, format!("cannot start the engine thread: {e}")))?;
+            .map_err(|e| {
+                Error::new(
+                    Status::OutOfMemory,
+                    format!("cannot start the engine thread: {e}"),
+                )
+            })?;
         log::log_info!(
             "engine {id}: {} on {} ({} threads, {} streams x {} tokens)",
             info.model_description,

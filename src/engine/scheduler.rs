@@ -186,7 +186,8 @@ impl Scheduler {
                 Some(s)
             };
             let stops = req.params.stop.clone();
-            req.shared.update_stats(|s| s.prompt_tokens = req.tokens.len() as u32);
+            req.shared
+                .update_stats(|s| s.prompt_tokens = req.tokens.len() as u32);
             self.slots[slot] = Some(Active {
                 req,
                 seq,
@@ -210,47 +211,39 @@ impl Scheduler {
     /// Fills the batch. Returns false when there is nothing to decode.
     fn build_batch(&mut self) -> bool {
         self.batch.clear();
-        let mut budget = self.batch_tokens;
-        // Generating streams first: one token each keeps every stream moving.
+        let work: Vec<Work> = self
+            .slots
+            .iter()
+            .map(|slot| match slot {
+                None => Work::Idle,
+                Some(a) if a.next.is_some() => Work::Generate,
+                Some(a) => Work::Prompt(a.req.tokens.len() - a.n_past),
+            })
+            .collect();
+        let plan = plan_batch(&work, self.batch_tokens, self.rr);
+        self.rr = (self.rr + 1) % self.slots.len().max(1);
         for a in self.slots.iter_mut().flatten() {
             a.in_batch = 0;
             a.out_row = None;
-            if let Some(t) = a.next {
-                if budget == 0 {
-                    break;
-                }
-                a.out_row = Some(self.batch.add(t, a.n_past as i32, a.seq, true));
-                a.in_batch = 1;
-                budget -= 1;
-            }
         }
-        // Then prompt chunks, round robin, so that a long prompt cannot hold back the others.
-        let n = self.slots.len();
-        for k in 0..n {
-            if budget == 0 {
-                break;
-            }
-            let Some(a) = self.slots[(self.rr + k) % n].as_mut() else {
-                continue;
-            };
-            if a.next.is_some() || a.n_past >= a.req.tokens.len() {
-                continue;
-            }
-            let take = (a.req.tokens.len() - a.n_past).min(budget);
-            let last = a.n_past + take == a.req.tokens.len();
-            for j in 0..take {
-                let pos = a.n_past + j;
-                let output = last && j + 1 == take;
-                let row = self.batch.add(a.req.tokens[pos], pos as i32, a.seq, output);
-                if output {
-                    a.out_row = Some(row);
+        for (slot, take) in plan {
+            let a = self.slots[slot].as_mut().expect("planned slot is active");
+            if let Some(t) = a.next {
+                a.out_row = Some(self.batch.add(t, a.n_past as i32, a.seq, true));
+            } else {
+                let last = a.n_past + take == a.req.tokens.len();
+                for j in 0..take {
+                    let pos = a.n_past + j;
+                    let output = last && j + 1 == take;
+                    let row = self.batch.add(a.req.tokens[pos], pos as i32, a.seq, output);
+                    if output {
+                        a.out_row = Some(row);
+                    }
                 }
+                a.prompt_started.get_or_insert_with(Instant::now);
             }
             a.in_batch = take;
-            a.prompt_started.get_or_insert_with(Instant::now);
-            budget -= take;
         }
-        self.rr = (self.rr + 1) % n.max(1);
         !self.batch.is_empty()
     }
 
@@ -319,7 +312,9 @@ impl Scheduler {
         }
         a.last_token = Some(now);
         let generated = a.generated;
-        a.req.shared.update_stats(|s| s.generated_tokens = generated);
+        a.req
+            .shared
+            .update_stats(|s| s.generated_tokens = generated);
 
         if !a.req.params.ignore_eos && self.model.is_eog(token) {
             return Some((Status::Ok, FinishReason::Eos, None));
@@ -406,6 +401,46 @@ impl Scheduler {
     }
 }
 
+/// What a sequence slot needs from the next batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Work {
+    Idle,
+    /// One token: the last one sampled.
+    Generate,
+    /// This many prompt tokens are still to be computed.
+    Prompt(usize),
+}
+
+/// Decides what goes into one batch of at most `budget` tokens: every generating stream's token
+/// first (one each keeps every stream moving), then prompt chunks, round robin from slot `rr`, so
+/// that a long prompt cannot hold back the others for more than one batch. Returns
+/// (slot, tokens) pairs in slot order for generation, then in round-robin order for prompts.
+fn plan_batch(work: &[Work], budget: usize, rr: usize) -> Vec<(usize, usize)> {
+    let mut plan = Vec::new();
+    let mut left = budget;
+    for (slot, w) in work.iter().enumerate() {
+        if *w == Work::Generate && left > 0 {
+            plan.push((slot, 1));
+            left -= 1;
+        }
+    }
+    let n = work.len();
+    for k in 0..n {
+        if left == 0 {
+            break;
+        }
+        let slot = (rr + k) % n;
+        if let Work::Prompt(rest) = work[slot] {
+            let take = rest.min(left);
+            if take > 0 {
+                plan.push((slot, take));
+                left -= take;
+            }
+        }
+    }
+    plan
+}
+
 /// Hands text to the stream: its callback, or its pull buffer.
 fn deliver(shared: &StreamShared, on_token: &mut Option<TokenFn>, text: &str) -> Control {
     if text.is_empty() {
@@ -424,12 +459,7 @@ fn deliver(shared: &StreamShared, on_token: &mut Option<TokenFn>, text: &str) ->
 }
 
 /// Records a stream's end and calls its finish callback; waiters are released after it returns.
-fn finish_request(
-    mut req: Request,
-    status: Status,
-    reason: FinishReason,
-    err: Option<Error>,
-) {
+fn finish_request(mut req: Request, status: Status, reason: FinishReason, err: Option<Error>) {
     req.shared.set_result(status, reason, err.as_ref());
     // The token callback is dropped before the finish callback runs: it is never called again.
     req.on_token = None;
@@ -439,4 +469,65 @@ fn finish_request(
         });
     }
     req.shared.set_done();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{plan_batch, Work};
+
+    #[test]
+    fn generating_streams_get_one_token_each_first() {
+        let work = [
+            Work::Prompt(1000),
+            Work::Generate,
+            Work::Idle,
+            Work::Generate,
+        ];
+        assert_eq!(plan_batch(&work, 8, 0), vec![(1, 1), (3, 1), (0, 6)]);
+    }
+
+    #[test]
+    fn long_prompt_is_chunked_by_the_budget() {
+        let mut rest = 1300;
+        let mut chunks = Vec::new();
+        while rest > 0 {
+            let plan = plan_batch(&[Work::Prompt(rest)], 512, 0);
+            assert_eq!(plan.len(), 1);
+            chunks.push(plan[0].1);
+            rest -= plan[0].1;
+        }
+        assert_eq!(chunks, vec![512, 512, 276]);
+    }
+
+    #[test]
+    fn prompts_take_turns_round_robin() {
+        let work = [Work::Prompt(1000), Work::Prompt(1000), Work::Prompt(10)];
+        assert_eq!(plan_batch(&work, 100, 0), vec![(0, 100)]);
+        assert_eq!(plan_batch(&work, 100, 1), vec![(1, 100)]);
+        assert_eq!(plan_batch(&work, 100, 2), vec![(2, 10), (0, 90)]);
+    }
+
+    #[test]
+    fn a_long_prompt_does_not_stop_generation() {
+        // A stream generating while another one's 10,000-token prompt is processed gets its token
+        // into every batch.
+        let work = [Work::Prompt(10_000), Work::Generate];
+        for rr in 0..4 {
+            let plan = plan_batch(&work, 64, rr);
+            assert_eq!(plan[0], (1, 1));
+            assert_eq!(plan[1], (0, 63));
+        }
+    }
+
+    #[test]
+    fn budget_smaller_than_generating_streams() {
+        let work = [Work::Generate; 5];
+        assert_eq!(plan_batch(&work, 3, 0), vec![(0, 1), (1, 1), (2, 1)]);
+    }
+
+    #[test]
+    fn nothing_to_do() {
+        assert!(plan_batch(&[Work::Idle, Work::Idle], 512, 0).is_empty());
+        assert!(plan_batch(&[], 512, 0).is_empty());
+    }
 }

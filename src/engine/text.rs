@@ -93,7 +93,12 @@ impl StopMatcher {
         }
         self.held.push_str(text);
         // The earliest complete match wins.
-        if let Some(pos) = self.stops.iter().filter_map(|s| self.held.find(s.as_str())).min() {
+        if let Some(pos) = self
+            .stops
+            .iter()
+            .filter_map(|s| self.held.find(s.as_str()))
+            .min()
+        {
             self.held.truncate(pos);
             return StopResult::Stopped(std::mem::take(&mut self.held));
         }
@@ -224,18 +229,28 @@ mod tests {
     #[test]
     fn earliest_of_several_stops_wins() {
         assert_eq!(run_stops(&["zz", "b"], &["a b zz"]), ("a ".into(), true));
-        assert_eq!(run_stops(&["bc", "abcd"], &["xab", "cd"]), ("xa".into(), true));
+        // "abcd" starts before "bc" in "xabcd": the earlier match wins.
+        assert_eq!(
+            run_stops(&["bc", "abcd"], &["xab", "cd"]),
+            ("x".into(), true)
+        );
     }
 
     #[test]
     fn overlapping_prefix_is_held_correctly() {
         // "aab" must be found even though "aa" first looks like a partial match of "aab".
-        assert_eq!(run_stops(&["aab"], &["a", "a", "a", "b"]), ("a".into(), true));
+        assert_eq!(
+            run_stops(&["aab"], &["a", "a", "a", "b"]),
+            ("a".into(), true)
+        );
     }
 
     #[test]
     fn multibyte_stop_strings() {
-        assert_eq!(run_stops(&["ß!"], &["straß", "e ß", "!"]), ("straße ".into(), true));
+        assert_eq!(
+            run_stops(&["ß!"], &["straß", "e ß", "!"]),
+            ("straße ".into(), true)
+        );
     }
 
     #[test]

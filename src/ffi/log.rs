@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 /// Receives one whole log line (NUL-terminated UTF-8, no trailing newline; valid only during the
 /// call), llama.cpp's and minerva's own, from any thread, one call at a time.
-pub type minerva_log_callback =
-    Option<unsafe extern "C" fn(user_data: *mut c_void, level: minerva_log_level, message: *const c_char)>;
+pub type minerva_log_callback = Option<
+    unsafe extern "C" fn(user_data: *mut c_void, level: minerva_log_level, message: *const c_char),
+>;
 
 /// Sends log lines at `min_level` and above to `cb`; NULL `cb` restores the default, stderr. By
 /// default only warnings and errors reach stderr: llama.cpp's load chatter stays out of a host

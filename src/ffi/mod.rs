@@ -3,6 +3,8 @@
 //! answers a `minerva_status`; the message of a failure goes to [`minerva_last_error`].
 
 #![allow(non_camel_case_types)]
+// The safety contract of each export is its documentation in the C header.
+#![allow(clippy::missing_safety_doc)]
 
 use crate::engine::{Error, Status};
 use std::cell::RefCell;

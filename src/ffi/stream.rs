@@ -22,7 +22,11 @@ pub struct minerva_stream {
 /// Return `MINERVA_CONTINUE` to go on, or `MINERVA_STOP` (any other value) to end the stream with
 /// `MINERVA_FINISH_STOP`. A slow callback holds back every stream of its engine.
 pub type minerva_token_callback = Option<
-    unsafe extern "C" fn(user_data: *mut c_void, text: *const c_char, len: usize) -> minerva_control,
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        text: *const c_char,
+        len: usize,
+    ) -> minerva_control,
 >;
 
 /// Called exactly once per created stream, on the engine thread, after its last token callback,
@@ -181,12 +185,14 @@ unsafe fn convert_params(
                 return Err(Error::invalid(format!("params.stop[{i}] is NULL")));
             }
             // SAFETY: each entry is a NUL-terminated string.
-            let s = unsafe { std::ffi::CStr::from_ptr(s) }.to_str().map_err(|e| {
-                Error::invalid(format!(
-                    "params.stop[{i}] is not valid UTF-8 (bad byte at offset {})",
-                    e.valid_up_to()
-                ))
-            })?;
+            let s = unsafe { std::ffi::CStr::from_ptr(s) }
+                .to_str()
+                .map_err(|e| {
+                    Error::invalid(format!(
+                        "params.stop[{i}] is not valid UTF-8 (bad byte at offset {})",
+                        e.valid_up_to()
+                    ))
+                })?;
             stops.push(s.to_owned());
         }
     }
@@ -466,7 +472,8 @@ pub unsafe extern "C" fn minerva_generate(
     }
     let mut stream: *mut minerva_stream = std::ptr::null_mut();
     // SAFETY: arguments forwarded as the caller gave them; stream_new checks them.
-    let st = unsafe { minerva_stream_new(engine, prompt, params, on_token, user_data, &mut stream) };
+    let st =
+        unsafe { minerva_stream_new(engine, prompt, params, on_token, user_data, &mut stream) };
     if st != MINERVA_OK {
         return st;
     }

@@ -1,0 +1,197 @@
+//! Compiles the C tests in tests/c/ against include/minerva.h and the built libminerva.so, with
+//! AddressSanitizer and UndefinedBehaviorSanitizer (LeakSanitizer included), and runs them on
+//! the real model. Each C program prints "ok - name" per case and exits non-zero on failure.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+/// The machine has few cores: one C program at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn model_path() -> String {
+    if let Ok(p) = std::env::var("MINERVA_MODEL") {
+        return p;
+    }
+    let out = Command::new(root().join("scripts/fetch-model.sh"))
+        .output()
+        .expect("run scripts/fetch-model.sh");
+    assert!(
+        out.status.success(),
+        "scripts/fetch-model.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Builds libminerva.so (cargo test does not build the cdylib by itself); a no-op when fresh.
+fn lib_dir() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let st = Command::new(cargo)
+                .args(["build", "--release", "--lib"])
+                .current_dir(root())
+                .status()
+                .expect("run cargo build");
+            assert!(st.success(), "cargo build --release --lib failed");
+            let dir = root().join("target/release");
+            assert!(
+                dir.join("libminerva.so").exists(),
+                "no libminerva.so in {dir:?}"
+            );
+            dir
+        })
+        .clone()
+}
+
+fn compile(source: &str, compiler: &str, extra: &[&str]) -> PathBuf {
+    let lib = lib_dir();
+    let out_dir = root().join("target/ctest");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let name = Path::new(source).file_stem().unwrap().to_str().unwrap();
+    let exe = out_dir.join(name);
+    let mut cmd = Command::new(compiler);
+    cmd.args(extra)
+        .args([
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-g",
+            "-fsanitize=address,undefined",
+        ])
+        .arg("-fno-sanitize-recover=all")
+        .arg(format!("-I{}", root().join("include").display()))
+        .arg(root().join(source))
+        .arg(format!("-L{}", lib.display()))
+        .args(["-lminerva", "-lpthread"])
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .arg("-o")
+        .arg(&exe);
+    let out = cmd.output().expect("run the C compiler");
+    assert!(
+        out.status.success(),
+        "compiling {source} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    exe
+}
+
+fn run_c_test(source: &str) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let exe = compile(source, "cc", &["-std=c11"]);
+    let out = Command::new(&exe)
+        .env("MINERVA_MODEL", model_path())
+        .env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+        .env("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+        .output()
+        .expect("run the C test");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    print!("{stdout}");
+    assert!(
+        out.status.success(),
+        "{source} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(
+        !stderr.contains("ERROR: AddressSanitizer") && !stderr.contains("runtime error:"),
+        "{source}: sanitizer report:\n{stderr}"
+    );
+    assert!(
+        stdout.contains(" passed, 0 failed"),
+        "{source} printed no summary"
+    );
+}
+
+#[test]
+fn c_generate() {
+    run_c_test("tests/c/test_generate.c");
+}
+
+#[test]
+fn c_errors() {
+    run_c_test("tests/c/test_errors.c");
+}
+
+#[test]
+fn c_lifecycle() {
+    run_c_test("tests/c/test_lifecycle.c");
+}
+
+#[test]
+fn c_concurrent() {
+    run_c_test("tests/c/test_concurrent.c");
+}
+
+/// The header compiles as C++ (cpp_compat) and as strict C11 on its own, and a C++ program links
+/// against the library.
+#[test]
+fn header_compiles_as_cpp_and_c11() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let exe = compile("tests/c/test_cpp.cpp", "c++", &["-std=c++11", "-pedantic"]);
+    let out = Command::new(&exe).output().expect("run the C++ test");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st = Command::new("cc")
+        .args([
+            "-std=c11",
+            "-pedantic",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-fsyntax-only",
+            "-x",
+            "c",
+        ])
+        .arg(root().join("include/minerva.h"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "minerva.h does not compile on its own as C11");
+}
+
+/// The C examples build and stream.c produces text, run under Valgrind memcheck (which also
+/// checks the library's own code, not only the C side).
+#[test]
+fn valgrind_stream_example() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        panic!("valgrind is not installed (scripts/setup.sh installs it)");
+    }
+    let lib = lib_dir();
+    let st = Command::new("make")
+        .args(["-C", "examples-c", "-s"])
+        .env("MINERVA_LIB_DIR", &lib)
+        .status()
+        .expect("run make");
+    assert!(st.success(), "building examples-c failed");
+    let out = Command::new("valgrind")
+        .args([
+            "--error-exitcode=99",
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite,indirect",
+            "--show-leak-kinds=definite,indirect",
+        ])
+        .arg(root().join("examples-c/build/stream"))
+        .args(["--max-tokens", "8", "--threads", "2", "The sky is"])
+        .env("MINERVA_MODEL", model_path())
+        .output()
+        .expect("run valgrind");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("stream.c under valgrind: {stdout}");
+    assert!(
+        out.status.success(),
+        "valgrind reported errors or leaks ({}):\n{stderr}",
+        out.status
+    );
+    assert!(!stdout.trim().is_empty(), "stream.c printed no text");
+}
