@@ -437,6 +437,10 @@ impl Context {
         cp.n_batch = p.n_batch;
         cp.n_ubatch = p.n_batch;
         cp.n_seq_max = p.n_seq_max;
+        // A batch never asks for more than one output row per stream. llama.cpp sizes its compute
+        // buffer for the worst case, n_batch rows of logits (512 x 262,144 floats: over 500 MiB for
+        // Gemma 3) unless told otherwise.
+        cp.n_outputs_max = p.n_seq_max;
         cp.n_threads = p.threads as i32;
         cp.n_threads_batch = p.threads as i32;
         cp.no_perf = true;
@@ -485,12 +489,23 @@ impl Context {
         }
     }
 
-    /// Removes the cells of `seq` at positions `p0..` (all of them for p0 = 0).
-    pub fn seq_rm(&mut self, seq: i32, p0: i32) {
+    /// Removes the cells of `seq` at positions `p0..` (all of them for p0 = 0). False when the
+    /// memory cannot remove part of a sequence.
+    pub fn seq_rm(&mut self, seq: i32, p0: i32) -> bool {
         // SAFETY: valid context; llama.cpp checks the range.
         unsafe {
             let mem = sys::llama_get_memory(self.raw.as_ptr());
-            sys::llama_memory_seq_rm(mem, seq, p0, -1);
+            sys::llama_memory_seq_rm(mem, seq, p0, -1)
+        }
+    }
+
+    /// Makes the cells of `src` at positions `0..n` belong to `dst` too (no copy: the cache is
+    /// unified, so cells are shared).
+    pub fn seq_share_prefix(&mut self, src: i32, dst: i32, n: i32) {
+        // SAFETY: valid context; both ids are below n_seq_max.
+        unsafe {
+            let mem = sys::llama_get_memory(self.raw.as_ptr());
+            sys::llama_memory_seq_cp(mem, src, dst, 0, n);
         }
     }
 

@@ -32,6 +32,33 @@ pub(crate) struct Request {
     pub on_finish: Option<FinishFn>,
 }
 
+impl Request {
+    /// Records the stream's end and calls its finish callback; waiters are released after it
+    /// returns. The token callback is dropped first: it is never called again.
+    fn finish(&mut self, status: Status, reason: FinishReason, err: Option<&Error>) {
+        self.shared.set_result(status, reason, err);
+        self.on_token = None;
+        if let Some(f) = self.on_finish.take() {
+            callback_scope(|| {
+                let _ =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(status, reason)));
+            });
+        }
+        self.shared.set_done();
+    }
+}
+
+impl Drop for Request {
+    /// A request dropped before it ended (only a bug can do that: a panic on the engine thread)
+    /// still ends: its finish callback runs and its waiters are released.
+    fn drop(&mut self) {
+        if !self.shared.is_done() {
+            let err = Error::new(Status::Internal, "internal error: the stream was lost");
+            self.finish(Status::Internal, FinishReason::Error, Some(&err));
+        }
+    }
+}
+
 /// What callers hand to the engine thread.
 #[derive(Default)]
 pub(crate) struct Incoming {
@@ -52,6 +79,8 @@ struct Active {
     seq: i32,
     /// Tokens of this stream in the KV cache (its next position).
     n_past: usize,
+    /// Prompt tokens reused from the cache.
+    cached: usize,
     /// Tokens put in the current batch.
     in_batch: usize,
     /// Output row in the current batch, if this stream samples after the decode.
@@ -75,6 +104,13 @@ pub(crate) struct Scheduler {
     model: Arc<Model>,
     mailbox: Arc<Mailbox>,
     slots: Vec<Option<Active>>,
+    /// The tokens held in each sequence's KV cells, position by position. A slot keeps its cells
+    /// after its stream ends, so that a later stream whose prompt begins the same way reuses them
+    /// (the prompt cache).
+    kv: Vec<Vec<Token>>,
+    /// When each slot was last given a stream (for choosing which cache to overwrite).
+    last_used: Vec<u64>,
+    clock: u64,
     waiting: VecDeque<Request>,
     batch: Batch,
     batch_tokens: usize,
@@ -97,6 +133,9 @@ impl Scheduler {
             model,
             mailbox,
             slots: (0..max_streams).map(|_| None).collect(),
+            kv: vec![Vec::new(); max_streams],
+            last_used: vec![0; max_streams],
+            clock: 0,
             waiting: VecDeque::new(),
             batch: Batch::new(batch_tokens),
             batch_tokens,
@@ -107,19 +146,51 @@ impl Scheduler {
 
     pub fn run(mut self) {
         while self.intake() {
-            self.end_cancelled();
-            self.admit();
-            if !self.build_batch() {
-                continue;
+            // A bug must not leave streams waiting forever: a panic in a step ends the streams
+            // that were running with MINERVA_ERR_INTERNAL, and the engine goes on serving.
+            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.step()));
+            if step.is_err() {
+                self.recover_from_panic();
             }
-            let rc = self.ctx.decode(&self.batch);
-            if rc != 0 {
-                self.fail_batch(rc);
-                continue;
-            }
-            self.after_decode();
         }
         self.shutdown();
+    }
+
+    fn step(&mut self) {
+        self.end_cancelled();
+        self.admit();
+        if !self.build_batch() {
+            return;
+        }
+        let rc = self.ctx.decode(&self.batch);
+        if rc != 0 {
+            self.fail_batch(rc);
+            return;
+        }
+        self.after_decode();
+    }
+
+    fn recover_from_panic(&mut self) {
+        let err = Error::new(
+            Status::Internal,
+            "internal error: a panic on the engine thread ended this stream",
+        );
+        for slot in 0..self.slots.len() {
+            if self.slots[slot].is_some() {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.end(
+                        slot,
+                        Status::Internal,
+                        FinishReason::Error,
+                        Some(err.clone()),
+                    )
+                }));
+                // If `end` itself failed, dropping the request still ends it (Request::drop).
+                self.slots[slot] = None;
+                self.ctx.seq_rm(slot as i32, 0);
+                self.kv[slot].clear();
+            }
+        }
     }
 
     fn has_active(&self) -> bool {
@@ -146,8 +217,8 @@ impl Scheduler {
         let mut i = 0;
         while i < self.waiting.len() {
             if self.waiting[i].shared.is_cancelled() {
-                let req = self.waiting.remove(i).expect("index in range");
-                finish_request(req, Status::Cancelled, FinishReason::Cancelled, None);
+                let mut req = self.waiting.remove(i).expect("index in range");
+                req.finish(Status::Cancelled, FinishReason::Cancelled, None);
             } else {
                 i += 1;
             }
@@ -163,16 +234,43 @@ impl Scheduler {
     }
 
     fn admit(&mut self) {
-        for slot in 0..self.slots.len() {
-            if self.waiting.is_empty() {
-                return;
-            }
-            if self.slots[slot].is_some() {
-                continue;
-            }
+        while !self.waiting.is_empty() {
+            let busy: Vec<bool> = self.slots.iter().map(Option::is_some).collect();
+            let req = &self.waiting[0];
+            let Some(place) = place(
+                &self.kv,
+                &busy,
+                &self.last_used,
+                &req.tokens,
+                req.params.cache_prompt,
+            ) else {
+                return; // every slot is busy
+            };
             let req = self.waiting.pop_front().expect("not empty");
+            let slot = place.slot;
             let seq = slot as i32;
-            self.ctx.seq_rm(seq, 0);
+            let mut reuse = place.reuse;
+            match place.source {
+                Some(src) if src == slot => {
+                    if !self.ctx.seq_rm(seq, reuse as i32) {
+                        reuse = 0;
+                    }
+                }
+                Some(src) => {
+                    self.ctx.seq_rm(seq, 0);
+                    self.ctx.seq_share_prefix(src as i32, seq, reuse as i32);
+                    self.kv[slot] = self.kv[src][..reuse].to_vec();
+                }
+                None => {}
+            }
+            if reuse == 0 {
+                self.ctx.seq_rm(seq, 0);
+            }
+            self.kv[slot].truncate(reuse);
+            debug_assert_eq!(self.kv[slot][..], req.tokens[..reuse]);
+            self.clock += 1;
+            self.last_used[slot] = self.clock;
+
             let sampler = if req.params.sampling.is_plain_greedy() {
                 None
             } else {
@@ -186,12 +284,15 @@ impl Scheduler {
                 Some(s)
             };
             let stops = req.params.stop.clone();
-            req.shared
-                .update_stats(|s| s.prompt_tokens = req.tokens.len() as u32);
+            req.shared.update_stats(|s| {
+                s.prompt_tokens = req.tokens.len() as u32;
+                s.cached_prompt_tokens = reuse as u32;
+            });
             self.slots[slot] = Some(Active {
                 req,
                 seq,
-                n_past: 0,
+                n_past: reuse,
+                cached: reuse,
                 in_batch: 0,
                 out_row: None,
                 next: None,
@@ -269,6 +370,12 @@ impl Scheduler {
             let Some(a) = self.slots[slot].as_mut() else {
                 continue;
             };
+            match a.next {
+                Some(t) if a.in_batch == 1 => self.kv[slot].push(t),
+                _ => {
+                    self.kv[slot].extend_from_slice(&a.req.tokens[a.n_past..a.n_past + a.in_batch])
+                }
+            }
             a.n_past += a.in_batch;
             a.in_batch = 0;
             let Some(row) = a.out_row.take() else {
@@ -300,7 +407,7 @@ impl Scheduler {
                 .prompt_started
                 .map(|t| (now - t).as_secs_f64())
                 .unwrap_or(0.0);
-            let n_prompt = a.req.tokens.len();
+            let n_prompt = a.req.tokens.len() - a.cached;
             a.req.shared.update_stats(|s| {
                 s.time_to_first_token_ms = (now - created).as_secs_f64() * 1000.0;
                 s.prompt_tokens_per_second = if prompt_secs > 0.0 {
@@ -359,7 +466,11 @@ impl Scheduler {
     /// KV cells, records the result and calls its finish callback.
     fn end(&mut self, slot: usize, status: Status, reason: FinishReason, err: Option<Error>) {
         let mut a = self.slots[slot].take().expect("active slot");
-        self.ctx.seq_rm(a.seq, 0);
+        if reason == FinishReason::Error {
+            // After a failed decode the cells may not match `kv`: drop them.
+            self.ctx.seq_rm(a.seq, 0);
+            self.kv[slot].clear();
+        }
         if matches!(
             reason,
             FinishReason::Length | FinishReason::Eos | FinishReason::Error
@@ -378,7 +489,7 @@ impl Scheduler {
             0.0
         };
         a.req.shared.update_stats(|s| s.tokens_per_second = tps);
-        finish_request(a.req, status, reason, err);
+        a.req.finish(status, reason, err.as_ref());
     }
 
     fn shutdown(&mut self) {
@@ -394,8 +505,8 @@ impl Scheduler {
             if batch.is_empty() {
                 break;
             }
-            for req in batch {
-                finish_request(req, Status::Cancelled, FinishReason::Cancelled, None);
+            for mut req in batch {
+                req.finish(Status::Cancelled, FinishReason::Cancelled, None);
             }
         }
     }
@@ -441,6 +552,59 @@ fn plan_batch(work: &[Work], budget: usize, rr: usize) -> Vec<(usize, usize)> {
     plan
 }
 
+/// Where a new stream goes, and which cached cells it starts from.
+#[derive(Debug, PartialEq, Eq)]
+struct Placement {
+    /// The free slot (sequence) the stream takes.
+    slot: usize,
+    /// The slot whose cells hold the reused prefix (`slot` itself when reused in place).
+    source: Option<usize>,
+    /// How many prompt tokens are reused: `kv[source][..reuse] == prompt[..reuse]`.
+    reuse: usize,
+}
+
+fn common_prefix(a: &[Token], b: &[Token]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Chooses a free slot for a stream with `prompt`. With `cache`, the longest prefix of the prompt
+/// that any slot's cells hold (a running stream's or a finished one's) is reused, always leaving at
+/// least one prompt token to compute (its logits give the first token). Without a reuse, the
+/// stream takes an empty slot, else the one used least recently. None when every slot is busy.
+fn place(
+    kv: &[Vec<Token>],
+    busy: &[bool],
+    last_used: &[u64],
+    prompt: &[Token],
+    cache: bool,
+) -> Option<Placement> {
+    let fresh = (0..kv.len())
+        .filter(|&i| !busy[i])
+        .min_by_key(|&i| (!kv[i].is_empty(), last_used[i]))?;
+    let max_reuse = prompt.len().saturating_sub(1);
+    let best = (0..kv.len())
+        .filter(|_| cache)
+        .map(|i| (common_prefix(&kv[i], prompt).min(max_reuse), !busy[i], i))
+        .max();
+    match best {
+        Some((reuse, true, i)) if reuse > 0 => Some(Placement {
+            slot: i,
+            source: Some(i),
+            reuse,
+        }),
+        Some((reuse, false, i)) if reuse > 0 => Some(Placement {
+            slot: fresh,
+            source: Some(i),
+            reuse,
+        }),
+        _ => Some(Placement {
+            slot: fresh,
+            source: None,
+            reuse: 0,
+        }),
+    }
+}
+
 /// Hands text to the stream: its callback, or its pull buffer.
 fn deliver(shared: &StreamShared, on_token: &mut Option<TokenFn>, text: &str) -> Control {
     if text.is_empty() {
@@ -458,22 +622,91 @@ fn deliver(shared: &StreamShared, on_token: &mut Option<TokenFn>, text: &str) ->
     }
 }
 
-/// Records a stream's end and calls its finish callback; waiters are released after it returns.
-fn finish_request(mut req: Request, status: Status, reason: FinishReason, err: Option<Error>) {
-    req.shared.set_result(status, reason, err.as_ref());
-    // The token callback is dropped before the finish callback runs: it is never called again.
-    req.on_token = None;
-    if let Some(f) = req.on_finish.take() {
-        callback_scope(|| {
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(status, reason)));
-        });
-    }
-    req.shared.set_done();
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{plan_batch, Work};
+    use super::{place, plan_batch, Placement, Work};
+
+    /// Checks the promise of the prompt cache: reused cells hold exactly the prompt's tokens at the
+    /// same positions, and at least one prompt token is left to compute.
+    fn check(kv: &[Vec<i32>], busy: &[bool], prompt: &[i32], cache: bool) -> Placement {
+        let p = place(kv, busy, &vec![0; kv.len()], prompt, cache).expect("a free slot");
+        assert!(!busy[p.slot]);
+        if let Some(src) = p.source {
+            assert_eq!(kv[src][..p.reuse], prompt[..p.reuse]);
+        } else {
+            assert_eq!(p.reuse, 0);
+        }
+        assert!(p.reuse < prompt.len());
+        p
+    }
+
+    #[test]
+    fn reuses_a_finished_streams_prefix_in_place() {
+        let kv = vec![vec![], vec![2, 10, 11, 12, 13, 50, 51]];
+        let p = check(&kv, &[false, false], &[2, 10, 11, 12, 13, 14, 15], true);
+        assert_eq!(
+            p,
+            Placement {
+                slot: 1,
+                source: Some(1),
+                reuse: 5
+            }
+        );
+    }
+
+    #[test]
+    fn shares_a_running_streams_prefix() {
+        let kv = vec![vec![2, 7, 8, 9, 60, 61], vec![2, 7]];
+        let p = check(&kv, &[true, false], &[2, 7, 8, 9, 1, 1], true);
+        assert_eq!(
+            p,
+            Placement {
+                slot: 1,
+                source: Some(0),
+                reuse: 4
+            }
+        );
+    }
+
+    #[test]
+    fn identical_prompt_leaves_one_token_to_compute() {
+        let kv = vec![vec![2, 3, 4, 5, 6, 7]];
+        let p = check(&kv, &[false], &[2, 3, 4, 5], true);
+        assert_eq!(p.reuse, 3);
+    }
+
+    #[test]
+    fn cache_off_takes_an_empty_slot_and_reuses_nothing() {
+        let kv = vec![vec![2, 3, 4], vec![]];
+        let p = check(&kv, &[false, false], &[2, 3, 4, 5], false);
+        assert_eq!(
+            p,
+            Placement {
+                slot: 1,
+                source: None,
+                reuse: 0
+            }
+        );
+    }
+
+    #[test]
+    fn without_a_match_the_least_recently_used_cache_goes() {
+        let kv = vec![vec![2, 3], vec![2, 4]];
+        let p = place(&kv, &[false, false], &[5, 1], &[9, 9, 9], true).unwrap();
+        assert_eq!(
+            p,
+            Placement {
+                slot: 1,
+                source: None,
+                reuse: 0
+            }
+        );
+    }
+
+    #[test]
+    fn every_slot_busy() {
+        assert!(place(&[vec![], vec![]], &[true, true], &[0, 0], &[1, 2], true).is_none());
+    }
 
     #[test]
     fn generating_streams_get_one_token_each_first() {

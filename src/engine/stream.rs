@@ -81,6 +81,10 @@ impl StreamShared {
         self.cancel.load(Ordering::Relaxed)
     }
 
+    pub(crate) fn is_done(&self) -> bool {
+        self.state.lock().done
+    }
+
     pub(crate) fn is_pull(&self) -> bool {
         self.pull
     }
@@ -157,7 +161,7 @@ impl Stream {
     }
 
     pub fn is_done(&self) -> bool {
-        self.shared.state.lock().done
+        self.shared.is_done()
     }
 
     /// Pull mode: copies up to `buf.len()` bytes of whole characters, waiting up to `timeout` for

@@ -1,0 +1,655 @@
+//! minerva's benchmark: minerva through its C API, side by side with a baseline written directly
+//! against llama.h (the same llama.cpp build, the same threads and batch sizes), interleaved run by
+//! run so that machine noise cancels out; best of N for each.
+//!
+//!   scripts/bench.sh [--model PATH] [--threads N] [--reps N]
+//!
+//! Prints: load time; prompt processing for a 512-token prompt; generation for 128 tokens (greedy,
+//! ignore_eos); time to first token for 16- and 512-token prompts; aggregate generation with 1, 2,
+//! 4 and 8 concurrent streams (128-token prompts, 128 tokens each); the cost of the token
+//! callback; peak resident memory.
+
+use llama_cpp_sys_2 as sys;
+use minerva::ffi::engine::*;
+use minerva::ffi::log::*;
+use minerva::ffi::stream::*;
+use minerva::ffi::*;
+use std::ffi::{c_char, c_void, CString};
+use std::time::Instant;
+
+struct Args {
+    model: String,
+    threads: u32,
+    reps: usize,
+}
+
+fn parse_args() -> Args {
+    let mut model = std::env::var("MINERVA_MODEL").ok();
+    let mut threads = 0u32;
+    let mut reps = 3usize;
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--model" => model = it.next(),
+            "--threads" => threads = it.next().and_then(|v| v.parse().ok()).unwrap_or(0),
+            "--reps" => reps = it.next().and_then(|v| v.parse().ok()).unwrap_or(3),
+            "--rss-child" => {
+                rss_child(&it.next().expect("model"), &it.next().expect("threads"));
+                std::process::exit(0);
+            }
+            _ => {
+                eprintln!("usage: bench [--model PATH] [--threads N] [--reps N]");
+                std::process::exit(2);
+            }
+        }
+    }
+    let model = model.expect("pass --model PATH or set MINERVA_MODEL");
+    if threads == 0 {
+        threads = std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1);
+    }
+    Args {
+        model,
+        threads,
+        reps,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The baseline: llama.h directly.
+
+struct Baseline {
+    model: *mut sys::llama_model,
+    ctx: *mut sys::llama_context,
+    vocab: *const sys::llama_vocab,
+    batch: sys::llama_batch,
+    n_batch: usize,
+    smpl: *mut sys::llama_sampler,
+}
+
+impl Baseline {
+    /// Loads the model and creates a context as minerva does for the same settings.
+    fn new(path: &str, threads: u32, n_ctx: u32, n_seq: u32, n_batch: u32) -> (Baseline, f64) {
+        let t0 = Instant::now();
+        let cpath = CString::new(path).unwrap();
+        unsafe {
+            sys::llama_backend_init();
+            let mut mp = sys::llama_model_default_params();
+            mp.n_gpu_layers = 0;
+            let model = sys::llama_model_load_from_file(cpath.as_ptr(), mp);
+            assert!(!model.is_null(), "baseline: cannot load the model");
+            let mut cp = sys::llama_context_default_params();
+            cp.n_ctx = n_ctx;
+            cp.n_batch = n_batch;
+            cp.n_ubatch = n_batch;
+            cp.n_seq_max = n_seq;
+            cp.n_threads = threads as i32;
+            cp.n_threads_batch = threads as i32;
+            cp.no_perf = true;
+            cp.kv_unified = true;
+            let ctx = sys::llama_init_from_model(model, cp);
+            assert!(!ctx.is_null(), "baseline: cannot create the context");
+            let secs = t0.elapsed().as_secs_f64();
+            let chain = sys::llama_sampler_chain_init(sys::llama_sampler_chain_default_params());
+            sys::llama_sampler_chain_add(chain, sys::llama_sampler_init_greedy());
+            (
+                Baseline {
+                    model,
+                    ctx,
+                    vocab: sys::llama_model_get_vocab(model),
+                    batch: sys::llama_batch_init(n_batch as i32, 0, 1),
+                    n_batch: n_batch as usize,
+                    smpl: chain,
+                },
+                secs,
+            )
+        }
+    }
+
+    fn tokenize(&self, text: &str) -> Vec<i32> {
+        let mut t = vec![0i32; text.len() + 8];
+        let n = unsafe {
+            sys::llama_tokenize(
+                self.vocab,
+                text.as_ptr() as *const c_char,
+                text.len() as i32,
+                t.as_mut_ptr(),
+                t.len() as i32,
+                true,
+                true,
+            )
+        };
+        assert!(n >= 0);
+        t.truncate(n as usize);
+        t
+    }
+
+    fn clear(&mut self) {
+        unsafe { sys::llama_memory_clear(sys::llama_get_memory(self.ctx), true) }
+    }
+
+    fn add(&mut self, token: i32, pos: usize, seq: i32, logits: bool) -> i32 {
+        let b = &mut self.batch;
+        let i = b.n_tokens as usize;
+        unsafe {
+            *b.token.add(i) = token;
+            *b.pos.add(i) = pos as i32;
+            *b.n_seq_id.add(i) = 1;
+            *(*b.seq_id.add(i)) = seq;
+            *b.logits.add(i) = logits as i8;
+        }
+        b.n_tokens += 1;
+        i as i32
+    }
+
+    fn decode(&mut self) {
+        let rc = unsafe { sys::llama_decode(self.ctx, self.batch) };
+        assert_eq!(rc, 0, "baseline: llama_decode failed");
+        self.batch.n_tokens = 0;
+    }
+
+    fn sample(&mut self, row: i32) -> i32 {
+        unsafe { sys::llama_sampler_sample(self.smpl, self.ctx, row) }
+    }
+
+    /// Prompt in chunks of n_batch, then greedy generation of `gen` tokens. Returns
+    /// (seconds to the first token, seconds from the first to the last token).
+    fn generate(&mut self, text: &str, gen: usize) -> (f64, f64) {
+        self.clear();
+        let t0 = Instant::now();
+        let tokens = self.tokenize(text);
+        let mut row = 0;
+        for (i, &t) in tokens.iter().enumerate() {
+            let last = i + 1 == tokens.len();
+            let r = self.add(t, i, 0, last);
+            if last {
+                row = r;
+            }
+            if self.batch.n_tokens as usize == self.n_batch || last {
+                self.decode();
+            }
+        }
+        let mut tok = self.sample(row);
+        let first = t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        let mut pos = tokens.len();
+        for _ in 1..gen {
+            let r = self.add(tok, pos, 0, true);
+            self.decode();
+            tok = self.sample(r);
+            pos += 1;
+        }
+        (first, t1.elapsed().as_secs_f64())
+    }
+
+    /// One batch holding `prompts.len()` sequences: their prompts in chunks of n_batch, then
+    /// `gen` steps of one token each. Returns the wall time.
+    fn batched(&mut self, prompts: &[Vec<i32>], gen: usize) -> f64 {
+        self.clear();
+        let t0 = Instant::now();
+        let n = prompts.len();
+        let mut toks = vec![0i32; n];
+        // Sequences whose last prompt token is in the current batch, with its row.
+        let mut pending: Vec<(usize, i32)> = Vec::new();
+        for (s, p) in prompts.iter().enumerate() {
+            for (i, &t) in p.iter().enumerate() {
+                let last = i + 1 == p.len();
+                let r = self.add(t, i, s as i32, last);
+                if last {
+                    pending.push((s, r));
+                }
+                if self.batch.n_tokens as usize == self.n_batch {
+                    self.decode();
+                    for (s, r) in pending.drain(..) {
+                        toks[s] = self.sample(r);
+                    }
+                }
+            }
+        }
+        if self.batch.n_tokens > 0 {
+            self.decode();
+            for (s, r) in pending.drain(..) {
+                toks[s] = self.sample(r);
+            }
+        }
+        let mut pos: Vec<usize> = prompts.iter().map(|p| p.len()).collect();
+        let mut rows = vec![0i32; n];
+        for _ in 1..gen {
+            for s in 0..n {
+                rows[s] = self.add(toks[s], pos[s], s as i32, true);
+                pos[s] += 1;
+            }
+            self.decode();
+            for s in 0..n {
+                toks[s] = self.sample(rows[s]);
+            }
+        }
+        t0.elapsed().as_secs_f64()
+    }
+}
+
+impl Drop for Baseline {
+    fn drop(&mut self) {
+        unsafe {
+            sys::llama_sampler_free(self.smpl);
+            sys::llama_batch_free(self.batch);
+            sys::llama_free(self.ctx);
+            sys::llama_model_free(self.model);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// minerva, through its C API.
+
+struct Minerva {
+    engine: *mut minerva_engine,
+}
+
+unsafe extern "C" fn noop_token(_: *mut c_void, _: *const c_char, _: usize) -> minerva_control {
+    MINERVA_CONTINUE
+}
+
+impl Minerva {
+    fn new(path: &str, threads: u32, context_tokens: u32, max_streams: u32) -> (Minerva, f64) {
+        let cpath = CString::new(path).unwrap();
+        let t0 = Instant::now();
+        let mut engine = std::ptr::null_mut();
+        unsafe {
+            let mut p: minerva_engine_params = std::mem::zeroed();
+            minerva_engine_params_init(&mut p, std::mem::size_of_val(&p) as u32);
+            p.threads = threads;
+            p.context_tokens = context_tokens;
+            p.max_streams = max_streams;
+            p.batch_tokens = 512;
+            p.gpu_layers = 0;
+            assert_eq!(
+                minerva_engine_new(cpath.as_ptr(), &p, &mut engine),
+                MINERVA_OK
+            );
+        }
+        (Minerva { engine }, t0.elapsed().as_secs_f64())
+    }
+
+    fn params(gen: u32) -> minerva_generate_params {
+        unsafe {
+            let mut g: minerva_generate_params = std::mem::zeroed();
+            minerva_generate_params_init(&mut g, std::mem::size_of_val(&g) as u32);
+            g.max_tokens = gen;
+            g.temperature = 0.0;
+            g.ignore_eos = true;
+            g.cache_prompt = false; // each run computes its whole prompt, as the baseline does
+            g
+        }
+    }
+
+    /// One stream; returns its stats.
+    fn generate(&self, text: &str, gen: u32, callback: bool) -> minerva_stream_stats {
+        let prompt = CString::new(text).unwrap();
+        let g = Self::params(gen);
+        let mut st = minerva_stream_stats::default();
+        st.struct_size = std::mem::size_of_val(&st) as u32;
+        let cb: minerva_token_callback = if callback { Some(noop_token) } else { None };
+        let rc = unsafe {
+            minerva_generate(
+                self.engine,
+                prompt.as_ptr(),
+                &g,
+                cb,
+                std::ptr::null_mut(),
+                &mut st,
+            )
+        };
+        assert_eq!(rc, MINERVA_OK);
+        st
+    }
+
+    /// Streams started together; returns the wall time until the last one ends.
+    fn batched(&self, texts: &[String], gen: u32) -> f64 {
+        let g = Self::params(gen);
+        let prompts: Vec<CString> = texts
+            .iter()
+            .map(|t| CString::new(t.as_str()).unwrap())
+            .collect();
+        let t0 = Instant::now();
+        let streams: Vec<*mut minerva_stream> = prompts
+            .iter()
+            .map(|p| {
+                let mut s = std::ptr::null_mut();
+                let rc = unsafe {
+                    minerva_stream_new(
+                        self.engine,
+                        p.as_ptr(),
+                        &g,
+                        Some(noop_token),
+                        std::ptr::null_mut(),
+                        &mut s,
+                    )
+                };
+                assert_eq!(rc, MINERVA_OK);
+                s
+            })
+            .collect();
+        for &s in &streams {
+            assert_eq!(unsafe { minerva_stream_wait(s, -1) }, MINERVA_OK);
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        for s in streams {
+            unsafe { minerva_stream_free(s) };
+        }
+        secs
+    }
+}
+
+impl Drop for Minerva {
+    fn drop(&mut self) {
+        unsafe { minerva_engine_free(self.engine) }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const WORDS: &[&str] = &[
+    " the", " river", " runs", " past", " old", " stone", " houses", " and", " green", " fields",
+    " where", " people", " work", " every", " day", " under", " a", " wide", " blue", " sky",
+];
+
+/// A text that tokenizes (with BOS) to exactly `n` tokens; `variant` varies the words.
+fn text_with_tokens(base: &Baseline, n: usize, variant: usize) -> String {
+    let mut text = String::from("Story");
+    let mut i = variant * 7;
+    loop {
+        let len = base.tokenize(&text).len();
+        if len == n {
+            return text;
+        }
+        assert!(len < n, "overshot {n} tokens");
+        let w = WORDS[i % WORDS.len()];
+        i += 1;
+        let candidate = format!("{text}{w}");
+        if base.tokenize(&candidate).len() <= n {
+            text = candidate;
+        }
+    }
+}
+
+fn best(v: &[f64], higher_is_better: bool) -> f64 {
+    let it = v.iter().copied();
+    if higher_is_better {
+        it.fold(f64::MIN, f64::max)
+    } else {
+        it.fold(f64::MAX, f64::min)
+    }
+}
+
+struct Row {
+    name: String,
+    minerva: f64,
+    baseline: f64,
+    unit: &'static str,
+    higher_is_better: bool,
+    target: String,
+    ok: Option<bool>,
+}
+
+fn row(
+    name: &str,
+    m: &[f64],
+    b: &[f64],
+    unit: &'static str,
+    hib: bool,
+    target: Option<f64>,
+) -> Row {
+    let (mv, bv) = (best(m, hib), best(b, hib));
+    let ratio = mv / bv;
+    let (target, ok) = match target {
+        Some(t) if hib => (format!(">= {t:.2}"), Some(ratio >= t)),
+        Some(t) => (format!("<= {t:.2}"), Some(ratio <= t)),
+        None => (String::new(), None),
+    };
+    Row {
+        name: name.into(),
+        minerva: mv,
+        baseline: bv,
+        unit,
+        higher_is_better: hib,
+        target,
+        ok,
+    }
+}
+
+fn print_rows(rows: &[Row]) {
+    println!(
+        "{:<34} {:>12} {:>12} {:>7}  {:<8} {}",
+        "measure", "minerva", "llama.h", "ratio", "target", ""
+    );
+    for r in rows {
+        println!(
+            "{:<34} {:>9.2} {:<2} {:>9.2} {:<2} {:>7.3}  {:<8} {}",
+            r.name,
+            r.minerva,
+            r.unit,
+            r.baseline,
+            r.unit,
+            r.minerva / r.baseline,
+            r.target,
+            match r.ok {
+                Some(true) => "ok",
+                Some(false) => "MISSED",
+                None => "",
+            }
+        );
+        let _ = r.higher_is_better;
+    }
+}
+
+fn vm_hwm_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+static KV_MIB: std::sync::Mutex<f64> = std::sync::Mutex::new(0.0);
+
+unsafe extern "C" fn kv_log(_: *mut c_void, _: minerva_log_level, msg: *const c_char) {
+    let line = unsafe { std::ffi::CStr::from_ptr(msg) }.to_string_lossy();
+    // "llama_kv_cache: size =   24.00 MiB (...)": one line per cache (two for sliding-window models).
+    if let Some(rest) = line.strip_prefix("llama_kv_cache: size =") {
+        if let Some(v) = rest
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            *KV_MIB.lock().unwrap() += v;
+        }
+    }
+}
+
+/// In a process of its own: an engine with the default settings, one 512-token prompt and 128
+/// tokens; prints peak RSS, model file size and KV cache size.
+fn rss_child(model: &str, threads: &str) {
+    unsafe { minerva_set_log_callback(Some(kv_log), std::ptr::null_mut(), MINERVA_LOG_INFO) };
+    let cpath = CString::new(model).unwrap();
+    let mut engine = std::ptr::null_mut();
+    unsafe {
+        let mut p: minerva_engine_params = std::mem::zeroed();
+        minerva_engine_params_init(&mut p, std::mem::size_of_val(&p) as u32);
+        p.threads = threads.parse().unwrap();
+        assert_eq!(
+            minerva_engine_new(cpath.as_ptr(), &p, &mut engine),
+            MINERVA_OK
+        );
+        let m = Minerva { engine };
+        let text = "The river runs past old stone houses and green fields. ".repeat(45);
+        m.generate(&text, 128, true);
+        let file = std::fs::metadata(model).unwrap().len() as f64 / 1048576.0;
+        println!(
+            "rss {} {:.2} {:.2} {}",
+            vm_hwm_kib() / 1024,
+            file,
+            *KV_MIB.lock().unwrap(),
+            p.context_tokens * p.max_streams
+        );
+    }
+}
+
+fn main() {
+    let args = parse_args();
+    unsafe { minerva_set_log_callback(None, std::ptr::null_mut(), MINERVA_LOG_ERROR) };
+    println!(
+        "model: {}\nthreads: {}, best of {} interleaved runs\n",
+        args.model, args.threads, args.reps
+    );
+
+    let (base, _) = Baseline::new(&args.model, args.threads, 1024, 1, 512);
+    let p16 = text_with_tokens(&base, 16, 0);
+    let p512 = text_with_tokens(&base, 512, 0);
+    let p128: Vec<String> = (0..8).map(|v| text_with_tokens(&base, 128, v)).collect();
+    drop(base);
+
+    let mut rows = Vec::new();
+
+    // Load time: minerva_engine_new against llama_model_load_from_file + llama_init_from_model.
+    let (mut lm, mut lb) = (Vec::new(), Vec::new());
+    for _ in 0..args.reps {
+        let (m, t) = Minerva::new(&args.model, args.threads, 1024, 1);
+        lm.push(t * 1e3);
+        drop(m);
+        let (b, t) = Baseline::new(&args.model, args.threads, 1024, 1, 512);
+        lb.push(t * 1e3);
+        drop(b);
+    }
+    rows.push(row("load time", &lm, &lb, "ms", false, None));
+
+    // One stream: prompt processing, generation, time to first token, callback cost.
+    let (m, _) = Minerva::new(&args.model, args.threads, 1024, 1);
+    let (mut b, _) = Baseline::new(&args.model, args.threads, 1024, 1, 512);
+    let (mut pp_m, mut pp_b, mut tg_m, mut tg_b) = (vec![], vec![], vec![], vec![]);
+    let (mut t16_m, mut t16_b, mut t512_m, mut t512_b) = (vec![], vec![], vec![], vec![]);
+    let (mut cb_tok, mut pull_tok) = (vec![], vec![]);
+    for _ in 0..args.reps {
+        let s = m.generate(&p512, 1, true);
+        pp_m.push(512.0 / (s.time_to_first_token_ms / 1e3));
+        t512_m.push(s.time_to_first_token_ms);
+        let (first, _) = b.generate(&p512, 1);
+        pp_b.push(512.0 / first);
+        t512_b.push(first * 1e3);
+
+        let s = m.generate(&p16, 128, true);
+        tg_m.push(s.tokens_per_second);
+        t16_m.push(s.time_to_first_token_ms);
+        cb_tok.push(1e3 / s.tokens_per_second);
+        let (first, rest) = b.generate(&p16, 128);
+        tg_b.push(127.0 / rest);
+        t16_b.push(first * 1e3);
+
+        let s = m.generate(&p16, 128, false);
+        pull_tok.push(1e3 / s.tokens_per_second);
+    }
+    rows.push(row(
+        "prompt processing (512 tokens)",
+        &pp_m,
+        &pp_b,
+        "t/s",
+        true,
+        Some(0.97),
+    ));
+    rows.push(row(
+        "generation (128 tokens, greedy)",
+        &tg_m,
+        &tg_b,
+        "t/s",
+        true,
+        Some(0.97),
+    ));
+    rows.push(row(
+        "time to first token, 16 tokens",
+        &t16_m,
+        &t16_b,
+        "ms",
+        false,
+        Some(1.02),
+    ));
+    rows.push(row(
+        "time to first token, 512 tokens",
+        &t512_m,
+        &t512_b,
+        "ms",
+        false,
+        Some(1.02),
+    ));
+    drop(m);
+    drop(b);
+
+    // Concurrent streams.
+    let mut agg = Vec::new();
+    for n in [1usize, 2, 4, 8] {
+        let (m, _) = Minerva::new(&args.model, args.threads, 256, n as u32);
+        let (mut b, _) = Baseline::new(&args.model, args.threads, 256 * n as u32, n as u32, 512);
+        let prompts_b: Vec<Vec<i32>> = p128[..n].iter().map(|t| b.tokenize(t)).collect();
+        let (mut am, mut ab) = (vec![], vec![]);
+        for _ in 0..args.reps {
+            am.push((n * 128) as f64 / m.batched(&p128[..n], 128));
+            ab.push((n * 128) as f64 / b.batched(&prompts_b, 128));
+        }
+        let target = if n == 8 { Some(0.95) } else { None };
+        rows.push(row(
+            &format!("{n} streams, generated t/s in all"),
+            &am,
+            &ab,
+            "t/s",
+            true,
+            target,
+        ));
+        agg.push((n, best(&am, true)));
+    }
+
+    print_rows(&rows);
+    let single = agg[0].1;
+    for (n, v) in &agg[1..] {
+        println!(
+            "{n} streams: {:.2}x the single-stream rate{}",
+            v / single,
+            if *n == 8 { " (target >= 1.8)" } else { "" }
+        );
+    }
+    let cost_us = (best(&cb_tok, false) - best(&pull_tok, false)) * 1e3;
+    println!(
+        "token callback: {cost_us:.1} us per token (callback mode minus pull mode, best of {})",
+        args.reps
+    );
+
+    // Peak resident memory, in a process of its own.
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .args(["--rss-child", &args.model, &args.threads.to_string()])
+        .output()
+        .expect("run the memory child");
+    let text = String::from_utf8_lossy(&out.stdout);
+    if let Some(l) = text.lines().find(|l| l.starts_with("rss ")) {
+        let v: Vec<f64> = l
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        let (rss, file, kv, cells) = (v[0], v[1], v[2], v[3]);
+        let limit = file + kv + 64.0;
+        println!(
+            "peak resident memory: {rss:.0} MiB (model file {file:.0} MiB + KV cache {kv:.0} MiB for {cells:.0} cells \
+             + 64 MiB = {limit:.0} MiB: {})",
+            if rss <= limit { "ok" } else { "MISSED" }
+        );
+    } else {
+        println!(
+            "peak resident memory: the child failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
