@@ -21,24 +21,38 @@ struct Args {
     model: String,
     threads: u32,
     reps: usize,
+    /// Sections to run (all when empty): load, single, batched, callback, memory.
+    only: Vec<String>,
+}
+
+impl Args {
+    fn runs(&self, section: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == section)
+    }
 }
 
 fn parse_args() -> Args {
     let mut model = std::env::var("MINERVA_MODEL").ok();
     let mut threads = 0u32;
     let mut reps = 3usize;
+    let mut only = Vec::new();
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--model" => model = it.next(),
             "--threads" => threads = it.next().and_then(|v| v.parse().ok()).unwrap_or(0),
             "--reps" => reps = it.next().and_then(|v| v.parse().ok()).unwrap_or(3),
+            "--only" => only.extend(it.next().unwrap_or_default().split(',').map(String::from)),
             "--rss-child" => {
-                rss_child(&it.next().expect("model"), &it.next().expect("threads"));
+                let (who, model, threads) = (it.next(), it.next(), it.next());
+                rss_child(&who.unwrap(), &model.unwrap(), &threads.unwrap());
                 std::process::exit(0);
             }
             _ => {
-                eprintln!("usage: bench [--model PATH] [--threads N] [--reps N]");
+                eprintln!(
+                    "usage: bench [--model PATH] [--threads N] [--reps N] \
+                     [--only load,single,batched,callback,memory]"
+                );
                 std::process::exit(2);
             }
         }
@@ -53,6 +67,7 @@ fn parse_args() -> Args {
         model,
         threads,
         reps,
+        only,
     }
 }
 
@@ -173,12 +188,10 @@ impl Baseline {
         let mut tok = self.sample(row);
         let first = t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
-        let mut pos = tokens.len();
-        for _ in 1..gen {
+        for pos in tokens.len()..tokens.len() + gen - 1 {
             let r = self.add(tok, pos, 0, true);
             self.decode();
             tok = self.sample(r);
-            pos += 1;
         }
         (first, t1.elapsed().as_secs_f64())
     }
@@ -421,8 +434,8 @@ fn row(
 
 fn print_rows(rows: &[Row]) {
     println!(
-        "{:<34} {:>12} {:>12} {:>7}  {:<8} {}",
-        "measure", "minerva", "llama.h", "ratio", "target", ""
+        "{:<34} {:>12} {:>12} {:>7}  target",
+        "measure", "minerva", "llama.h", "ratio"
     );
     for r in rows {
         println!(
@@ -472,32 +485,109 @@ unsafe extern "C" fn kv_log(_: *mut c_void, _: minerva_log_level, msg: *const c_
     }
 }
 
-/// In a process of its own: an engine with the default settings, one 512-token prompt and 128
-/// tokens; prints peak RSS, model file size and KV cache size.
-fn rss_child(model: &str, threads: &str) {
+/// In a process of its own: minerva's engine with the default settings (2048 tokens x 4 streams,
+/// batches of 512), or the baseline with the same context, one 512-token prompt and 128 tokens;
+/// prints peak RSS, model file size and KV cache size.
+fn rss_child(who: &str, model: &str, threads: &str) {
     unsafe { minerva_set_log_callback(Some(kv_log), std::ptr::null_mut(), MINERVA_LOG_INFO) };
-    let cpath = CString::new(model).unwrap();
-    let mut engine = std::ptr::null_mut();
-    unsafe {
-        let mut p: minerva_engine_params = std::mem::zeroed();
-        minerva_engine_params_init(&mut p, std::mem::size_of_val(&p) as u32);
-        p.threads = threads.parse().unwrap();
-        assert_eq!(
-            minerva_engine_new(cpath.as_ptr(), &p, &mut engine),
-            MINERVA_OK
-        );
-        let m = Minerva { engine };
-        let text = "The river runs past old stone houses and green fields. ".repeat(45);
+    let threads: u32 = threads.parse().unwrap();
+    let text = "The river runs past old stone houses and green fields. ".repeat(45);
+    let cells = 2048 * 4;
+    if who == "minerva" {
+        let (m, _) = Minerva::new(model, threads, 2048, 4);
         m.generate(&text, 128, true);
-        let file = std::fs::metadata(model).unwrap().len() as f64 / 1048576.0;
-        println!(
-            "rss {} {:.2} {:.2} {}",
-            vm_hwm_kib() / 1024,
-            file,
-            *KV_MIB.lock().unwrap(),
-            p.context_tokens * p.max_streams
-        );
+    } else {
+        // The baseline's log lines go through llama.cpp's default logger: route them here too.
+        unsafe { sys::llama_log_set(Some(baseline_log), std::ptr::null_mut()) };
+        let (mut b, _) = Baseline::new(model, threads, 2048 * 4, 4, 512);
+        b.generate(&text, 128);
     }
+    let file = std::fs::metadata(model).unwrap().len() as f64 / 1048576.0;
+    println!(
+        "rss {} {:.2} {:.2} {}",
+        vm_hwm_kib() / 1024,
+        file,
+        *KV_MIB.lock().unwrap(),
+        cells
+    );
+}
+
+unsafe extern "C" fn baseline_log(_: sys::ggml_log_level, text: *const c_char, _: *mut c_void) {
+    unsafe { kv_log(std::ptr::null_mut(), 0, text) }
+}
+
+fn measure_rss(args: &Args, who: &str) -> Option<(f64, f64, f64, f64)> {
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .args(["--rss-child", who, &args.model, &args.threads.to_string()])
+        .output()
+        .expect("run the memory child");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let l = text.lines().find(|l| l.starts_with("rss "))?;
+    let v: Vec<f64> = l
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    Some((v[0], v[1], v[2], v[3]))
+}
+
+/// The text path of one token in callback mode, outside the decode: piece lookup, UTF-8
+/// assembly, stop-string check, the call into C. Measured on the prompt's real tokens.
+fn callback_cost(base: &Baseline, tokens: &[i32]) -> (f64, f64) {
+    use minerva::engine::text::{StopMatcher, StopResult, Utf8Assembler};
+    let rounds = 200;
+    let piece = |t: i32, out: &mut Vec<u8>| {
+        let mut buf = [0u8; 64];
+        let n = unsafe {
+            sys::llama_token_to_piece(base.vocab, t, buf.as_mut_ptr() as *mut c_char, 64, 0, false)
+        };
+        out.extend_from_slice(&buf[..n.max(0) as usize]);
+    };
+    // The piece lookup alone: what any program printing tokens does.
+    let t0 = Instant::now();
+    let mut bytes = Vec::new();
+    for _ in 0..rounds {
+        for &t in tokens {
+            bytes.clear();
+            piece(t, &mut bytes);
+            std::hint::black_box(&bytes);
+        }
+    }
+    let lookup = t0.elapsed().as_secs_f64() / (rounds * tokens.len()) as f64;
+    // minerva's whole path, as the engine thread runs it.
+    let mut utf8 = Utf8Assembler::default();
+    let mut stop = StopMatcher::new(vec!["</s>".into()]);
+    let mut cbuf: Vec<u8> = Vec::new();
+    let mut deliver = |text: &str| {
+        cbuf.clear();
+        cbuf.extend_from_slice(text.as_bytes());
+        cbuf.push(0);
+        unsafe {
+            noop_token(
+                std::ptr::null_mut(),
+                cbuf.as_ptr() as *const c_char,
+                text.len(),
+            )
+        }
+    };
+    let mut text = String::new();
+    let t0 = Instant::now();
+    for _ in 0..rounds {
+        for &t in tokens {
+            bytes.clear();
+            piece(t, &mut bytes);
+            text.clear();
+            utf8.push(&bytes, &mut text);
+            if let StopResult::Continue(out) = stop.push(&text) {
+                if !out.is_empty() {
+                    std::hint::black_box(deliver(&out));
+                }
+            }
+        }
+    }
+    let whole = t0.elapsed().as_secs_f64() / (rounds * tokens.len()) as f64;
+    (whole * 1e9, lookup * 1e9)
 }
 
 fn main() {
@@ -512,144 +602,144 @@ fn main() {
     let p16 = text_with_tokens(&base, 16, 0);
     let p512 = text_with_tokens(&base, 512, 0);
     let p128: Vec<String> = (0..8).map(|v| text_with_tokens(&base, 128, v)).collect();
+    let callback = args
+        .runs("callback")
+        .then(|| callback_cost(&base, &base.tokenize(&p512)));
     drop(base);
 
     let mut rows = Vec::new();
 
-    // Load time: minerva_engine_new against llama_model_load_from_file + llama_init_from_model.
-    let (mut lm, mut lb) = (Vec::new(), Vec::new());
-    for _ in 0..args.reps {
-        let (m, t) = Minerva::new(&args.model, args.threads, 1024, 1);
-        lm.push(t * 1e3);
-        drop(m);
-        let (b, t) = Baseline::new(&args.model, args.threads, 1024, 1, 512);
-        lb.push(t * 1e3);
-        drop(b);
-    }
-    rows.push(row("load time", &lm, &lb, "ms", false, None));
-
-    // One stream: prompt processing, generation, time to first token, callback cost.
-    let (m, _) = Minerva::new(&args.model, args.threads, 1024, 1);
-    let (mut b, _) = Baseline::new(&args.model, args.threads, 1024, 1, 512);
-    let (mut pp_m, mut pp_b, mut tg_m, mut tg_b) = (vec![], vec![], vec![], vec![]);
-    let (mut t16_m, mut t16_b, mut t512_m, mut t512_b) = (vec![], vec![], vec![], vec![]);
-    let (mut cb_tok, mut pull_tok) = (vec![], vec![]);
-    for _ in 0..args.reps {
-        let s = m.generate(&p512, 1, true);
-        pp_m.push(512.0 / (s.time_to_first_token_ms / 1e3));
-        t512_m.push(s.time_to_first_token_ms);
-        let (first, _) = b.generate(&p512, 1);
-        pp_b.push(512.0 / first);
-        t512_b.push(first * 1e3);
-
-        let s = m.generate(&p16, 128, true);
-        tg_m.push(s.tokens_per_second);
-        t16_m.push(s.time_to_first_token_ms);
-        cb_tok.push(1e3 / s.tokens_per_second);
-        let (first, rest) = b.generate(&p16, 128);
-        tg_b.push(127.0 / rest);
-        t16_b.push(first * 1e3);
-
-        let s = m.generate(&p16, 128, false);
-        pull_tok.push(1e3 / s.tokens_per_second);
-    }
-    rows.push(row(
-        "prompt processing (512 tokens)",
-        &pp_m,
-        &pp_b,
-        "t/s",
-        true,
-        Some(0.97),
-    ));
-    rows.push(row(
-        "generation (128 tokens, greedy)",
-        &tg_m,
-        &tg_b,
-        "t/s",
-        true,
-        Some(0.97),
-    ));
-    rows.push(row(
-        "time to first token, 16 tokens",
-        &t16_m,
-        &t16_b,
-        "ms",
-        false,
-        Some(1.02),
-    ));
-    rows.push(row(
-        "time to first token, 512 tokens",
-        &t512_m,
-        &t512_b,
-        "ms",
-        false,
-        Some(1.02),
-    ));
-    drop(m);
-    drop(b);
-
-    // Concurrent streams.
-    let mut agg = Vec::new();
-    for n in [1usize, 2, 4, 8] {
-        let (m, _) = Minerva::new(&args.model, args.threads, 256, n as u32);
-        let (mut b, _) = Baseline::new(&args.model, args.threads, 256 * n as u32, n as u32, 512);
-        let prompts_b: Vec<Vec<i32>> = p128[..n].iter().map(|t| b.tokenize(t)).collect();
-        let (mut am, mut ab) = (vec![], vec![]);
+    if args.runs("load") {
+        // minerva_engine_new against llama_model_load_from_file + llama_init_from_model.
+        let (mut lm, mut lb) = (Vec::new(), Vec::new());
         for _ in 0..args.reps {
-            am.push((n * 128) as f64 / m.batched(&p128[..n], 128));
-            ab.push((n * 128) as f64 / b.batched(&prompts_b, 128));
+            let (m, t) = Minerva::new(&args.model, args.threads, 1024, 1);
+            lm.push(t * 1e3);
+            drop(m);
+            let (b, t) = Baseline::new(&args.model, args.threads, 1024, 1, 512);
+            lb.push(t * 1e3);
+            drop(b);
         }
-        let target = if n == 8 { Some(0.95) } else { None };
+        rows.push(row("load time", &lm, &lb, "ms", false, None));
+    }
+
+    if args.runs("single") {
+        let (m, _) = Minerva::new(&args.model, args.threads, 1024, 1);
+        let (mut b, _) = Baseline::new(&args.model, args.threads, 1024, 1, 512);
+        let (mut pp_m, mut pp_b, mut tg_m, mut tg_b) = (vec![], vec![], vec![], vec![]);
+        let (mut t16_m, mut t16_b, mut t512_m, mut t512_b) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..args.reps {
+            let s = m.generate(&p512, 1, true);
+            pp_m.push(512.0 / (s.time_to_first_token_ms / 1e3));
+            t512_m.push(s.time_to_first_token_ms);
+            let (first, _) = b.generate(&p512, 1);
+            pp_b.push(512.0 / first);
+            t512_b.push(first * 1e3);
+
+            let s = m.generate(&p16, 128, true);
+            tg_m.push(s.tokens_per_second);
+            t16_m.push(s.time_to_first_token_ms);
+            let (first, rest) = b.generate(&p16, 128);
+            tg_b.push(127.0 / rest);
+            t16_b.push(first * 1e3);
+        }
         rows.push(row(
-            &format!("{n} streams, generated t/s in all"),
-            &am,
-            &ab,
+            "prompt processing (512 tokens)",
+            &pp_m,
+            &pp_b,
             "t/s",
             true,
-            target,
+            Some(0.97),
         ));
-        agg.push((n, best(&am, true)));
+        rows.push(row(
+            "generation (128 tokens, greedy)",
+            &tg_m,
+            &tg_b,
+            "t/s",
+            true,
+            Some(0.97),
+        ));
+        rows.push(row(
+            "time to first token, 16 tokens",
+            &t16_m,
+            &t16_b,
+            "ms",
+            false,
+            Some(1.02),
+        ));
+        rows.push(row(
+            "time to first token, 512 tokens",
+            &t512_m,
+            &t512_b,
+            "ms",
+            false,
+            Some(1.02),
+        ));
+    }
+
+    let mut agg = Vec::new();
+    if args.runs("batched") {
+        for n in [1usize, 2, 4, 8] {
+            let (m, _) = Minerva::new(&args.model, args.threads, 256, n as u32);
+            let (mut b, _) =
+                Baseline::new(&args.model, args.threads, 256 * n as u32, n as u32, 512);
+            let prompts_b: Vec<Vec<i32>> = p128[..n].iter().map(|t| b.tokenize(t)).collect();
+            let (mut am, mut ab) = (vec![], vec![]);
+            for rep in 0..args.reps {
+                // Alternate which one goes first: the second of a pair runs on warmer caches.
+                if rep % 2 == 0 {
+                    am.push((n * 128) as f64 / m.batched(&p128[..n], 128));
+                    ab.push((n * 128) as f64 / b.batched(&prompts_b, 128));
+                } else {
+                    ab.push((n * 128) as f64 / b.batched(&prompts_b, 128));
+                    am.push((n * 128) as f64 / m.batched(&p128[..n], 128));
+                }
+            }
+            let target = if n == 8 { Some(0.95) } else { None };
+            rows.push(row(
+                &format!("{n} streams, generated t/s in all"),
+                &am,
+                &ab,
+                "t/s",
+                true,
+                target,
+            ));
+            agg.push((n, best(&am, true)));
+        }
     }
 
     print_rows(&rows);
-    let single = agg[0].1;
-    for (n, v) in &agg[1..] {
+    if let Some(&(1, single)) = agg.first() {
+        for (n, v) in &agg[1..] {
+            println!(
+                "{n} streams: {:.2}x the single-stream rate{}",
+                v / single,
+                if *n == 8 { " (target >= 1.8)" } else { "" }
+            );
+        }
+    }
+    if let Some((whole, lookup)) = callback {
         println!(
-            "{n} streams: {:.2}x the single-stream rate{}",
-            v / single,
-            if *n == 8 { " (target >= 1.8)" } else { "" }
+            "token callback: {whole:.0} ns per token for the whole text path (piece lookup \
+             {lookup:.0} ns, UTF-8, stop strings, call into C {:.0} ns)",
+            whole - lookup
         );
     }
-    let cost_us = (best(&cb_tok, false) - best(&pull_tok, false)) * 1e3;
-    println!(
-        "token callback: {cost_us:.1} us per token (callback mode minus pull mode, best of {})",
-        args.reps
-    );
-
-    // Peak resident memory, in a process of its own.
-    let exe = std::env::current_exe().unwrap();
-    let out = std::process::Command::new(exe)
-        .args(["--rss-child", &args.model, &args.threads.to_string()])
-        .output()
-        .expect("run the memory child");
-    let text = String::from_utf8_lossy(&out.stdout);
-    if let Some(l) = text.lines().find(|l| l.starts_with("rss ")) {
-        let v: Vec<f64> = l
-            .split_whitespace()
-            .skip(1)
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        let (rss, file, kv, cells) = (v[0], v[1], v[2], v[3]);
-        let limit = file + kv + 64.0;
-        println!(
-            "peak resident memory: {rss:.0} MiB (model file {file:.0} MiB + KV cache {kv:.0} MiB for {cells:.0} cells \
-             + 64 MiB = {limit:.0} MiB: {})",
-            if rss <= limit { "ok" } else { "MISSED" }
-        );
-    } else {
-        println!(
-            "peak resident memory: the child failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    if args.runs("memory") {
+        match (
+            measure_rss(&args, "minerva"),
+            measure_rss(&args, "baseline"),
+        ) {
+            (Some((rss, file, kv, cells)), Some((brss, _, bkv, _))) => {
+                let limit = file + kv + 64.0;
+                println!(
+                    "peak resident memory: {rss:.0} MiB; llama.h baseline {brss:.0} MiB (model file \
+                     {file:.0} MiB, KV cache {kv:.0} MiB / {bkv:.0} MiB for {cells:.0} cells); target \
+                     file + KV + 64 MiB = {limit:.0} MiB: {}",
+                    if rss <= limit { "ok" } else { "MISSED" }
+                );
+            }
+            _ => println!("peak resident memory: a child process failed"),
+        }
     }
 }

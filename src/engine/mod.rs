@@ -16,7 +16,7 @@ use llama::{ContextParams, Model, ModelLoad};
 use scheduler::{Mailbox, Request, Scheduler};
 use std::cell::Cell;
 use std::ffi::CString;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -575,6 +575,15 @@ impl Engine {
         on_finish: Option<FinishFn>,
     ) -> Result<Stream> {
         let created = Instant::now();
+        // Tell the engine thread that a stream is on its way (see Scheduler::intake).
+        struct Submitting<'a>(&'a AtomicUsize);
+        impl Drop for Submitting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Release);
+            }
+        }
+        self.mailbox.submitting.fetch_add(1, Ordering::AcqRel);
+        let submitting = Submitting(&self.mailbox.submitting);
         let tokens = self.model.tokenize(prompt)?;
         if tokens.is_empty() {
             return Err(Error::invalid("the prompt is empty (it gives no tokens)"));
@@ -603,6 +612,7 @@ impl Engine {
                 return Err(Error::new(Status::Cancelled, "the engine is shutting down"));
             }
             inc.queue.push_back(req);
+            drop(submitting);
         }
         self.mailbox.wake.notify_one();
         Ok(Stream { shared })

@@ -20,8 +20,13 @@ use super::text::{StopMatcher, StopResult, Utf8Assembler};
 use super::{callback_scope, GenerateParams};
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// After the engine wakes from idle, how long at most it waits for streams that callers are
+/// starting at that moment.
+const COALESCE_MAX: Duration = Duration::from_millis(2);
 
 /// A stream that was started and waits for the engine thread.
 pub(crate) struct Request {
@@ -71,6 +76,8 @@ pub(crate) struct Incoming {
 pub(crate) struct Mailbox {
     pub incoming: Mutex<Incoming>,
     pub wake: Condvar,
+    /// Callers inside `Engine::start` right now (tokenizing a prompt).
+    pub submitting: AtomicUsize,
 }
 
 /// A stream that holds a sequence slot.
@@ -201,16 +208,39 @@ impl Scheduler {
     /// Returns false when the engine shuts down.
     fn intake(&mut self) -> bool {
         let mut inc = self.mailbox.incoming.lock();
+        let was_idle = self.waiting.is_empty() && !self.has_active();
         loop {
             self.waiting.extend(inc.queue.drain(..));
             if inc.shutdown {
                 return false;
             }
             if !self.waiting.is_empty() || self.has_active() {
-                return true;
+                break;
             }
             self.mailbox.wake.wait(&mut inc);
         }
+        if was_idle {
+            // Streams started together (a game starting its characters' lines in one frame)
+            // arrive one tokenization apart, a few hundred microseconds. Waking on the first alone
+            // would decode its prompt by itself and the others a whole step later: while a caller
+            // is still inside Engine::start (tokenizing the next prompt of the burst), wait for
+            // it, COALESCE_MAX at most. A lone stream waits for nothing.
+            let deadline = Instant::now() + COALESCE_MAX;
+            while self.waiting.len() < self.slots.len()
+                && self.mailbox.submitting.load(Ordering::Acquire) > 0
+            {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                self.mailbox.wake.wait_for(&mut inc, deadline - now);
+                self.waiting.extend(inc.queue.drain(..));
+                if inc.shutdown {
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     fn end_cancelled(&mut self) {
@@ -252,9 +282,10 @@ impl Scheduler {
             let mut reuse = place.reuse;
             match place.source {
                 Some(src) if src == slot => {
-                    if !self.ctx.seq_rm(seq, reuse as i32) {
-                        reuse = 0;
-                    }
+                    // Reused in place: drop the cells past the shared prefix (a memory that cannot
+                    // cut a sequence short is cleared instead, below).
+                    let cut = self.ctx.seq_rm(seq, reuse as i32);
+                    reuse = if cut { reuse } else { 0 };
                 }
                 Some(src) => {
                     self.ctx.seq_rm(seq, 0);
