@@ -21,7 +21,7 @@ struct Args {
     model: String,
     threads: u32,
     reps: usize,
-    /// Sections to run (all when empty): load, single, batched, callback, memory.
+    /// Sections to run (all when empty): load, single, batched, callback, memory, chat.
     only: Vec<String>,
 }
 
@@ -51,7 +51,7 @@ fn parse_args() -> Args {
             _ => {
                 eprintln!(
                     "usage: bench [--model PATH] [--threads N] [--reps N] \
-                     [--only load,single,batched,callback,memory]"
+                     [--only load,single,batched,callback,memory,chat]"
                 );
                 std::process::exit(2);
             }
@@ -352,6 +352,88 @@ impl Minerva {
             unsafe { minerva_stream_free(s) };
         }
         secs
+    }
+}
+
+unsafe extern "C" fn collect_token(
+    ud: *mut c_void,
+    text: *const c_char,
+    len: usize,
+) -> minerva_control {
+    let out = unsafe { &mut *(ud as *mut String) };
+    let bytes = unsafe { std::slice::from_raw_parts(text as *const u8, len) };
+    out.push_str(std::str::from_utf8(bytes).unwrap_or(""));
+    MINERVA_CONTINUE
+}
+
+impl Minerva {
+    /// One chat turn: returns the reply and the stream's stats.
+    fn turn(&self, prompt: &str, gen: u32, cache: bool) -> (String, minerva_stream_stats) {
+        let prompt = CString::new(prompt).unwrap();
+        let mut g = Self::params(gen);
+        g.cache_prompt = cache;
+        let mut st = minerva_stream_stats::default();
+        st.struct_size = std::mem::size_of_val(&st) as u32;
+        let mut reply = String::new();
+        let rc = unsafe {
+            minerva_generate(
+                self.engine,
+                prompt.as_ptr(),
+                &g,
+                Some(collect_token),
+                &mut reply as *mut String as *mut c_void,
+                &mut st,
+            )
+        };
+        assert_eq!(rc, MINERVA_OK);
+        (reply, st)
+    }
+}
+
+/// A conversation of 10 turns growing to about 2,000 tokens: each prompt is the previous prompt,
+/// the reply and a new message. Time to first token with the prompt cache (one engine) and
+/// without (another engine, `cache_prompt = false`), each turn's prompt seen once by each.
+fn chat_section(args: &Args) {
+    let (cached, _) = Minerva::new(&args.model, args.threads, 4096, 2);
+    let (plain, _) = Minerva::new(&args.model, args.threads, 4096, 2);
+    let topics = [
+        "the river",
+        "the stone houses",
+        "the green fields",
+        "the people",
+        "the blue sky",
+        "the old bridge",
+        "the market",
+        "the winter",
+        "the harvest",
+        "the festival",
+    ];
+    println!("\nmulti-turn chat, 48-token replies, time to first token:");
+    println!(
+        "{:>4} {:>14} {:>14} {:>14} {:>14}",
+        "turn", "prompt tokens", "cached tokens", "with cache", "without"
+    );
+    let mut history = String::new();
+    for (turn, topic) in topics.iter().enumerate() {
+        let message = format!(
+            "Tell me about {topic}. {}",
+            "Describe what you see, what you hear and what the people around you are doing, \
+             in the plain words of a traveler who has walked a long way. "
+                .repeat(4)
+        );
+        let prompt =
+            format!("{history}<start_of_turn>user\n{message}<end_of_turn>\n<start_of_turn>model\n");
+        let (_, without) = plain.turn(&prompt, 1, false);
+        let (reply, with) = cached.turn(&prompt, 48, true);
+        println!(
+            "{:>4} {:>14} {:>14} {:>11.1} ms {:>11.1} ms",
+            turn + 1,
+            with.prompt_tokens,
+            with.cached_prompt_tokens,
+            with.time_to_first_token_ms,
+            without.time_to_first_token_ms
+        );
+        history = format!("{prompt}{reply}<end_of_turn>\n");
     }
 }
 
@@ -709,6 +791,9 @@ fn main() {
     }
 
     print_rows(&rows);
+    if args.runs("chat") {
+        chat_section(&args);
+    }
     if let Some(&(1, single)) = agg.first() {
         for (n, v) in &agg[1..] {
             println!(

@@ -4,7 +4,7 @@
 use super::error::{Error, Result, Status};
 use super::log;
 use llama_cpp_sys_2 as sys;
-use std::ffi::{c_void, CStr, CString};
+use std::ffi::{c_void, CStr};
 use std::ptr::NonNull;
 use std::sync::OnceLock;
 
@@ -18,9 +18,26 @@ pub fn init_backend() {
         // plain function that lives for the whole process.
         unsafe {
             sys::llama_log_set(Some(log::llama_log_trampoline), std::ptr::null_mut());
+            #[cfg(feature = "portable")]
+            load_backends();
             sys::llama_backend_init();
         }
     });
+}
+
+/// The portable build's backends are separate files (one CPU backend per instruction set, GPU
+/// backends): load them from $MINERVA_BACKEND_DIR, else from where the build put them.
+#[cfg(feature = "portable")]
+fn load_backends() {
+    let dir = std::env::var("MINERVA_BACKEND_DIR")
+        .ok()
+        .or_else(|| sys::BACKENDS_DIR.map(String::from));
+    match dir.and_then(|d| std::ffi::CString::new(d).ok()) {
+        // SAFETY: a NUL-terminated path; ggml copies what it needs.
+        Some(d) => unsafe { sys::ggml_backend_load_all_from_path(d.as_ptr()) },
+        // SAFETY: no arguments; searches ggml's default places.
+        None => unsafe { sys::ggml_backend_load_all() },
+    }
 }
 
 /// What kind of device a ggml device is.
@@ -104,7 +121,6 @@ pub fn devices() -> Vec<Device> {
 /// The facts minerva reads from a GGUF file's header before llama.cpp loads it.
 #[derive(Debug, Default)]
 pub struct GgufSummary {
-    pub architecture: String,
     pub block_count: Option<u32>,
     pub embedding_length: Option<u32>,
     pub head_count: Option<u32>,
@@ -126,78 +142,32 @@ impl GgufSummary {
     }
 }
 
-/// Reads a GGUF file's header and tensor table with ggml's reader (which reports errors instead
-/// of aborting) and checks that every tensor's data lies inside the file.
-pub fn inspect_gguf(path: &CStr, file_len: u64) -> Result<GgufSummary> {
-    init_backend();
-    let params = sys::gguf_init_params {
-        no_alloc: true,
-        ctx: std::ptr::null_mut(),
-    };
-    // SAFETY: path is NUL-terminated; with no_alloc and a NULL ctx nothing else is allocated.
-    let ctx = unsafe { sys::gguf_init_from_file(path.as_ptr(), params) };
-    if ctx.is_null() {
-        let why = log::take_last_llama_error();
-        return Err(Error::new(
-            Status::Model,
-            if why.is_empty() {
-                "not a valid GGUF file".to_string()
-            } else {
-                format!("not a valid GGUF file: {}", why.trim())
-            },
-        ));
+/// Block size and bytes per block of ggml type `t`, None for a type ggml does not know (or no
+/// longer supports).
+fn ggml_type_info(t: u32) -> Option<(u64, u64)> {
+    if t >= sys::GGML_TYPE_COUNT as u32 {
+        return None;
     }
-    struct Guard(*mut sys::gguf_context);
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            // SAFETY: created by gguf_init_from_file above and freed once.
-            unsafe { sys::gguf_free(self.0) }
-        }
-    }
-    let _guard = Guard(ctx);
-    // SAFETY: ctx is a valid gguf context until the guard drops; ids are in range.
-    unsafe {
-        let data_offset = sys::gguf_get_data_offset(ctx) as u64;
-        let n = sys::gguf_get_n_tensors(ctx);
-        if n <= 0 {
-            return Err(Error::new(Status::Model, "the GGUF file holds no tensors"));
-        }
-        for i in 0..n {
-            let off = sys::gguf_get_tensor_offset(ctx, i) as u64;
-            let size = sys::gguf_get_tensor_size(ctx, i) as u64;
-            let end = data_offset
-                .checked_add(off)
-                .and_then(|x| x.checked_add(size));
-            if end.is_none_or(|e| e > file_len) {
-                let name = cstr_lossy(sys::gguf_get_tensor_name(ctx, i));
-                return Err(Error::new(
-                    Status::Model,
-                    format!(
-                        "the GGUF file is truncated: tensor '{name}' ends past the end of the file \
-                         ({file_len} bytes)"
-                    ),
-                ));
-            }
-        }
-        let mut s = GgufSummary::default();
-        let arch_key = sys::gguf_find_key(ctx, c"general.architecture".as_ptr());
-        if arch_key >= 0 && sys::gguf_get_kv_type(ctx, arch_key) == sys::GGUF_TYPE_STRING {
-            s.architecture = cstr_lossy(sys::gguf_get_val_str(ctx, arch_key));
-        }
-        let u32_of = |name: &str| -> Option<u32> {
-            let key = CString::new(format!("{}.{name}", s.architecture)).ok()?;
-            let id = sys::gguf_find_key(ctx, key.as_ptr());
-            (id >= 0 && sys::gguf_get_kv_type(ctx, id) == sys::GGUF_TYPE_UINT32)
-                .then(|| sys::gguf_get_val_u32(ctx, id))
-        };
-        s.block_count = u32_of("block_count");
-        s.embedding_length = u32_of("embedding_length");
-        s.head_count = u32_of("attention.head_count");
-        s.head_count_kv = u32_of("attention.head_count_kv");
-        s.key_length = u32_of("attention.key_length");
-        s.value_length = u32_of("attention.value_length");
-        Ok(s)
-    }
+    // SAFETY: t is below GGML_TYPE_COUNT, so both look-ups index ggml's type table in bounds.
+    let (block, size) = unsafe { (sys::ggml_blck_size(t as _), sys::ggml_type_size(t as _)) };
+    (block > 0 && size > 0).then_some((block as u64, size as u64))
+}
+
+/// Checks a GGUF file with minerva's own reader (see `gguf.rs`) before llama.cpp sees it.
+pub fn inspect_gguf(path: &std::path::Path, file_len: u64) -> Result<GgufSummary> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| Error::new(Status::Io, format!("cannot read the file: {e}")))?;
+    let g = super::gguf::read(std::io::BufReader::new(file), file_len, &ggml_type_info)
+        .map_err(|e| Error::new(Status::Model, e))?;
+    let u32_of = |name: &str| g.arch_u64(name).and_then(|v| u32::try_from(v).ok());
+    Ok(GgufSummary {
+        block_count: u32_of("block_count"),
+        embedding_length: u32_of("embedding_length"),
+        head_count: u32_of("attention.head_count"),
+        head_count_kv: u32_of("attention.head_count_kv"),
+        key_length: u32_of("attention.key_length"),
+        value_length: u32_of("attention.value_length"),
+    })
 }
 
 /// How to load a model.

@@ -2,6 +2,7 @@
 //! Nothing here knows of C; `crate::ffi` is the C surface over it.
 
 pub mod error;
+pub mod gguf;
 pub(crate) mod llama;
 pub mod log;
 mod scheduler;
@@ -336,7 +337,7 @@ impl Engine {
         let file_bytes = meta.len();
         let cpath =
             CString::new(path).map_err(|_| Error::invalid("model_path contains a NUL byte"))?;
-        let summary = llama::inspect_gguf(&cpath, file_bytes).map_err(|e| {
+        let summary = llama::inspect_gguf(std::path::Path::new(path), file_bytes).map_err(|e| {
             Error::new(
                 e.status,
                 format!("cannot load model '{path}': {}", e.message),

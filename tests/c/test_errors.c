@@ -58,6 +58,37 @@ static void test_bad_model_files(void) {
     PASS("missing, empty, garbage and truncated model files");
 }
 
+/* The real model's header with one metadata value changed: llama.cpp would abort or misbehave on
+   these; minerva refuses them, naming the value. */
+static void expect_patched(const char *key, uint32_t value, const char *needle) {
+    size_t n = 8u << 20; /* the metadata (with the 262,144-token vocabulary) is in the first 8 MB */
+    FILE *in = fopen(model_path(), "rb");
+    CHECK(in != NULL);
+    char *buf = (char *)malloc(n);
+    CHECK(buf != NULL && fread(buf, 1, n, in) == n);
+    fclose(in);
+    size_t klen = strlen(key);
+    char *at = NULL;
+    for (size_t i = 0; i + klen + 8 < n && !at; i++)
+        if (memcmp(buf + i, key, klen) == 0 && (unsigned char)buf[i + klen] == 4 /* UINT32 */)
+            at = buf + i + klen + 4;
+    CHECK(at != NULL);
+    memcpy(at, &value, 4);
+    expect_load_error(write_file("patched.gguf", buf, n), MINERVA_ERR_MODEL, needle);
+    free(buf);
+}
+
+static void test_bad_metadata(void) {
+    expect_patched("gemma3.block_count", 0, "block_count");
+    expect_patched("gemma3.block_count", 1000, "block_count");
+    expect_patched("gemma3.attention.head_count", 0, "head_count");
+    expect_patched("gemma3.attention.head_count_kv", 3, "head_count_kv");
+    expect_patched("gemma3.embedding_length", 0, "embedding_length");
+    expect_patched("gemma3.context_length", 0, "context_length");
+    expect_patched("tokenizer.ggml.bos_token_id", 300000, "bos_token_id");
+    PASS("metadata values llama.cpp trusts are checked first (block_count 0 and 1000, ...)");
+}
+
 static void test_null_everywhere(minerva_engine *e) {
     minerva_engine *out = NULL;
     CHECK_STATUS(minerva_engine_new(NULL, NULL, &out), MINERVA_ERR_INVALID_ARGUMENT);
@@ -231,6 +262,7 @@ int main(void) {
     snprintf(cmd, sizeof cmd, "mkdir -p %s", tmpdir);
     CHECK(system(cmd) == 0);
     test_bad_model_files();
+    test_bad_metadata();
     minerva_engine *e = open_engine(2, 256);
     test_null_everywhere(e);
     test_invalid_utf8(e);

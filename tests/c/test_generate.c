@@ -257,6 +257,36 @@ static void test_struct_size_compat(minerva_engine *e) {
     PASS("struct_size: smaller refused, larger accepted");
 }
 
+static void test_prompt_cache(minerva_engine *e) {
+    /* A conversation: the second prompt begins with the first prompt and its reply. */
+    const char *first = "In a quiet village by the sea, the fishermen woke before dawn and";
+    text_buf a = {0}, b = {0}, c = {0};
+    minerva_generate_params g = greedy(12);
+    g.ignore_eos = true;
+    minerva_stream_stats st1 = {0}, st2 = {0}, st3 = {0};
+    CHECK_STATUS(minerva_generate(e, first, &g, tb_on_token, &a, &st1), MINERVA_OK);
+    CHECK(st1.cached_prompt_tokens <= 1); /* at most BOS, which every prompt shares */
+    char second[1024];
+    snprintf(second, sizeof second, "%s%s. Then the women", first, a.data);
+    CHECK_STATUS(minerva_generate(e, second, &g, tb_on_token, &b, &st2), MINERVA_OK);
+    /* The first prompt and most of its reply were reused, not computed again. */
+    CHECK(st2.cached_prompt_tokens >= st1.prompt_tokens);
+    CHECK(st2.cached_prompt_tokens < st2.prompt_tokens);
+    printf("# second turn: %u of %u prompt tokens from the cache\n", st2.cached_prompt_tokens,
+           st2.prompt_tokens);
+    /* The same prompt without the cache: everything computed, and the same greedy text (the
+       reused cells hold exactly the prompt's tokens at the same positions). */
+    g.cache_prompt = false;
+    CHECK_STATUS(minerva_generate(e, second, &g, tb_on_token, &c, &st3), MINERVA_OK);
+    CHECK(st3.cached_prompt_tokens == 0);
+    CHECK(st3.prompt_tokens == st2.prompt_tokens);
+    CHECK(strcmp(b.data, c.data) == 0);
+    tb_free(&a);
+    tb_free(&b);
+    tb_free(&c);
+    PASS("prompt cache: a conversation's next turn reuses its cells; cache_prompt = false computes all");
+}
+
 int main(void) {
     minerva_engine *e = open_engine(2, 512);
     test_info_and_version(e);
@@ -270,6 +300,7 @@ int main(void) {
     test_eos(e);
     test_special_tokens_in_prompt(e);
     test_struct_size_compat(e);
+    test_prompt_cache(e);
     minerva_engine_free(e);
     printf("%d passed, 0 failed\n", tests_passed);
     return 0;
