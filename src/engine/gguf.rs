@@ -464,7 +464,7 @@ fn check_metadata(g: &mut Gguf) -> Res<()> {
                     if name == "attention.head_count" && h == 0 && n_embd.is_some() {
                         // n_embd / n_head: a zero here is a division by zero in llama.cpp,
                         // unless the architecture gives key/value lengths explicitly.
-                        if g.metadata.get(&key("attention.key_length")).is_none() {
+                        if !g.metadata.contains_key(&key("attention.key_length")) {
                             return Err(format!("{} is 0", key(name)));
                         }
                     }

@@ -145,7 +145,7 @@ impl GgufSummary {
 /// Block size and bytes per block of ggml type `t`, None for a type ggml does not know (or no
 /// longer supports).
 fn ggml_type_info(t: u32) -> Option<(u64, u64)> {
-    if t >= sys::GGML_TYPE_COUNT as u32 {
+    if t >= sys::GGML_TYPE_COUNT {
         return None;
     }
     // SAFETY: t is below GGML_TYPE_COUNT, so both look-ups index ggml's type table in bounds.
