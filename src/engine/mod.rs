@@ -2,6 +2,8 @@
 //! Nothing here knows of C; `crate::ffi` is the C surface over it.
 
 pub mod error;
+#[doc(hidden)]
+pub mod faults;
 pub mod gguf;
 pub(crate) mod llama;
 pub mod log;

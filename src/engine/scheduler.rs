@@ -169,7 +169,10 @@ impl Scheduler {
         if !self.build_batch() {
             return;
         }
-        let rc = self.ctx.decode(&self.batch);
+        let rc = match super::faults::take_decode_fault() {
+            Some(rc) => rc,
+            None => self.ctx.decode(&self.batch),
+        };
         if rc != 0 {
             self.fail_batch(rc);
             return;
@@ -379,18 +382,33 @@ impl Scheduler {
         !self.batch.is_empty()
     }
 
-    /// A failed decode ends the streams that were in it; the others go on.
+    /// A failed decode. When the KV cache has no room (code 1; llama.cpp then leaves the cache as it
+    /// was), the stream in the batch that holds the most tokens ends with
+    /// `MINERVA_ERR_CONTEXT_FULL`, which frees its cells, and the others are decoded again in the
+    /// next step. On any other failure the streams in the batch end with `MINERVA_ERR_BACKEND`
+    /// (their cells may be half written) and the engine goes on serving the rest.
     fn fail_batch(&mut self, rc: i32) {
-        let err = if rc == 1 {
-            Error::new(
-                Status::ContextFull,
-                "the KV cache has no room for this stream's tokens",
-            )
-        } else {
-            Error::new(Status::Backend, format!("llama_decode failed (code {rc})"))
-        };
+        let in_batch = |a: &Option<Active>| a.as_ref().is_some_and(|a| a.in_batch > 0);
+        if rc == 1 {
+            let victim = (0..self.slots.len())
+                .filter(|&i| in_batch(&self.slots[i]))
+                .max_by_key(|&i| self.slots[i].as_ref().map_or(0, |a| a.n_past + a.in_batch));
+            if let Some(slot) = victim {
+                let err = Error::new(
+                    Status::ContextFull,
+                    "the KV cache is full: this stream, the longest in the batch, ended to make room",
+                );
+                self.end(slot, Status::ContextFull, FinishReason::Error, Some(err));
+            }
+            for a in self.slots.iter_mut().flatten() {
+                a.in_batch = 0;
+                a.out_row = None;
+            }
+            return;
+        }
+        let err = Error::new(Status::Backend, format!("llama_decode failed (code {rc})"));
         for slot in 0..self.slots.len() {
-            if self.slots[slot].as_ref().is_some_and(|a| a.in_batch > 0) {
+            if in_batch(&self.slots[slot]) {
                 self.end(slot, err.status, FinishReason::Error, Some(err.clone()));
             }
         }

@@ -1,0 +1,150 @@
+//! Fuzzes the C API surface on the real model: random parameter structs (struct_size included),
+//! prompts (any bytes), stop strings, and sequences of operations on streams (read, wait,
+//! cancel, stats, free at any moment). Nothing may crash, hang or leak; every failure must carry
+//! a status and a message.
+//!
+//!   MINERVA_MODEL=... cargo fuzz run api --features api -- -max_total_time=300
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use minerva::ffi::engine::*;
+use minerva::ffi::stream::*;
+use minerva::ffi::*;
+use std::ffi::{c_char, c_void, CString};
+use std::sync::OnceLock;
+
+struct Engine(*mut minerva_engine);
+unsafe impl Send for Engine {}
+unsafe impl Sync for Engine {}
+
+fn engine() -> &'static Engine {
+    static E: OnceLock<Engine> = OnceLock::new();
+    E.get_or_init(|| {
+        let path = CString::new(std::env::var("MINERVA_MODEL").expect("set MINERVA_MODEL")).unwrap();
+        let mut e = std::ptr::null_mut();
+        unsafe {
+            let mut p: minerva_engine_params = std::mem::zeroed();
+            minerva_engine_params_init(&mut p, std::mem::size_of_val(&p) as u32);
+            p.max_streams = 3;
+            p.context_tokens = 64;
+            p.batch_tokens = 16;
+            minerva_set_log_callback(None, std::ptr::null_mut(), MINERVA_LOG_NONE);
+            assert_eq!(minerva_engine_new(path.as_ptr(), &p, &mut e), MINERVA_OK);
+        }
+        Engine(e)
+    })
+}
+
+unsafe extern "C" fn on_token(ud: *mut c_void, text: *const c_char, len: usize) -> minerva_control {
+    // The contract: valid UTF-8, never empty, NUL-terminated.
+    let bytes = unsafe { std::slice::from_raw_parts(text as *const u8, len + 1) };
+    assert!(len > 0 && bytes[len] == 0 && std::str::from_utf8(&bytes[..len]).is_ok());
+    let budget = unsafe { &mut *(ud as *mut u32) };
+    if *budget == 0 {
+        return 7; // any value other than CONTINUE stops
+    }
+    *budget -= 1;
+    MINERVA_CONTINUE
+}
+
+struct Bytes<'a>(&'a [u8]);
+impl Bytes<'_> {
+    fn u8(&mut self) -> u8 {
+        let (v, rest) = self.0.split_first().map(|(v, r)| (*v, r)).unwrap_or((0, &[]));
+        self.0 = rest;
+        v
+    }
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
+    }
+    fn take(&mut self, n: usize) -> Vec<u8> {
+        let n = n.min(self.0.len());
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        a.to_vec()
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let e = engine().0;
+    let mut b = Bytes(data);
+    let mut g: minerva_generate_params = unsafe { std::mem::zeroed() };
+    unsafe { minerva_generate_params_init(&mut g, std::mem::size_of_val(&g) as u32) };
+    g.max_tokens = (b.u8() % 8) as u32;
+    g.temperature = f32::from_bits(b.u32());
+    g.top_k = b.u32() as i32;
+    g.top_p = f32::from_bits(b.u32());
+    g.min_p = f32::from_bits(b.u32());
+    g.repeat_penalty = if b.u8() % 2 == 0 { 1.0 } else { f32::from_bits(b.u32()) };
+    g.seed = b.u32() as u64;
+    g.ignore_eos = b.u8() % 2 == 0;
+    g.cache_prompt = b.u8() % 2 == 0;
+    if b.u8() % 8 == 0 {
+        g.struct_size = b.u32();
+    }
+    let n_stops = (b.u8() % 3) as usize;
+    let stops: Vec<Vec<u8>> = (0..n_stops)
+        .map(|_| {
+            let n = (b.u8() % 6) as usize;
+            let mut s = b.take(n);
+            s.retain(|&c| c != 0);
+            s.push(0);
+            s
+        })
+        .collect();
+    let stop_ptrs: Vec<*const c_char> = stops.iter().map(|s| s.as_ptr() as *const c_char).collect();
+    g.stop = if n_stops > 0 && b.u8() % 8 != 0 { stop_ptrs.as_ptr() } else { std::ptr::null() };
+    g.stop_count = n_stops;
+    let plen = (b.u8() % 48) as usize;
+    let mut prompt = b.take(plen);
+    prompt.retain(|&c| c != 0);
+    prompt.push(0);
+    let mut budget: u32 = (b.u8() % 6) as u32;
+    let callback = b.u8() % 2 == 0;
+    let mut s = std::ptr::null_mut();
+    let rc = unsafe {
+        minerva_stream_new(
+            e,
+            prompt.as_ptr() as *const c_char,
+            &g,
+            if callback { Some(on_token) } else { None },
+            &mut budget as *mut u32 as *mut c_void,
+            &mut s,
+        )
+    };
+    if rc != MINERVA_OK {
+        assert!(s.is_null());
+        let msg = unsafe { std::ffi::CStr::from_ptr(minerva_last_error()) };
+        assert!(!msg.to_bytes().is_empty(), "a failure without a message");
+        return;
+    }
+    // Operations in any order; free always comes last, at any moment.
+    for _ in 0..(b.u8() % 6) {
+        match b.u8() % 5 {
+            0 => unsafe { minerva_stream_cancel(s) },
+            1 => {
+                let mut buf = [0u8; 16];
+                let (mut n, mut fin) = (0usize, false);
+                let cap = 4 + (b.u8() % 12) as usize;
+                let rc = unsafe {
+                    minerva_stream_read(s, buf.as_mut_ptr() as *mut c_char, cap, &mut n, &mut fin, 5)
+                };
+                assert_eq!(rc, MINERVA_OK);
+                assert!(n <= cap && std::str::from_utf8(&buf[..n]).is_ok());
+            }
+            2 => {
+                let rc = unsafe { minerva_stream_wait(s, (b.u8() % 20) as i32) };
+                assert!(rc != MINERVA_ERR_INTERNAL);
+            }
+            3 => {
+                let mut st = minerva_stream_stats::default();
+                assert_eq!(unsafe { minerva_stream_get_stats(s, &mut st) }, MINERVA_OK);
+            }
+            _ => {
+                let _ = unsafe { std::ffi::CStr::from_ptr(minerva_stream_error(s)) };
+            }
+        }
+    }
+    // The budget lives on this stack frame: the stream must be over before it goes.
+    unsafe { minerva_stream_free(s) };
+});
