@@ -14,7 +14,9 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn model_path() -> String {
     std::env::var("MINERVA_MODEL").unwrap_or_else(|_| {
-        let out = std::process::Command::new("scripts/fetch-model.sh").output().unwrap();
+        let out = std::process::Command::new("scripts/fetch-model.sh")
+            .output()
+            .unwrap();
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     })
 }
@@ -29,7 +31,20 @@ fn engine(max_streams: u32) -> Engine {
 }
 
 fn greedy(max_tokens: u32) -> GenerateParams {
-    GenerateParams::new(max_tokens, 0.0, 0, 1.0, 0.0, 1.0, 64, 1, vec![], true, false).unwrap()
+    GenerateParams::new(
+        max_tokens,
+        0.0,
+        0,
+        1.0,
+        0.0,
+        1.0,
+        64,
+        1,
+        vec![],
+        true,
+        false,
+    )
+    .unwrap()
 }
 
 /// Waits until every stream has produced at least `n` tokens.
@@ -111,7 +126,10 @@ fn a_slow_callback_holds_back_only_its_own_engine() {
     // The other engine finished 16 tokens while this one's callback slept through a few calls
     // (500 ms each): it was not held back by it.
     let during = calls.load(Ordering::Relaxed) - before;
-    assert!(during < 8, "the slow callback ran {during} times while 16 tokens were generated");
+    assert!(
+        during < 8,
+        "the slow callback ran {during} times while 16 tokens were generated"
+    );
     sleepy.cancel();
     assert_eq!(sleepy.wait(None), Status::Cancelled);
 }
