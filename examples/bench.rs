@@ -86,6 +86,19 @@ struct Baseline {
 impl Baseline {
     /// Loads the model and creates a context as minerva does for the same settings.
     fn new(path: &str, threads: u32, n_ctx: u32, n_seq: u32, n_batch: u32) -> (Baseline, f64) {
+        Self::with_swa(path, threads, n_ctx, n_seq, n_batch, true)
+    }
+
+    /// `swa_full`: keep every position in the sliding-window layers' cache (what prefix reuse
+    /// needs), or only the window.
+    fn with_swa(
+        path: &str,
+        threads: u32,
+        n_ctx: u32,
+        n_seq: u32,
+        n_batch: u32,
+        swa_full: bool,
+    ) -> (Baseline, f64) {
         let t0 = Instant::now();
         let cpath = CString::new(path).unwrap();
         unsafe {
@@ -103,6 +116,7 @@ impl Baseline {
             cp.n_threads_batch = threads as i32;
             cp.no_perf = true;
             cp.kv_unified = true;
+            cp.swa_full = swa_full;
             let ctx = sys::llama_init_from_model(model, cp);
             assert!(!ctx.is_null(), "baseline: cannot create the context");
             let secs = t0.elapsed().as_secs_f64();
@@ -419,7 +433,7 @@ fn chat_section(args: &Args) {
             "Tell me about {topic}. {}",
             "Describe what you see, what you hear and what the people around you are doing, \
              in the plain words of a traveler who has walked a long way. "
-                .repeat(4)
+                .repeat(5)
         );
         let prompt =
             format!("{history}<start_of_turn>user\n{message}<end_of_turn>\n<start_of_turn>model\n");
@@ -581,7 +595,8 @@ fn rss_child(who: &str, model: &str, threads: &str) {
     } else {
         // The baseline's log lines go through llama.cpp's default logger: route them here too.
         unsafe { sys::llama_log_set(Some(baseline_log), std::ptr::null_mut()) };
-        let (mut b, _) = Baseline::new(model, threads, 2048 * 4, 4, 512);
+        let swa_full = who != "baseline-window";
+        let (mut b, _) = Baseline::with_swa(model, threads, 2048 * 4, 4, 512, swa_full);
         b.generate(&text, 128);
     }
     let file = std::fs::metadata(model).unwrap().len() as f64 / 1048576.0;
@@ -825,6 +840,12 @@ fn main() {
                 );
             }
             _ => println!("peak resident memory: a child process failed"),
+        }
+        if let Some((rss, _, kv, _)) = measure_rss(&args, "baseline-window") {
+            println!(
+                "sliding-window cache: with only the window kept (swa_full = false, no prefix \
+                 reuse) the KV cache is {kv:.0} MiB and the peak {rss:.0} MiB"
+            );
         }
     }
 }

@@ -662,6 +662,37 @@ pub(crate) mod tests {
         check(bytes).expect_err("should be refused")
     }
 
+    /// Writes the fuzzer's seed corpus (scripts/fuzz.sh sets MINERVA_FUZZ_SEEDS to a folder).
+    #[test]
+    fn fuzz_seed_corpus() {
+        let Some(dir) = std::env::var_os("MINERVA_FUZZ_SEEDS") else {
+            return;
+        };
+        let dir = std::path::PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let seeds = [
+            ("model", model()),
+            ("gemma-like", {
+                Writer::new()
+                    .str("general.architecture", "gemma3")
+                    .u32("gemma3.block_count", 2)
+                    .u32("gemma3.embedding_length", 8)
+                    .u32("gemma3.attention.head_count", 2)
+                    .u32("gemma3.attention.head_count_kv", 1)
+                    .u32("gemma3.attention.key_length", 4)
+                    .u32s("gemma3.feed_forward_length", &[16, 16])
+                    .strs("tokenizer.ggml.tokens", &["<pad>", "<eos>", "<bos>", "x"])
+                    .u32s("tokenizer.ggml.token_type", &[3, 3, 3, 1])
+                    .tensor("token_embd.weight", &[8, 4])
+                    .tensor("blk.0.attn_q.weight", &[8, 8])
+            }),
+            ("bare", Writer::new().str("general.architecture", "x").tensor("t", &[1])),
+        ];
+        for (name, w) in seeds {
+            std::fs::write(dir.join(name), w.bytes()).unwrap();
+        }
+    }
+
     #[test]
     fn a_good_file_passes() {
         let g = check(&model().bytes()).unwrap();

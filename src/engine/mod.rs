@@ -404,26 +404,44 @@ impl Engine {
                             dev.free_bytes >> 20
                         );
                     } else {
-                        match load(Some(dev), layers) {
-                            Ok(m) => {
-                                let n = m.n_layer();
-                                info.gpu_layers = if layers < 0 { n } else { layers.min(n) };
-                                info.device_kind = Some(dev.kind);
-                                info.device_name = dev.description.clone();
-                                model = Some(m);
-                            }
-                            Err(llama::LoadError::Aborted) => return Err(aborted()),
-                            Err(llama::LoadError::Failed(why)) => {
-                                info.fallback_reason = format!(
-                                    "loading on {} failed: {}",
-                                    dev.description,
-                                    if why.is_empty() {
-                                        "unknown error"
-                                    } else {
-                                        why.trim()
+                        // Out of device memory: retry with half the layers, down to one, then
+                        // the CPU. Every failure is logged; the last one is the fallback reason.
+                        let n_layers = summary.block_count.unwrap_or(1).max(1) as i32;
+                        let mut try_layers = layers;
+                        loop {
+                            match load(Some(dev), try_layers) {
+                                Ok(m) => {
+                                    let n = m.n_layer();
+                                    info.gpu_layers =
+                                        if try_layers < 0 { n } else { try_layers.min(n) };
+                                    info.device_kind = Some(dev.kind);
+                                    info.device_name = dev.description.clone();
+                                    model = Some(m);
+                                    break;
+                                }
+                                Err(llama::LoadError::Aborted) => return Err(aborted()),
+                                Err(llama::LoadError::Failed(why)) => {
+                                    info.fallback_reason = format!(
+                                        "loading {} layers on {} failed: {}",
+                                        if try_layers < 0 { n_layers } else { try_layers },
+                                        dev.description,
+                                        if why.is_empty() { "unknown error" } else { why.trim() }
+                                    );
+                                    let next = if try_layers < 0 { n_layers } else { try_layers } / 2;
+                                    log::log_warn!(
+                                        "{}; {}",
+                                        info.fallback_reason,
+                                        if next > 0 {
+                                            format!("retrying with {next} layers")
+                                        } else {
+                                            "falling back to the CPU".to_string()
+                                        }
+                                    );
+                                    if next == 0 {
+                                        break;
                                     }
-                                );
-                                log::log_warn!("{}; falling back to the CPU", info.fallback_reason);
+                                    try_layers = next;
+                                }
                             }
                         }
                     }
