@@ -132,9 +132,10 @@ typedef struct minerva_engine_params {
    */
   uint32_t struct_size;
   /*
-   Layers to offload to the best GPU. -1 (default): as many as fit in its free memory;
-   0: CPU only; N: at most N. Without a usable GPU the engine runs on the CPU, which is never
-   an error (`minerva_engine_info.fallback_reason` says why).
+   Layers to offload to the best GPU. -1 (default; any negative value): as many as fit in
+   its free memory; 0: CPU only; N: at most N. If loading there fails, it is retried with
+   half the layers, down to one, then on the CPU. Without a usable GPU the engine runs on
+   the CPU, which is never an error (`minerva_engine_info.fallback_reason` says why).
    */
   int32_t gpu_layers;
   /*

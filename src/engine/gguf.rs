@@ -13,10 +13,10 @@ use std::collections::{HashMap, HashSet};
 use std::io::Read;
 
 /// Limits that llama.cpp relies on.
-pub const MAX_LAYERS: u64 = 512; // LLAMA_MAX_LAYERS
-pub const MAX_DIMS: u32 = 4; // GGML_MAX_DIMS
-pub const MAX_NAME: usize = 63; // GGML_MAX_NAME - 1
-pub const DEFAULT_ALIGNMENT: u64 = 32;
+pub(crate) const MAX_LAYERS: u64 = 512; // LLAMA_MAX_LAYERS
+pub(crate) const MAX_DIMS: u32 = 4; // GGML_MAX_DIMS
+pub(crate) const MAX_NAME: usize = 63; // GGML_MAX_NAME - 1
+pub(crate) const DEFAULT_ALIGNMENT: u64 = 32;
 
 /// Block size and bytes per block of a ggml tensor type, or None for an unknown type.
 pub type TypeInfo<'a> = &'a dyn Fn(u32) -> Option<(u64, u64)>;

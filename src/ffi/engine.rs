@@ -31,9 +31,10 @@ pub type minerva_progress_callback =
 pub struct minerva_engine_params {
     /// `sizeof(minerva_engine_params)` as the caller knows it; set by the init function.
     pub struct_size: u32,
-    /// Layers to offload to the best GPU. -1 (default): as many as fit in its free memory;
-    /// 0: CPU only; N: at most N. Without a usable GPU the engine runs on the CPU, which is never
-    /// an error (`minerva_engine_info.fallback_reason` says why).
+    /// Layers to offload to the best GPU. -1 (default; any negative value): as many as fit in
+    /// its free memory; 0: CPU only; N: at most N. If loading there fails, it is retried with
+    /// half the layers, down to one, then on the CPU. Without a usable GPU the engine runs on
+    /// the CPU, which is never an error (`minerva_engine_info.fallback_reason` says why).
     pub gpu_layers: i32,
     /// Tokens ONE stream can hold, prompt plus generated text (default 2048; 8 to 1048576). The KV
     /// cache holds `context_tokens * max_streams` tokens.
