@@ -8,6 +8,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use minerva::ffi::engine::*;
+use minerva::ffi::log::minerva_set_log_callback;
 use minerva::ffi::stream::*;
 use minerva::ffi::*;
 use std::ffi::{c_char, c_void, CString};
