@@ -2,6 +2,9 @@
 //! AddressSanitizer and UndefinedBehaviorSanitizer (LeakSanitizer included), and runs them on
 //! the real model. Each C program prints "ok - name" per case and exits non-zero on failure.
 
+mod common;
+
+use common::model_path;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -11,21 +14,6 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn model_path() -> String {
-    if let Ok(p) = std::env::var("MINERVA_MODEL") {
-        return p;
-    }
-    let out = Command::new(root().join("scripts/fetch-model.sh"))
-        .output()
-        .expect("run scripts/fetch-model.sh");
-    assert!(
-        out.status.success(),
-        "scripts/fetch-model.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// Builds libminerva.so (cargo test does not build the cdylib by itself); a no-op when fresh.

@@ -1,39 +1,11 @@
 //! The Rust engine API on the real model (the C API has its own tests in tests/c/).
 
-use minerva::engine::{Control, Engine, EngineConfig, FinishReason, GenerateParams, Status};
+mod common;
+
+use common::{greedy, model_path};
+use minerva::engine::{Control, Engine, EngineConfig, FinishReason, Status};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-fn model_path() -> String {
-    std::env::var("MINERVA_MODEL").unwrap_or_else(|_| {
-        let out = std::process::Command::new("scripts/fetch-model.sh")
-            .output()
-            .expect("run scripts/fetch-model.sh");
-        assert!(out.status.success(), "fetch-model.sh failed");
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    })
-}
-
-fn greedy(max_tokens: u32) -> GenerateParams {
-    GenerateParams {
-        max_tokens,
-        ignore_eos: true,
-        ..GenerateParams::new(
-            max_tokens,
-            0.0,
-            0,
-            1.0,
-            0.0,
-            1.0,
-            64,
-            42,
-            vec![],
-            true,
-            true,
-        )
-        .unwrap()
-    }
-}
 
 #[test]
 fn pull_and_callback_give_the_same_greedy_text() {

@@ -2,24 +2,16 @@
 //! Each checks that only the streams concerned end, with the right status, and that the engine
 //! goes on serving.
 
-use minerva::engine::{
-    faults, Control, Engine, EngineConfig, FinishReason, GenerateParams, Status, Stream,
-};
+mod common;
+
+use common::{greedy, model_path};
+use minerva::engine::{faults, Control, Engine, EngineConfig, FinishReason, Status, Stream};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Faults are process-wide: one test at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn model_path() -> String {
-    std::env::var("MINERVA_MODEL").unwrap_or_else(|_| {
-        let out = std::process::Command::new("scripts/fetch-model.sh")
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    })
-}
 
 fn engine(max_streams: u32) -> Engine {
     let cfg = EngineConfig {
@@ -28,23 +20,6 @@ fn engine(max_streams: u32) -> Engine {
         ..Default::default()
     };
     Engine::new(&model_path(), &cfg, None).expect("engine")
-}
-
-fn greedy(max_tokens: u32) -> GenerateParams {
-    GenerateParams::new(
-        max_tokens,
-        0.0,
-        0,
-        1.0,
-        0.0,
-        1.0,
-        64,
-        1,
-        vec![],
-        true,
-        false,
-    )
-    .unwrap()
 }
 
 /// Waits until every stream has produced at least `n` tokens.

@@ -2,6 +2,8 @@
 //! streams at random on one engine; engines freed with streams running; resident memory over
 //! many engine lifetimes. Bounded in time and count.
 
+mod common;
+
 use minerva::ffi::engine::*;
 use minerva::ffi::stream::*;
 use minerva::ffi::*;
@@ -13,13 +15,7 @@ use std::time::{Duration, Instant};
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn model_path() -> CString {
-    let p = std::env::var("MINERVA_MODEL").unwrap_or_else(|_| {
-        let out = std::process::Command::new("scripts/fetch-model.sh")
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    });
-    CString::new(p).unwrap()
+    CString::new(common::model_path()).unwrap()
 }
 
 fn new_engine(max_streams: u32, context_tokens: u32) -> *mut minerva_engine {

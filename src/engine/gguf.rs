@@ -686,7 +686,12 @@ pub(crate) mod tests {
                     .tensor("token_embd.weight", &[8, 4])
                     .tensor("blk.0.attn_q.weight", &[8, 8])
             }),
-            ("bare", Writer::new().str("general.architecture", "x").tensor("t", &[1])),
+            (
+                "bare",
+                Writer::new()
+                    .str("general.architecture", "x")
+                    .tensor("t", &[1]),
+            ),
         ];
         for (name, w) in seeds {
             std::fs::write(dir.join(name), w.bytes()).unwrap();

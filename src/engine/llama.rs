@@ -539,7 +539,7 @@ impl Drop for Batch {
     }
 }
 
-/// Sampling settings of one stream.
+/// Sampling settings of one stream (see the C header for each field's meaning).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SamplingParams {
     pub temperature: f32,
@@ -548,10 +548,51 @@ pub struct SamplingParams {
     pub min_p: f32,
     pub repeat_penalty: f32,
     pub repeat_last_n: u32,
-    pub seed: u32,
+    /// `SEED_RANDOM` (u64::MAX): a new seed for each stream.
+    pub seed: u64,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            seed: u64::MAX,
+        }
+    }
 }
 
 impl SamplingParams {
+    /// The most likely token every time.
+    pub fn greedy() -> Self {
+        SamplingParams {
+            temperature: 0.0,
+            ..Default::default()
+        }
+    }
+
+    /// llama.cpp's 32-bit seed, which reserves 0xFFFFFFFF for "random": a fixed seed is folded
+    /// into 32 bits; u64::MAX draws a new one.
+    fn llama_seed(&self) -> u32 {
+        if self.seed == u64::MAX {
+            use std::hash::{BuildHasher, Hasher};
+            static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+            return (h.finish() as u32).min(u32::MAX - 1);
+        }
+        let folded = (self.seed ^ (self.seed >> 32)) as u32;
+        if folded == u32::MAX {
+            0x5EED
+        } else {
+            folded
+        }
+    }
+
     /// Greedy without penalties: an argmax over the logits does the same as the sampler chain,
     /// without sorting 262,144 candidates.
     pub fn is_plain_greedy(&self) -> bool {
@@ -600,7 +641,7 @@ impl Sampler {
                     sys::llama_sampler_chain_add(chain, sys::llama_sampler_init_min_p(p.min_p, 1));
                 }
                 sys::llama_sampler_chain_add(chain, sys::llama_sampler_init_temp(p.temperature));
-                sys::llama_sampler_chain_add(chain, sys::llama_sampler_init_dist(p.seed));
+                sys::llama_sampler_chain_add(chain, sys::llama_sampler_init_dist(p.llama_seed()));
             }
             Sampler {
                 raw: NonNull::new(chain).expect("llama_sampler_chain_init returned NULL"),

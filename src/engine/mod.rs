@@ -87,109 +87,56 @@ pub struct GenerateParams {
 /// The seed value that asks for a new random seed for each stream.
 pub const SEED_RANDOM: u64 = u64::MAX;
 
-impl GenerateParams {
-    /// Checks the values and builds the sampling settings. `seed` is the caller's 64-bit seed.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        max_tokens: u32,
-        temperature: f32,
-        top_k: i32,
-        top_p: f32,
-        min_p: f32,
-        repeat_penalty: f32,
-        repeat_last_n: u32,
-        seed: u64,
-        stop: Vec<String>,
-        ignore_eos: bool,
-        cache_prompt: bool,
-    ) -> Result<GenerateParams> {
-        if !temperature.is_finite() || temperature < 0.0 {
-            return Err(Error::invalid(format!(
-                "temperature must be a finite number >= 0 (0 is greedy), got {temperature}"
-            )));
-        }
-        if top_k < 0 {
-            return Err(Error::invalid(format!(
-                "top_k must be >= 0 (0 is off), got {top_k}"
-            )));
-        }
-        if !(top_p > 0.0 && top_p <= 1.0) {
-            return Err(Error::invalid(format!(
-                "top_p must be in (0, 1] (1 is off), got {top_p}"
-            )));
-        }
-        if !(0.0..=1.0).contains(&min_p) {
-            return Err(Error::invalid(format!(
-                "min_p must be in [0, 1] (0 is off), got {min_p}"
-            )));
-        }
-        if !repeat_penalty.is_finite() || repeat_penalty <= 0.0 {
-            return Err(Error::invalid(format!(
-                "repeat_penalty must be a finite number > 0 (1 is off), got {repeat_penalty}"
-            )));
-        }
-        if let Some(i) = stop.iter().position(String::is_empty) {
-            return Err(Error::invalid(format!("stop[{i}] is an empty string")));
-        }
-        let seed = if seed == SEED_RANDOM {
-            random_seed()
-        } else {
-            // llama.cpp takes a 32-bit seed, and reserves 0xFFFFFFFF for "random".
-            let folded = (seed ^ (seed >> 32)) as u32;
-            if folded == u32::MAX {
-                0x5EED
-            } else {
-                folded
-            }
-        };
-        Ok(GenerateParams {
-            max_tokens,
-            sampling: SamplingParams {
-                temperature,
-                top_k,
-                top_p,
-                min_p,
-                repeat_penalty,
-                repeat_last_n,
-                seed,
-            },
-            stop,
-            ignore_eos,
-            cache_prompt,
-        })
-    }
-}
-
 impl Default for GenerateParams {
     fn default() -> Self {
-        GenerateParams::new(
-            256,
-            0.8,
-            40,
-            0.95,
-            0.05,
-            1.0,
-            64,
-            SEED_RANDOM,
-            Vec::new(),
-            false,
-            true,
-        )
-        .expect("defaults are valid")
+        GenerateParams {
+            max_tokens: 256,
+            sampling: SamplingParams::default(),
+            stop: Vec::new(),
+            ignore_eos: false,
+            cache_prompt: true,
+        }
     }
 }
 
-fn random_seed() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_u128(Instant::now().elapsed().as_nanos());
-    let v = h.finish() as u32;
-    if v == u32::MAX {
-        0
-    } else {
-        v
+impl GenerateParams {
+    /// Checks the values; the error names the field.
+    pub fn check(&self) -> Result<()> {
+        let s = &self.sampling;
+        if !s.temperature.is_finite() || s.temperature < 0.0 {
+            return Err(Error::invalid(format!(
+                "temperature must be a finite number >= 0 (0 is greedy), got {}",
+                s.temperature
+            )));
+        }
+        if s.top_k < 0 {
+            return Err(Error::invalid(format!(
+                "top_k must be >= 0 (0 is off), got {}",
+                s.top_k
+            )));
+        }
+        if !(s.top_p > 0.0 && s.top_p <= 1.0) {
+            return Err(Error::invalid(format!(
+                "top_p must be in (0, 1] (1 is off), got {}",
+                s.top_p
+            )));
+        }
+        if !(0.0..=1.0).contains(&s.min_p) {
+            return Err(Error::invalid(format!(
+                "min_p must be in [0, 1] (0 is off), got {}",
+                s.min_p
+            )));
+        }
+        if !s.repeat_penalty.is_finite() || s.repeat_penalty <= 0.0 {
+            return Err(Error::invalid(format!(
+                "repeat_penalty must be a finite number > 0 (1 is off), got {}",
+                s.repeat_penalty
+            )));
+        }
+        if let Some(i) = self.stop.iter().position(String::is_empty) {
+            return Err(Error::invalid(format!("stop[{i}] is an empty string")));
+        }
+        Ok(())
     }
 }
 
@@ -425,9 +372,14 @@ impl Engine {
                                         "loading {} layers on {} failed: {}",
                                         if try_layers < 0 { n_layers } else { try_layers },
                                         dev.description,
-                                        if why.is_empty() { "unknown error" } else { why.trim() }
+                                        if why.is_empty() {
+                                            "unknown error"
+                                        } else {
+                                            why.trim()
+                                        }
                                     );
-                                    let next = if try_layers < 0 { n_layers } else { try_layers } / 2;
+                                    let next =
+                                        if try_layers < 0 { n_layers } else { try_layers } / 2;
                                     log::log_warn!(
                                         "{}; {}",
                                         info.fallback_reason,
@@ -595,6 +547,7 @@ impl Engine {
         on_token: Option<TokenFn>,
         on_finish: Option<FinishFn>,
     ) -> Result<Stream> {
+        params.check()?;
         let created = Instant::now();
         // Tell the engine thread that a stream is on its way (see Scheduler::intake).
         struct Submitting<'a>(&'a AtomicUsize);

@@ -2,7 +2,9 @@
 
 use super::engine::minerva_engine;
 use super::*;
-use crate::engine::{self as eng, Control, Error, FinishReason, GenerateParams, Status, Stream};
+use crate::engine::{
+    self as eng, Control, Error, FinishReason, GenerateParams, SamplingParams, Status, Stream,
+};
 use std::ffi::{c_char, c_void};
 use std::mem::offset_of;
 use std::time::Duration;
@@ -196,20 +198,23 @@ unsafe fn convert_params(
             stops.push(s.to_owned());
         }
     }
-    let g = GenerateParams::new(
-        p.max_tokens,
-        p.temperature,
-        p.top_k,
-        p.top_p,
-        p.min_p,
-        p.repeat_penalty,
-        p.repeat_last_n,
-        p.seed,
-        stops,
-        p.ignore_eos,
-        p.cache_prompt,
-    )
-    .map_err(|e| Error::invalid(format!("params.{}", e.message)))?;
+    let g = GenerateParams {
+        max_tokens: p.max_tokens,
+        sampling: SamplingParams {
+            temperature: p.temperature,
+            top_k: p.top_k,
+            top_p: p.top_p,
+            min_p: p.min_p,
+            repeat_penalty: p.repeat_penalty,
+            repeat_last_n: p.repeat_last_n,
+            seed: p.seed,
+        },
+        stop: stops,
+        ignore_eos: p.ignore_eos,
+        cache_prompt: p.cache_prompt,
+    };
+    g.check()
+        .map_err(|e| Error::invalid(format!("params.{}", e.message)))?;
     Ok((g, p.on_finish))
 }
 
