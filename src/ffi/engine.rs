@@ -118,20 +118,8 @@ pub unsafe extern "C" fn minerva_engine_params_init(
     params: *mut minerva_engine_params,
     struct_size: u32,
 ) {
-    guard_void(|| {
-        if params.is_null() || struct_size < 4 {
-            return;
-        }
-        let d = minerva_engine_params {
-            struct_size,
-            ..Default::default()
-        };
-        // SAFETY: the caller says `params` has struct_size writable bytes.
-        unsafe {
-            (params as *mut u32).write_unaligned(struct_size);
-            write_out(params, &d);
-        }
-    });
+    // SAFETY: the caller says `params` has struct_size writable bytes.
+    guard_void(|| unsafe { init_params(params, struct_size, Default::default()) });
 }
 
 fn engine_params_bools() -> [usize; 1] {

@@ -152,6 +152,22 @@ pub(crate) unsafe fn write_out<T>(out: *mut T, value: &T) {
     }
 }
 
+/// Fills a caller's parameter struct with `defaults`, as far as `struct_size` reaches, and sets
+/// its struct_size. NULL or a size below 4: nothing is written.
+///
+/// # Safety
+/// `params` is NULL or points to `struct_size` writable bytes.
+pub(crate) unsafe fn init_params<T>(params: *mut T, struct_size: u32, defaults: T) {
+    if params.is_null() || struct_size < 4 {
+        return;
+    }
+    // SAFETY: as the caller promises; write_out then writes only what fits in struct_size.
+    unsafe {
+        (params as *mut u32).write_unaligned(struct_size);
+        write_out(params, &defaults);
+    }
+}
+
 /// Copies `s` into a fixed C char array, truncated on a character boundary, NUL-terminated.
 pub(crate) fn fill_chars<const N: usize>(dst: &mut [c_char; N], s: &str) {
     let mut n = s.len().min(N - 1);

@@ -136,20 +136,8 @@ pub unsafe extern "C" fn minerva_generate_params_init(
     params: *mut minerva_generate_params,
     struct_size: u32,
 ) {
-    guard_void(|| {
-        if params.is_null() || struct_size < 4 {
-            return;
-        }
-        let d = minerva_generate_params {
-            struct_size,
-            ..Default::default()
-        };
-        // SAFETY: the caller says `params` has struct_size writable bytes.
-        unsafe {
-            (params as *mut u32).write_unaligned(struct_size);
-            write_out(params, &d);
-        }
-    });
+    // SAFETY: the caller says `params` has struct_size writable bytes.
+    guard_void(|| unsafe { init_params(params, struct_size, Default::default()) });
 }
 
 fn generate_params_bools() -> [usize; 2] {
