@@ -264,6 +264,42 @@ fn layers_that_fit(dev: &llama::Device, file_bytes: u64, block_count: Option<u32
     }
 }
 
+/// Loads with `first` layers offloaded (negative: all `n_layers`), and after each failure with
+/// half as many, down to one. Returns the model with the layers it holds, or the last failure's
+/// words (None when the load was aborted by the progress callback). Every failure is logged.
+fn load_with_retries<T>(
+    first: i32,
+    n_layers: i32,
+    device: &str,
+    mut load: impl FnMut(i32) -> std::result::Result<T, llama::LoadError>,
+) -> std::result::Result<(T, i32), Option<String>> {
+    let mut layers = first;
+    loop {
+        match load(layers) {
+            Ok(m) => return Ok((m, layers)),
+            Err(llama::LoadError::Aborted) => return Err(None),
+            Err(llama::LoadError::Failed(why)) => {
+                let tried = if layers < 0 { n_layers } else { layers };
+                let reason = format!(
+                    "loading {tried} layers on {device} failed: {}",
+                    if why.is_empty() {
+                        "unknown error"
+                    } else {
+                        why.trim()
+                    }
+                );
+                let next = tried / 2;
+                if next == 0 {
+                    log::log_warn!("{reason}; falling back to the CPU");
+                    return Err(Some(reason));
+                }
+                log::log_warn!("{reason}; retrying with {next} layers");
+                layers = next;
+            }
+        }
+    }
+}
+
 impl Engine {
     /// Loads `path` and starts the engine thread. `progress` gets load progress 0..1 and may
     /// return false to abort the load (`Status::Cancelled`).
@@ -352,49 +388,20 @@ impl Engine {
                         );
                     } else {
                         // Out of device memory: retry with half the layers, down to one, then
-                        // the CPU. Every failure is logged; the last one is the fallback reason.
+                        // the CPU.
                         let n_layers = summary.block_count.unwrap_or(1).max(1) as i32;
-                        let mut try_layers = layers;
-                        loop {
-                            match load(Some(dev), try_layers) {
-                                Ok(m) => {
-                                    let n = m.n_layer();
-                                    info.gpu_layers =
-                                        if try_layers < 0 { n } else { try_layers.min(n) };
-                                    info.device_kind = Some(dev.kind);
-                                    info.device_name = dev.description.clone();
-                                    model = Some(m);
-                                    break;
-                                }
-                                Err(llama::LoadError::Aborted) => return Err(aborted()),
-                                Err(llama::LoadError::Failed(why)) => {
-                                    info.fallback_reason = format!(
-                                        "loading {} layers on {} failed: {}",
-                                        if try_layers < 0 { n_layers } else { try_layers },
-                                        dev.description,
-                                        if why.is_empty() {
-                                            "unknown error"
-                                        } else {
-                                            why.trim()
-                                        }
-                                    );
-                                    let next =
-                                        if try_layers < 0 { n_layers } else { try_layers } / 2;
-                                    log::log_warn!(
-                                        "{}; {}",
-                                        info.fallback_reason,
-                                        if next > 0 {
-                                            format!("retrying with {next} layers")
-                                        } else {
-                                            "falling back to the CPU".to_string()
-                                        }
-                                    );
-                                    if next == 0 {
-                                        break;
-                                    }
-                                    try_layers = next;
-                                }
+                        match load_with_retries(layers, n_layers, &dev.description, |l| {
+                            load(Some(dev), l)
+                        }) {
+                            Ok((m, used)) => {
+                                let n = m.n_layer();
+                                info.gpu_layers = if used < 0 { n } else { used.min(n) };
+                                info.device_kind = Some(dev.kind);
+                                info.device_name = dev.description.clone();
+                                model = Some(m);
                             }
+                            Err(None) => return Err(aborted()),
+                            Err(Some(reason)) => info.fallback_reason = reason,
                         }
                     }
                 }
@@ -613,4 +620,51 @@ impl Drop for Engine {
 /// Routes llama.cpp's log lines through [`log`] (done by any engine creation too).
 pub fn init_logging() {
     llama::init_backend();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{llama::LoadError, load_with_retries};
+
+    #[test]
+    fn gpu_load_retries_with_half_the_layers_down_to_one() {
+        // A device where only 4 layers fit: all (18) fail, then 9, then 4 loads.
+        let mut tried = Vec::new();
+        let r = load_with_retries(-1, 18, "GPU", |l| {
+            tried.push(l);
+            if l < 0 || l > 4 {
+                Err(LoadError::Failed("out of memory".into()))
+            } else {
+                Ok(l)
+            }
+        });
+        assert_eq!(tried, vec![-1, 9, 4]);
+        assert!(matches!(r, Ok((4, 4))));
+    }
+
+    #[test]
+    fn gpu_load_falls_back_after_one_layer() {
+        let mut tried = Vec::new();
+        let r: Result<(u8, i32), _> = load_with_retries(12, 18, "GPU", |l| {
+            tried.push(l);
+            Err(LoadError::Failed("out of memory".into()))
+        });
+        assert_eq!(tried, vec![12, 6, 3, 1]);
+        let reason = r.err().flatten().unwrap();
+        assert!(
+            reason.contains("loading 1 layers on GPU failed: out of memory"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn an_aborted_gpu_load_is_not_retried() {
+        let mut n = 0;
+        let r: Result<(u8, i32), _> = load_with_retries(-1, 18, "GPU", |_| {
+            n += 1;
+            Err(LoadError::Aborted)
+        });
+        assert_eq!(n, 1);
+        assert!(matches!(r, Err(None)));
+    }
 }
