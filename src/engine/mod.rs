@@ -632,7 +632,7 @@ mod tests {
         let mut tried = Vec::new();
         let r = load_with_retries(-1, 18, "GPU", |l| {
             tried.push(l);
-            if l < 0 || l > 4 {
+            if !(0..=4).contains(&l) {
                 Err(LoadError::Failed("out of memory".into()))
             } else {
                 Ok(l)
