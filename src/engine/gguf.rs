@@ -17,6 +17,9 @@ pub(crate) const MAX_LAYERS: u64 = 512; // LLAMA_MAX_LAYERS
 pub(crate) const MAX_DIMS: u32 = 4; // GGML_MAX_DIMS
 pub(crate) const MAX_NAME: usize = 63; // GGML_MAX_NAME - 1
 pub(crate) const DEFAULT_ALIGNMENT: u64 = 32;
+/// Longest key or tensor name read, and longest string value kept.
+const MAX_KEY: u64 = 1 << 16;
+const MAX_VALUE: u64 = 1 << 24;
 
 /// Block size and bytes per block of a ggml tensor type, or None for an unknown type.
 pub type TypeInfo<'a> = &'a dyn Fn(u32) -> Option<(u64, u64)>;
@@ -171,10 +174,18 @@ impl<R: Read> Reader<R> {
         Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
     }
 
-    fn string(&mut self, what: &str) -> Res<String> {
+    /// A string of at most `max` bytes (longer ones are refused before anything is allocated).
+    fn string_max(&mut self, what: &str, max: u64) -> Res<String> {
         let n = self.u64(what)?;
+        if n > max {
+            return Err(format!("{what} is {n} bytes long (at most {max})"));
+        }
         let b = self.bytes(n, what)?;
         String::from_utf8(b).map_err(|_| format!("{what} is not valid UTF-8"))
+    }
+
+    fn string(&mut self, what: &str) -> Res<String> {
+        self.string_max(what, MAX_KEY)
     }
 
     fn scalar(&mut self, t: u32, what: &str) -> Res<Value> {
@@ -202,7 +213,17 @@ impl<R: Read> Reader<R> {
 
     fn value(&mut self, t: u32, what: &str) -> Res<Value> {
         match t {
-            T_STR => Ok(Value::Str(self.string(what)?)),
+            T_STR => {
+                // Long values (a chat template, a license) are kept up to MAX_VALUE bytes; a
+                // longer one is skipped, not allocated.
+                let n = self.u64(what)?;
+                if n > MAX_VALUE {
+                    self.skip(n, what)?;
+                    return Ok(Value::Str(String::new()));
+                }
+                let b = self.bytes(n, what)?;
+                Ok(Value::Str(String::from_utf8_lossy(&b).into_owned()))
+            }
             T_ARR => {
                 let elem_type = self.u32(what)?;
                 let len = self.u64(what)?;
@@ -425,6 +446,8 @@ fn check_metadata(g: &mut Gguf) -> Res<()> {
         }
     };
     let n_layer = positive(g, "block_count", MAX_LAYERS)?;
+    positive(g, "attention.key_length", 1 << 16)?;
+    positive(g, "attention.value_length", 1 << 16)?;
     positive(g, "context_length", u32::MAX as u64)?;
     let n_embd = positive(g, "embedding_length", 1 << 20)?;
     positive(g, "feed_forward_length", 1 << 24).or_else(|e| {
@@ -731,6 +754,18 @@ pub(crate) mod tests {
         let mut b = model().bytes();
         b[16..24].copy_from_slice(&(1u64 << 60).to_le_bytes());
         assert!(err(&b).contains("metadata count"));
+    }
+
+    #[test]
+    fn huge_strings_are_refused_before_allocating() {
+        // A key that claims 2^40 bytes.
+        let mut b = b"GGUF".to_vec();
+        b.extend(3u32.to_le_bytes());
+        b.extend(1u64.to_le_bytes());
+        b.extend(1u64.to_le_bytes());
+        b.extend((1u64 << 40).to_le_bytes());
+        b.resize(200, b'x');
+        assert!(err(&b).contains("bytes long"), "{}", err(&b));
     }
 
     #[test]

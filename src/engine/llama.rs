@@ -138,7 +138,14 @@ impl GgufSummary {
         let head_dim = self.embedding_length? as u64 / heads;
         let k = self.key_length.map(u64::from).unwrap_or(head_dim);
         let v = self.value_length.map(u64::from).unwrap_or(head_dim);
-        Some(layers * kv_heads * (k + v) * 2)
+        // Overflow means "more than any memory".
+        Some(
+            layers
+                .checked_mul(kv_heads)
+                .and_then(|x| x.checked_mul(k + v))
+                .and_then(|x| x.checked_mul(2))
+                .unwrap_or(u64::MAX),
+        )
     }
 }
 
@@ -353,6 +360,22 @@ impl Model {
         unsafe { sys::llama_model_n_ctx_train(self.raw.as_ptr()) }.max(0) as u32
     }
 
+    /// Whether cells of one sequence can be shared with another at a prefix: not for recurrent or
+    /// hybrid memories, whose sequence copy takes the whole state.
+    pub fn can_share_prefix(&self) -> bool {
+        // SAFETY: valid model.
+        unsafe {
+            !sys::llama_model_is_recurrent(self.raw.as_ptr())
+                && !sys::llama_model_is_hybrid(self.raw.as_ptr())
+        }
+    }
+
+    /// The sliding attention window (0 when the model has none).
+    pub fn n_swa(&self) -> usize {
+        // SAFETY: valid model.
+        unsafe { sys::llama_model_n_swa(self.raw.as_ptr()) }.max(0) as usize
+    }
+
     pub fn n_params(&self) -> u64 {
         // SAFETY: valid model.
         unsafe { sys::llama_model_n_params(self.raw.as_ptr()) }
@@ -466,6 +489,18 @@ impl Context {
         unsafe {
             let mem = sys::llama_get_memory(self.raw.as_ptr());
             sys::llama_memory_seq_rm(mem, seq, p0, -1)
+        }
+    }
+
+    /// The lowest and highest positions `seq` holds (-1 when it holds none).
+    pub fn seq_pos_range(&mut self, seq: i32) -> (i32, i32) {
+        // SAFETY: valid context; any sequence id below n_seq_max.
+        unsafe {
+            let mem = sys::llama_get_memory(self.raw.as_ptr());
+            (
+                sys::llama_memory_seq_pos_min(mem, seq),
+                sys::llama_memory_seq_pos_max(mem, seq),
+            )
         }
     }
 

@@ -436,7 +436,7 @@ impl Engine {
         let model = Arc::new(model);
         let n_ctx = config.context_tokens * config.max_streams;
         if let Some(per_token) = summary.kv_bytes_per_token() {
-            let need = per_token * n_ctx as u64;
+            let need = per_token.saturating_mul(n_ctx as u64);
             let on_gpu = info.device_kind != Some(DeviceKind::Cpu);
             let available = if on_gpu {
                 gpu.as_ref().map(|d| d.free_bytes as u64)
@@ -590,6 +590,8 @@ impl Engine {
         {
             let mut inc = self.mailbox.incoming.lock();
             if inc.shutdown {
+                let mut req = req;
+                req.disarm();
                 return Err(Error::new(Status::Cancelled, "the engine is shutting down"));
             }
             inc.queue.push_back(req);

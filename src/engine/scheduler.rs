@@ -53,6 +53,16 @@ impl Request {
     }
 }
 
+impl Request {
+    /// A request that never reached the engine (the engine was shutting down): no callback may
+    /// run for it, since its start failed.
+    pub fn disarm(&mut self) {
+        self.on_token = None;
+        self.on_finish = None;
+        self.shared.set_done();
+    }
+}
+
 impl Drop for Request {
     /// A request dropped before it ended (only a bug can do that: a panic on the engine thread)
     /// still ends: its finish callback runs and its waiters are released.
@@ -270,13 +280,8 @@ impl Scheduler {
         while !self.waiting.is_empty() {
             let busy: Vec<bool> = self.slots.iter().map(Option::is_some).collect();
             let req = &self.waiting[0];
-            let Some(place) = place(
-                &self.kv,
-                &busy,
-                &self.last_used,
-                &req.tokens,
-                req.params.cache_prompt,
-            ) else {
+            let cache = req.params.cache_prompt && self.model.can_share_prefix();
+            let Some(place) = place(&self.kv, &busy, &self.last_used, &req.tokens, cache) else {
                 return; // every slot is busy
             };
             let req = self.waiting.pop_front().expect("not empty");
@@ -296,6 +301,21 @@ impl Scheduler {
                     self.kv[slot] = self.kv[src][..reuse].to_vec();
                 }
                 None => {}
+            }
+            if reuse > 0 {
+                // Check what llama.cpp holds now: exactly positions 0..reuse, and, for a model
+                // with sliding-window layers, the window before `reuse` (llama.cpp may have
+                // dropped cells that fell out of the window of a longer sequence).
+                let (pos_min, pos_max) = self.ctx.seq_pos_range(seq);
+                let window = self.model.n_swa();
+                let needed_min = if window > 0 {
+                    reuse.saturating_sub(window)
+                } else {
+                    0
+                };
+                if pos_max != reuse as i32 - 1 || pos_min < 0 || pos_min as usize > needed_min {
+                    reuse = 0;
+                }
             }
             if reuse == 0 {
                 self.ctx.seq_rm(seq, 0);
@@ -432,7 +452,15 @@ impl Scheduler {
             };
             let token = match a.sampler.as_mut() {
                 Some(s) => s.sample(&mut self.ctx, row),
-                None => argmax(self.ctx.logits(row)),
+                None => {
+                    let logits = self.ctx.logits(row);
+                    if logits.is_empty() {
+                        let err = Error::new(Status::Backend, "llama.cpp returned no logits");
+                        self.end(slot, Status::Backend, FinishReason::Error, Some(err));
+                        continue;
+                    }
+                    argmax(logits)
+                }
             };
             if let Some((status, reason, err)) = self.on_token(slot, token) {
                 self.end(slot, status, reason, err);

@@ -210,6 +210,33 @@ static void test_calls_inside_callbacks(minerva_engine *e) {
     PASS("calls inside callbacks: blocking ones refused, the rest work");
 }
 
+/* A finish callback that starts another stream while its engine is being freed: the start fails
+   with MINERVA_ERR_CANCELLED and no callback of the refused stream ever runs. */
+typedef struct {
+    minerva_engine *engine;
+    minerva_status chained;
+    int chained_finishes;
+    int finishes;
+} chain;
+
+static void chained_finish(void *ud, minerva_status st, minerva_finish_reason r) {
+    (void)st;
+    (void)r;
+    ((chain *)ud)->chained_finishes++;
+}
+
+static void chain_finish(void *ud, minerva_status st, minerva_finish_reason r) {
+    (void)st;
+    (void)r;
+    chain *c = (chain *)ud;
+    c->finishes++;
+    minerva_generate_params g = greedy(2);
+    g.on_finish = chained_finish;
+    minerva_stream *s = NULL;
+    c->chained = minerva_stream_new(c->engine, "again", &g, NULL, c, &s);
+    if (s) minerva_stream_free(s);
+}
+
 static void test_engine_freed_under_running_streams(void) {
     minerva_engine *e = open_engine(2, 512);
     minerva_generate_params g = greedy(0);
@@ -223,12 +250,22 @@ static void test_engine_freed_under_running_streams(void) {
     CHECK_STATUS(minerva_stream_new(e, "In the beginning", &gp, NULL, NULL, &s2), MINERVA_OK);
     /* A third stream waits in the queue (max_streams is 2). */
     CHECK_STATUS(minerva_stream_new(e, "Far away", &g, tb_on_token, &b3, &s3), MINERVA_OK);
+    chain ch = {e, 0, 0, 0};
+    minerva_generate_params gc = greedy(0);
+    gc.ignore_eos = true;
+    gc.on_finish = chain_finish;
+    minerva_stream *s4 = NULL;
+    CHECK_STATUS(minerva_stream_new(e, "Chained", &gc, NULL, &ch, &s4), MINERVA_OK);
     minerva_stream_stats st = {0};
     do {
         usleep(5000);
         CHECK_STATUS(minerva_stream_get_stats(s1, &st), MINERVA_OK);
     } while (st.generated_tokens < 3);
     minerva_engine_free(e);
+    CHECK(ch.finishes == 1);
+    CHECK(ch.chained == MINERVA_ERR_CANCELLED);
+    CHECK(ch.chained_finishes == 0);
+    minerva_stream_free(s4);
     /* Every callback has run by now: on_finish exactly once each. */
     CHECK(b1.finish_calls == 1 && b1.finish_status == MINERVA_ERR_CANCELLED);
     CHECK(b3.finish_calls == 1 && b3.finish_status == MINERVA_ERR_CANCELLED);
