@@ -228,12 +228,13 @@ fn engines_freed_with_streams_running_and_memory_stays_flat() {
     );
     // The first lifetimes grow the allocator's per-thread arenas (each engine has new threads) and
     // llama.cpp's one-time state; after that, no growth. The allocator returns memory to the
-    // system lazily, so single samples spike upwards; a leak raises the floor: compare the lowest
-    // of lifetimes 10-14 with the lowest of the last five.
+    // system lazily, so samples move up and down by a few MiB; a leak raises the floor steadily:
+    // compare the lowest of lifetimes 10-19 with the lowest of the last ten. (Leaks of single
+    // allocations are LeakSanitizer's and Valgrind's job, in the C tests.)
     let floor = |v: &[f64]| v.iter().copied().fold(f64::MAX, f64::min);
-    let growth = floor(&figures[LIFETIMES - 5..]) - floor(&figures[10..15]);
+    let growth = floor(&figures[LIFETIMES - 10..]) - floor(&figures[10..20]);
     assert!(
-        growth < 16.0,
-        "resident memory grew {growth:.1} MiB from lifetime 10 to {LIFETIMES}"
+        growth < 24.0,
+        "resident memory grew {growth:.1} MiB from lifetime 10 to {LIFETIMES}: {figures:.0?}"
     );
 }
