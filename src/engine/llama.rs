@@ -26,11 +26,31 @@ pub fn init_backend() {
 }
 
 /// The portable build's backends are separate files (one CPU backend per instruction set, GPU
-/// backends): load them from $MINERVA_BACKEND_DIR, else from where the build put them.
+/// backends). They are loaded from $MINERVA_BACKEND_DIR if set, else from the folder that holds
+/// libminerva itself (ship them side by side), else from where the build put them.
 #[cfg(feature = "portable")]
 fn load_backends() {
+    let own_dir = || {
+        let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+        // SAFETY: dladdr only reads the address of a function of this library and fills `info`;
+        // dli_fname, when set, is a NUL-terminated path owned by the dynamic loader.
+        let found = unsafe { libc::dladdr(load_backends as *const c_void, &mut info) } != 0;
+        if !found || info.dli_fname.is_null() {
+            return None;
+        }
+        let path = unsafe { CStr::from_ptr(info.dli_fname) }
+            .to_string_lossy()
+            .into_owned();
+        let dir = std::path::Path::new(&path).parent()?.to_path_buf();
+        let has_cpu_backend = std::fs::read_dir(&dir)
+            .ok()?
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("libggml-cpu"));
+        has_cpu_backend.then(|| dir.to_string_lossy().into_owned())
+    };
     let dir = std::env::var("MINERVA_BACKEND_DIR")
         .ok()
+        .or_else(own_dir)
         .or_else(|| sys::BACKENDS_DIR.map(String::from));
     match dir.and_then(|d| std::ffi::CString::new(d).ok()) {
         // SAFETY: a NUL-terminated path; ggml copies what it needs.

@@ -333,7 +333,15 @@ impl Engine {
             file_bytes,
             ..Default::default()
         };
-        let gpu = llama::devices()
+        let devices = llama::devices();
+        if devices.is_empty() {
+            return Err(Error::new(
+                Status::Backend,
+                "no compute backend is loaded (a portable build needs its libggml-cpu-*.so files \
+                 beside libminerva or in $MINERVA_BACKEND_DIR)",
+            ));
+        }
+        let gpu = devices
             .into_iter()
             .filter(|d| d.is_gpu)
             .max_by_key(|d| d.free_bytes);
