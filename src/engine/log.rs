@@ -54,10 +54,6 @@ pub fn set_sink(sink: Option<Arc<Sink>>, min: Level) {
     c.min = min;
 }
 
-pub fn enabled(level: Level) -> bool {
-    level != Level::None && level >= CONFIG.read().min
-}
-
 /// Emits one whole line.
 pub fn log(level: Level, line: &str) {
     let sink = {

@@ -547,12 +547,6 @@ impl Engine {
         &self.info
     }
 
-    /// Tokenizes a prompt as a stream would (BOS where the vocabulary asks for one, special tokens
-    /// recognized).
-    pub fn tokenize(&self, text: &str) -> Result<Vec<i32>> {
-        self.model.tokenize(text)
-    }
-
     /// Starts a stream. With `on_token` None the stream is in pull mode ([`Stream::read`]).
     /// `on_finish` is called exactly once, last, on the engine thread, if this returns Ok.
     pub fn start(

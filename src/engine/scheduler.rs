@@ -477,28 +477,29 @@ impl Scheduler {
         let a = self.slots[slot].as_mut().expect("active slot");
         let now = Instant::now();
         a.generated += 1;
-        if a.first_token.is_none() {
-            a.first_token = Some(now);
-            let created = a.req.shared.created;
-            let prompt_secs = a
-                .prompt_started
-                .map(|t| (now - t).as_secs_f64())
-                .unwrap_or(0.0);
-            let n_prompt = a.req.tokens.len() - a.cached;
-            a.req.shared.update_stats(|s| {
-                s.time_to_first_token_ms = (now - created).as_secs_f64() * 1000.0;
-                s.prompt_tokens_per_second = if prompt_secs > 0.0 {
-                    n_prompt as f64 / prompt_secs
-                } else {
-                    0.0
-                };
-            });
-        }
         a.last_token = Some(now);
         let generated = a.generated;
-        a.req
-            .shared
-            .update_stats(|s| s.generated_tokens = generated);
+        // The first token also fixes the time to first token and the prompt rate.
+        let first = a.first_token.is_none().then(|| {
+            a.first_token = Some(now);
+            let prompt_secs = a.prompt_started.map_or(0.0, |t| (now - t).as_secs_f64());
+            let computed = (a.req.tokens.len() - a.cached) as f64;
+            (
+                (now - a.req.shared.created).as_secs_f64() * 1000.0,
+                if prompt_secs > 0.0 {
+                    computed / prompt_secs
+                } else {
+                    0.0
+                },
+            )
+        });
+        a.req.shared.update_stats(|s| {
+            s.generated_tokens = generated;
+            if let Some((ttft_ms, prompt_rate)) = first {
+                s.time_to_first_token_ms = ttft_ms;
+                s.prompt_tokens_per_second = prompt_rate;
+            }
+        });
 
         if !a.req.params.ignore_eos && self.model.is_eog(token) {
             return Some((Status::Ok, FinishReason::Eos, None));
@@ -508,11 +509,16 @@ impl Scheduler {
         a.text.clear();
         a.utf8.push(&a.piece, &mut a.text);
         if !a.text.is_empty() {
-            let (out, stopped) = match a.stop.push(&a.text) {
-                StopResult::Continue(t) => (t, false),
-                StopResult::Stopped(t) => (t, true),
+            // Without stop strings the text goes out as it is, without a copy.
+            let (control, stopped) = if a.stop.is_empty() {
+                (deliver(&a.req.shared, &mut a.req.on_token, &a.text), false)
+            } else {
+                let (out, stopped) = match a.stop.push(&a.text) {
+                    StopResult::Continue(t) => (t, false),
+                    StopResult::Stopped(t) => (t, true),
+                };
+                (deliver(&a.req.shared, &mut a.req.on_token, &out), stopped)
             };
-            let control = deliver(&a.req.shared, &mut a.req.on_token, &out);
             if stopped || control == Control::Stop {
                 return Some((Status::Ok, FinishReason::Stop, None));
             }

@@ -460,36 +460,43 @@ pub unsafe extern "C" fn minerva_generate(
     user_data: *mut c_void,
     out_stats: *mut minerva_stream_stats,
 ) -> minerva_status {
-    if let Err(e) = refuse_blocking_in_callback("minerva_generate") {
-        return guard("minerva_generate", || Err(e));
-    }
-    let mut stream: *mut minerva_stream = std::ptr::null_mut();
-    // SAFETY: arguments forwarded as the caller gave them; stream_new checks them.
-    let st =
-        unsafe { minerva_stream_new(engine, prompt, params, on_token, user_data, &mut stream) };
-    if st != MINERVA_OK {
-        return st;
-    }
-    // SAFETY: stream is the live handle created above; it is freed once, last.
-    unsafe {
-        let st = minerva_stream_wait(stream, -1);
-        if !out_stats.is_null() {
-            minerva_stream_get_stats(stream, out_stats);
+    // Every call below catches its own panics; this catches any of the glue's.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if let Err(e) = refuse_blocking_in_callback("minerva_generate") {
+            return guard("minerva_generate", || Err(e));
         }
-        let msg = std::ffi::CStr::from_ptr(minerva_stream_error(stream))
-            .to_string_lossy()
-            .into_owned();
-        minerva_stream_free(stream);
+        let mut stream: *mut minerva_stream = std::ptr::null_mut();
+        // SAFETY: arguments forwarded as the caller gave them; stream_new checks them.
+        let st =
+            unsafe { minerva_stream_new(engine, prompt, params, on_token, user_data, &mut stream) };
         if st != MINERVA_OK {
-            set_last_error(&format!(
-                "minerva_generate: {}",
-                if msg.is_empty() {
-                    minerva_status_str_rs(st).to_string()
-                } else {
-                    msg
-                }
-            ));
+            return st;
         }
-        st
-    }
+        // SAFETY: stream is the live handle created above; it is freed once, last.
+        unsafe {
+            let st = minerva_stream_wait(stream, -1);
+            if !out_stats.is_null() {
+                minerva_stream_get_stats(stream, out_stats);
+            }
+            let msg = std::ffi::CStr::from_ptr(minerva_stream_error(stream))
+                .to_string_lossy()
+                .into_owned();
+            minerva_stream_free(stream);
+            if st != MINERVA_OK {
+                set_last_error(&format!(
+                    "minerva_generate: {}",
+                    if msg.is_empty() {
+                        minerva_status_str_rs(st).to_string()
+                    } else {
+                        msg
+                    }
+                ));
+            }
+            st
+        }
+    }))
+    .unwrap_or_else(|_| {
+        set_last_error("minerva_generate: internal error (a panic was caught)");
+        MINERVA_ERR_INTERNAL
+    })
 }
