@@ -149,7 +149,10 @@ typedef struct minerva_engine_params {
    */
   uint32_t max_streams;
   /*
-   CPU threads for decoding. 0 (default): one per physical core.
+   CPU threads for decoding. 0 (default): one per physical core. At most 1024; a value above
+   the number of CPUs this process may run on is capped there, with a warning log line
+   (llama.cpp's threads spin while they wait for each other: on 2 CPUs, 3 threads decode
+   over 100 times slower than 2). `minerva_engine_info.threads` gives the number used.
    */
   uint32_t threads;
   /*
@@ -259,7 +262,12 @@ typedef uint32_t minerva_log_level;
 
 /*
  Receives one whole log line (NUL-terminated UTF-8, no trailing newline; valid only during the
- call), llama.cpp's and minerva's own, from any thread, one call at a time.
+ call), llama.cpp's and minerva's own, one call at a time, on any thread: lines that other
+ threads log while the callback runs are queued and delivered after it returns, by the thread
+ that was delivering. No minerva thread ever waits for the callback, so it may call any minerva
+ function, also one that waits for a thread that logs (such as `minerva_engine_free`). While
+ it blocks, up to 4096 lines are kept; beyond that lines are dropped and a warning line counts
+ them.
  */
 typedef void (*minerva_log_callback)(void *user_data, minerva_log_level level, const char *message);
 
@@ -311,14 +319,20 @@ typedef struct minerva_generate_params {
    */
   float repeat_penalty;
   /*
-   How many recent tokens `repeat_penalty` looks at (default 64).
+   How many recent tokens `repeat_penalty` looks at (default 64; 0 to 1048576, larger is
+   `MINERVA_ERR_INVALID_ARGUMENT`). The window never reaches past the stream's context, so
+   values above `context_tokens` act as `context_tokens`. 0: the penalty is off.
    */
   uint32_t repeat_last_n;
   /*
-   Sampling seed (default `MINERVA_SEED_RANDOM`: a new seed for each stream). With a fixed
-   seed, the same prompt, params and engine settings give the same text when the stream is
-   decoded alone; decoded in a batch with other streams the arithmetic differs and the text
-   may too.
+   Sampling seed (default `MINERVA_SEED_RANDOM`: a new seed for each stream). All 64 bits
+   count: the seed is hashed to llama.cpp's 32-bit seed, so two distinct seeds give unrelated
+   text (they meet on the same 32-bit seed with a chance of about one in four billion).
+   With a fixed seed, the same prompt, params and engine settings give the same text when
+   the stream is decoded alone and its prompt is computed afresh. Decoded in a batch with
+   other streams, or starting from prompt cells cached by an earlier stream
+   (`cache_prompt`), the arithmetic differs and the text may too: set `cache_prompt` false
+   for text that depends on the seed alone.
    */
   uint64_t seed;
   /*
@@ -580,7 +594,13 @@ void minerva_engine_free(struct minerva_engine *engine);
  Sends log lines at `min_level` and above to `cb`; NULL `cb` restores the default, stderr. By
  default only warnings and errors reach stderr: llama.cpp's load chatter stays out of a host
  program's console unless asked for. A `min_level` above `MINERVA_LOG_NONE` is treated as NONE.
- Applies to the whole process; `user_data` must stay valid until the callback is replaced.
+ Applies to the whole process.
+
+ When this returns, the previous callback is not running and is never called again, so its
+ `user_data` may be released at once: lines still queued for it are dropped, and a call of it in
+ progress on another thread is waited for (called from inside the log callback itself, it does
+ not wait: the running call ends when the callback returns). Do not call it while holding
+ something that the log callback waits for.
  */
 void minerva_set_log_callback(minerva_log_callback cb, void *user_data, minerva_log_level min_level);
 
@@ -603,8 +623,13 @@ void minerva_generate_params_init(struct minerva_generate_params *params, uint32
 
  Errors: `MINERVA_ERR_INVALID_ARGUMENT` (NULL engine, prompt or out; prompt or a stop string not
  UTF-8; a parameter out of range, named in the message), `MINERVA_ERR_CONTEXT_FULL` (the
- prompt has more tokens than `context_tokens`). On failure no callback is ever called and `*out`
- is not written. On success `*out` owns the stream: release it with `minerva_stream_free`.
+ prompt has more tokens than `context_tokens`; a prompt whose bytes alone prove that is
+ refused at once, before it is tokenized, so that no prompt costs more than one pass over its
+ bytes to refuse), `MINERVA_ERR_CANCELLED` (the engine is being freed: a finish callback run
+ by `minerva_engine_free` starts no new stream), `MINERVA_ERR_OUT_OF_MEMORY` or
+ `MINERVA_ERR_BACKEND` (llama.cpp failed building the stream's tokens or sampler). On failure no
+ callback is ever called and `*out` is not written. On success `*out` owns the stream: release
+ it with `minerva_stream_free`.
 
  May be called from inside a callback.
  */

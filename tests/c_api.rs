@@ -70,10 +70,16 @@ fn compile(source: &str, compiler: &str, extra: &[&str]) -> PathBuf {
     exe
 }
 
+/// A C test that has not ended after this long has hung (a deadlock or a stall): it is killed and
+/// fails.
+const C_TEST_LIMIT_SECS: u32 = 600;
+
 fn run_c_test(source: &str) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let exe = compile(source, "cc", &["-std=c11"]);
-    let out = Command::new(&exe)
+    let out = Command::new("timeout")
+        .args(["-s", "KILL", &C_TEST_LIMIT_SECS.to_string()])
+        .arg(&exe)
         .env("MINERVA_MODEL", model_path())
         .env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         .env("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
@@ -84,8 +90,13 @@ fn run_c_test(source: &str) {
     print!("{stdout}");
     assert!(
         out.status.success(),
-        "{source} failed ({}):\n{stdout}\n{stderr}",
-        out.status
+        "{source} failed ({}{}):\n{stdout}\n{stderr}",
+        out.status,
+        if out.status.code().is_none() {
+            format!(", killed after {C_TEST_LIMIT_SECS} s: a hang")
+        } else {
+            String::new()
+        }
     );
     assert!(
         !stderr.contains("ERROR: AddressSanitizer") && !stderr.contains("runtime error:"),
@@ -110,6 +121,11 @@ fn c_errors() {
 #[test]
 fn c_lifecycle() {
     run_c_test("tests/c/test_lifecycle.c");
+}
+
+#[test]
+fn c_regressions() {
+    run_c_test("tests/c/test_regressions.c");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Fuzzes the C API surface on the real model: random parameter structs (struct_size included),
-//! prompts (any bytes), stop strings, and sequences of operations on streams (read, wait,
-//! cancel, stats, free at any moment). Nothing may crash, hang or leak; every failure must carry
-//! a status and a message.
+//! `repeat_last_n` over all of u32, prompts (any bytes, or up to 4 MiB of special-token text),
+//! stop strings, engines with `threads` and `batch_tokens` over their whole range, and sequences
+//! of operations on streams (read, wait, cancel, stats, free at any moment). Nothing may crash,
+//! hang, abort or leak; every failure must carry a status and a message.
 //!
 //!   MINERVA_MODEL=... cargo fuzz run api --features api -- -max_total_time=300
 #![no_main]
@@ -66,9 +67,44 @@ impl Bytes<'_> {
     }
 }
 
+/// Texts that make llama.cpp's tokenizer work hardest: special tokens, white space, multi-byte
+/// characters.
+const UNITS: &[&str] = &["<start_of_turn>", "<end_of_turn>\n", "<bos>", "  \t\n", "é€😀", "word "];
+
+/// An engine of its own with `threads` and `batch_tokens` drawn from their whole range (and a
+/// small context, so that a load stays fast and small); one stream on it, then freed.
+fn fuzz_engine_params(b: &mut Bytes) {
+    let path = CString::new(std::env::var("MINERVA_MODEL").expect("set MINERVA_MODEL")).unwrap();
+    let mut p: minerva_engine_params = unsafe { std::mem::zeroed() };
+    unsafe { minerva_engine_params_init(&mut p, std::mem::size_of_val(&p) as u32) };
+    p.threads = b.u32();
+    p.batch_tokens = b.u32() % (1 << 17);
+    p.max_streams = 1 + (b.u8() % 4) as u32;
+    p.context_tokens = 8 + (b.u32() % 512);
+    p.gpu_layers = b.u32() as i32;
+    let mut e = std::ptr::null_mut();
+    let rc = unsafe { minerva_engine_new(path.as_ptr(), &p, &mut e) };
+    if rc != MINERVA_OK {
+        assert!(e.is_null());
+        let msg = unsafe { std::ffi::CStr::from_ptr(minerva_last_error()) };
+        assert!(!msg.to_bytes().is_empty(), "a failure without a message");
+        return;
+    }
+    let mut g: minerva_generate_params = unsafe { std::mem::zeroed() };
+    unsafe { minerva_generate_params_init(&mut g, std::mem::size_of_val(&g) as u32) };
+    g.max_tokens = 2;
+    let rc = unsafe { minerva_generate(e, c"Hello".as_ptr(), &g, None, std::ptr::null_mut(), std::ptr::null_mut()) };
+    assert!(rc == MINERVA_OK || rc == MINERVA_ERR_CONTEXT_FULL, "status {rc}");
+    unsafe { minerva_engine_free(e) };
+}
+
 fuzz_target!(|data: &[u8]| {
     let e = engine().0;
     let mut b = Bytes(data);
+    if b.u8() % 32 == 0 {
+        fuzz_engine_params(&mut b);
+        return;
+    }
     let mut g: minerva_generate_params = unsafe { std::mem::zeroed() };
     unsafe { minerva_generate_params_init(&mut g, std::mem::size_of_val(&g) as u32) };
     g.max_tokens = (b.u8() % 8) as u32;
@@ -77,6 +113,12 @@ fuzz_target!(|data: &[u8]| {
     g.top_p = f32::from_bits(b.u32());
     g.min_p = f32::from_bits(b.u32());
     g.repeat_penalty = if b.u8() % 2 == 0 { 1.0 } else { f32::from_bits(b.u32()) };
+    g.repeat_last_n = match b.u8() % 4 {
+        0 => b.u32(),
+        1 => u32::MAX - (b.u8() as u32),
+        2 => (1 << 20) + (b.u8() as u32) - 128,
+        _ => b.u8() as u32,
+    };
     g.seed = b.u32() as u64;
     g.ignore_eos = b.u8() % 2 == 0;
     g.cache_prompt = b.u8() % 2 == 0;
@@ -96,8 +138,17 @@ fuzz_target!(|data: &[u8]| {
     let stop_ptrs: Vec<*const c_char> = stops.iter().map(|s| s.as_ptr() as *const c_char).collect();
     g.stop = if n_stops > 0 && b.u8() % 8 != 0 { stop_ptrs.as_ptr() } else { std::ptr::null() };
     g.stop_count = n_stops;
-    let plen = (b.u8() % 48) as usize;
-    let mut prompt = b.take(plen);
+    let mut prompt = if b.u8() % 8 == 0 {
+        // Up to 4 MiB of one unit repeated, with fuzz bytes around it.
+        let unit = UNITS[(b.u8() as usize) % UNITS.len()].as_bytes();
+        let bytes = (b.u32() as usize) % (4 << 20);
+        let mut p = b.take((b.u8() % 16) as usize);
+        p.extend(unit.iter().cycle().take(bytes));
+        p
+    } else {
+        let plen = (b.u8() % 48) as usize;
+        b.take(plen)
+    };
     prompt.retain(|&c| c != 0);
     prompt.push(0);
     let mut budget: u32 = (b.u8() % 6) as u32;

@@ -15,7 +15,7 @@ pub use error::{Error, Result, Status};
 pub use llama::{DeviceKind, SamplingParams};
 pub use stream::{Control, FinishFn, FinishReason, ReadResult, Stats, Stream, TokenFn};
 
-use llama::{ContextParams, Model, ModelLoad};
+use llama::{ContextParams, Model, ModelLoad, Sampler};
 use scheduler::{Mailbox, Request, Scheduler};
 use std::cell::Cell;
 use std::ffi::CString;
@@ -54,6 +54,8 @@ pub const MIN_CONTEXT_TOKENS: u32 = 8;
 pub const MAX_CONTEXT_TOKENS: u32 = 1 << 20;
 pub const MAX_BATCH_TOKENS: u32 = 1 << 16;
 pub const MAX_THREADS: u32 = 1024;
+/// Limit on `repeat_last_n` (the penalty window never reaches past a stream's context anyway).
+pub const MAX_REPEAT_LAST_N: u32 = MAX_CONTEXT_TOKENS;
 
 /// What an engine runs on and what it loaded.
 #[derive(Clone, Debug, Default)]
@@ -133,6 +135,12 @@ impl GenerateParams {
                 s.repeat_penalty
             )));
         }
+        if s.repeat_last_n > MAX_REPEAT_LAST_N {
+            return Err(Error::invalid(format!(
+                "repeat_last_n must be in 0..={MAX_REPEAT_LAST_N}, got {}",
+                s.repeat_last_n
+            )));
+        }
         if let Some(i) = self.stop.iter().position(String::is_empty) {
             return Err(Error::invalid(format!("stop[{i}] is an empty string")));
         }
@@ -180,10 +188,32 @@ pub struct Engine {
     info: EngineInfo,
 }
 
-fn physical_cores() -> u32 {
-    let logical = std::thread::available_parallelism()
+/// The CPUs this process may run on (affinity and cgroup quota included).
+fn usable_cpus() -> u32 {
+    std::thread::available_parallelism()
         .map(|n| n.get() as u32)
-        .unwrap_or(1);
+        .unwrap_or(1)
+}
+
+/// Decoding threads for a `threads` setting: 0 is one per physical core; more than the CPUs
+/// the process may use is capped there (with a warning): llama.cpp's workers spin while they
+/// wait for each other, so one more thread than CPUs makes decoding tens of times slower.
+fn decode_threads(asked: u32) -> u32 {
+    let cpus = usable_cpus();
+    if asked == 0 {
+        return physical_cores().min(cpus).max(1);
+    }
+    if asked > cpus {
+        log::log_warn!(
+            "threads {asked} is more than the {cpus} CPUs this process may use; using {cpus}"
+        );
+        return cpus;
+    }
+    asked
+}
+
+fn physical_cores() -> u32 {
+    let logical = usable_cpus();
     // Linux: count distinct (physical id, core id) pairs.
     if let Ok(s) = std::fs::read_to_string("/proc/cpuinfo") {
         let mut cores = std::collections::HashSet::new();
@@ -466,11 +496,7 @@ impl Engine {
                 ));
             }
         }
-        let threads = if config.threads == 0 {
-            physical_cores()
-        } else {
-            config.threads
-        };
+        let threads = decode_threads(config.threads);
         // Every generating stream needs a row in each batch.
         let batch_tokens = config.batch_tokens.max(config.max_streams);
         let ctx = llama::Context::new(
@@ -507,7 +533,7 @@ impl Engine {
             model.clone(),
             mailbox.clone(),
             config.max_streams as usize,
-            batch_tokens as usize,
+            llama::Batch::new(batch_tokens as usize)?,
             config.context_tokens as usize,
         );
         let thread = std::thread::Builder::new()
@@ -567,25 +593,40 @@ impl Engine {
         }
         self.mailbox.submitting.fetch_add(1, Ordering::AcqRel);
         let submitting = Submitting(&self.mailbox.submitting);
+        let context = self.info.context_tokens as usize;
+        // Refuse at once, in one pass over the bytes, what certainly cannot fit: llama.cpp's
+        // tokenizer would spend seconds on megabytes of special tokens before saying so.
+        let at_least = self.model.min_tokens(prompt);
+        if at_least > context {
+            return Err(Error::new(
+                Status::ContextFull,
+                format!(
+                    "the prompt is {} bytes, at least {at_least} tokens; a stream holds at most \
+                     {context} (context_tokens)",
+                    prompt.len()
+                ),
+            ));
+        }
         let tokens = self.model.tokenize(prompt)?;
         if tokens.is_empty() {
             return Err(Error::invalid("the prompt is empty (it gives no tokens)"));
         }
-        if tokens.len() > self.info.context_tokens as usize {
+        if tokens.len() > context {
             return Err(Error::new(
                 Status::ContextFull,
                 format!(
-                    "the prompt is {} tokens; a stream holds at most {} (context_tokens)",
+                    "the prompt is {} tokens; a stream holds at most {context} (context_tokens)",
                     tokens.len(),
-                    self.info.context_tokens
                 ),
             ));
         }
+        let sampler = self.sampler_for(&params.sampling, &tokens)?;
         let shared = stream::StreamShared::new(on_token.is_none(), created);
         let req = Request {
             shared: shared.clone(),
             tokens,
             params,
+            sampler,
             on_token,
             on_finish,
         };
@@ -601,6 +642,24 @@ impl Engine {
         }
         self.mailbox.wake.notify_one();
         Ok(Stream { shared })
+    }
+}
+
+impl Engine {
+    /// The sampler chain of a new stream (None for plain greedy: an argmax is enough), with the
+    /// prompt's last tokens fed to the repeat penalty.
+    fn sampler_for(&self, p: &SamplingParams, prompt: &[llama::Token]) -> Result<Option<Sampler>> {
+        if p.is_plain_greedy() {
+            return Ok(None);
+        }
+        let mut s = Sampler::new(p, self.model.n_vocab(), self.info.context_tokens)?;
+        if p.repeat_penalty != 1.0 {
+            let n = p.repeat_last_n as usize;
+            for &t in &prompt[prompt.len().saturating_sub(n)..] {
+                s.accept(t)?;
+            }
+        }
+        Ok(Some(s))
     }
 }
 

@@ -33,6 +33,8 @@ pub(crate) struct Request {
     pub shared: Arc<StreamShared>,
     pub tokens: Vec<Token>,
     pub params: GenerateParams,
+    /// The stream's sampler chain, built by the caller (None: plain greedy, an argmax).
+    pub sampler: Option<Sampler>,
     pub on_token: Option<TokenFn>,
     pub on_finish: Option<FinishFn>,
 }
@@ -142,9 +144,10 @@ impl Scheduler {
         model: Arc<Model>,
         mailbox: Arc<Mailbox>,
         max_streams: usize,
-        batch_tokens: usize,
+        batch: Batch,
         context_tokens: usize,
     ) -> Scheduler {
+        let batch_tokens = batch.capacity();
         Scheduler {
             ctx,
             model,
@@ -154,7 +157,7 @@ impl Scheduler {
             last_used: vec![0; max_streams],
             clock: 0,
             waiting: VecDeque::new(),
-            batch: Batch::new(batch_tokens),
+            batch,
             batch_tokens,
             context_tokens,
             rr: 0,
@@ -181,7 +184,14 @@ impl Scheduler {
         }
         let rc = match super::faults::take_decode_fault() {
             Some(rc) => rc,
-            None => self.ctx.decode(&self.batch),
+            None => match self.ctx.decode(&self.batch) {
+                Ok(rc) => rc,
+                Err(e) => {
+                    // llama.cpp threw: the streams in the batch end with its message.
+                    self.end_batch(e);
+                    return;
+                }
+            },
         };
         if rc != 0 {
             self.fail_batch(rc);
@@ -325,19 +335,9 @@ impl Scheduler {
             self.clock += 1;
             self.last_used[slot] = self.clock;
 
-            let sampler = if req.params.sampling.is_plain_greedy() {
-                None
-            } else {
-                let mut s = Sampler::new(&req.params.sampling, self.model.n_vocab());
-                if req.params.sampling.repeat_penalty != 1.0 {
-                    let n = req.params.sampling.repeat_last_n as usize;
-                    for &t in &req.tokens[req.tokens.len().saturating_sub(n)..] {
-                        s.accept(t);
-                    }
-                }
-                Some(s)
-            };
             let stops = req.params.stop.clone();
+            let mut req = req;
+            let sampler = req.sampler.take();
             req.shared.update_stats(|s| {
                 s.prompt_tokens = req.tokens.len() as u32;
                 s.cached_prompt_tokens = reuse as u32;
@@ -408,7 +408,6 @@ impl Scheduler {
     /// next step. On any other failure the streams in the batch end with `MINERVA_ERR_BACKEND`
     /// (their cells may be half written) and the engine goes on serving the rest.
     fn fail_batch(&mut self, rc: i32) {
-        let in_batch = |a: &Option<Active>| a.as_ref().is_some_and(|a| a.in_batch > 0);
         if rc == 1 {
             let victim = (0..self.slots.len())
                 .filter(|&i| in_batch(&self.slots[i]))
@@ -426,7 +425,14 @@ impl Scheduler {
             }
             return;
         }
-        let err = Error::new(Status::Backend, format!("llama_decode failed (code {rc})"));
+        self.end_batch(Error::new(
+            Status::Backend,
+            format!("llama_decode failed (code {rc})"),
+        ));
+    }
+
+    /// Ends every stream of the failed batch with `err`; their cells may be half written.
+    fn end_batch(&mut self, err: Error) {
         for slot in 0..self.slots.len() {
             if in_batch(&self.slots[slot]) {
                 self.end(slot, err.status, FinishReason::Error, Some(err.clone()));
@@ -455,11 +461,17 @@ impl Scheduler {
                 None => {
                     let logits = self.ctx.logits(row);
                     if logits.is_empty() {
-                        let err = Error::new(Status::Backend, "llama.cpp returned no logits");
-                        self.end(slot, Status::Backend, FinishReason::Error, Some(err));
-                        continue;
+                        Err(Error::new(Status::Backend, "llama.cpp returned no logits"))
+                    } else {
+                        Ok(argmax(logits))
                     }
-                    argmax(logits)
+                }
+            };
+            let token = match token {
+                Ok(t) => t,
+                Err(e) => {
+                    self.end(slot, e.status, FinishReason::Error, Some(e));
+                    continue;
                 }
             };
             if let Some((status, reason, err)) = self.on_token(slot, token) {
@@ -505,7 +517,9 @@ impl Scheduler {
             return Some((Status::Ok, FinishReason::Eos, None));
         }
         a.piece.clear();
-        self.model.token_piece(token, &mut a.piece);
+        if let Err(e) = self.model.token_piece(token, &mut a.piece) {
+            return Some((e.status, FinishReason::Error, Some(e)));
+        }
         a.text.clear();
         a.utf8.push(&a.piece, &mut a.text);
         if !a.text.is_empty() {
@@ -593,6 +607,11 @@ impl Scheduler {
             }
         }
     }
+}
+
+/// Whether the slot's stream has tokens in the current batch.
+fn in_batch(a: &Option<Active>) -> bool {
+    a.as_ref().is_some_and(|a| a.in_batch > 0)
 }
 
 /// What a sequence slot needs from the next batch.

@@ -42,7 +42,10 @@ pub struct minerva_engine_params {
     /// Streams decoded together (default 4; 1 to 256). More streams may be started: they wait in
     /// a queue until one ends.
     pub max_streams: u32,
-    /// CPU threads for decoding. 0 (default): one per physical core.
+    /// CPU threads for decoding. 0 (default): one per physical core. At most 1024; a value above
+    /// the number of CPUs this process may run on is capped there, with a warning log line
+    /// (llama.cpp's threads spin while they wait for each other: on 2 CPUs, 3 threads decode
+    /// over 100 times slower than 2). `minerva_engine_info.threads` gives the number used.
     pub threads: u32,
     /// Tokens per decode step, all streams together (default 512; 1 to 65536; raised to
     /// `max_streams` if smaller). Long prompts are processed in chunks of this size, so other

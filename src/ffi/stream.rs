@@ -63,12 +63,18 @@ pub struct minerva_generate_params {
     pub min_p: f32,
     /// Penalty on repeated tokens (default 1); 1: off. Must be finite and > 0.
     pub repeat_penalty: f32,
-    /// How many recent tokens `repeat_penalty` looks at (default 64).
+    /// How many recent tokens `repeat_penalty` looks at (default 64; 0 to 1048576, larger is
+    /// `MINERVA_ERR_INVALID_ARGUMENT`). The window never reaches past the stream's context, so
+    /// values above `context_tokens` act as `context_tokens`. 0: the penalty is off.
     pub repeat_last_n: u32,
-    /// Sampling seed (default `MINERVA_SEED_RANDOM`: a new seed for each stream). With a fixed
-    /// seed, the same prompt, params and engine settings give the same text when the stream is
-    /// decoded alone; decoded in a batch with other streams the arithmetic differs and the text
-    /// may too.
+    /// Sampling seed (default `MINERVA_SEED_RANDOM`: a new seed for each stream). All 64 bits
+    /// count: the seed is hashed to llama.cpp's 32-bit seed, so two distinct seeds give unrelated
+    /// text (they meet on the same 32-bit seed with a chance of about one in four billion).
+    /// With a fixed seed, the same prompt, params and engine settings give the same text when
+    /// the stream is decoded alone and its prompt is computed afresh. Decoded in a batch with
+    /// other streams, or starting from prompt cells cached by an earlier stream
+    /// (`cache_prompt`), the arithmetic differs and the text may too: set `cache_prompt` false
+    /// for text that depends on the seed alone.
     pub seed: u64,
     /// Stop strings (default NULL): non-empty UTF-8. Generation ends when one appears, and the
     /// matched text is never delivered. Copied during the call.
@@ -222,8 +228,13 @@ fn status_of_finish(r: FinishReason) -> minerva_finish_reason {
 ///
 /// Errors: `MINERVA_ERR_INVALID_ARGUMENT` (NULL engine, prompt or out; prompt or a stop string not
 /// UTF-8; a parameter out of range, named in the message), `MINERVA_ERR_CONTEXT_FULL` (the
-/// prompt has more tokens than `context_tokens`). On failure no callback is ever called and `*out`
-/// is not written. On success `*out` owns the stream: release it with `minerva_stream_free`.
+/// prompt has more tokens than `context_tokens`; a prompt whose bytes alone prove that is
+/// refused at once, before it is tokenized, so that no prompt costs more than one pass over its
+/// bytes to refuse), `MINERVA_ERR_CANCELLED` (the engine is being freed: a finish callback run
+/// by `minerva_engine_free` starts no new stream), `MINERVA_ERR_OUT_OF_MEMORY` or
+/// `MINERVA_ERR_BACKEND` (llama.cpp failed building the stream's tokens or sampler). On failure no
+/// callback is ever called and `*out` is not written. On success `*out` owns the stream: release
+/// it with `minerva_stream_free`.
 ///
 /// May be called from inside a callback.
 #[no_mangle]

@@ -1,9 +1,14 @@
 //! The one place where minerva calls llama.cpp. Everything here is a small safe wrapper over
-//! `llama-cpp-sys-2`; every `unsafe` block says why it is sound.
+//! `llama-cpp-sys-2`; every `unsafe` block says why it is sound. Every call that can throw a C++
+//! exception goes through the exception boundary in `shim.cpp` ([`shim`]), so that none can reach
+//! Rust (which would abort the process).
+
+mod shim;
 
 use super::error::{Error, Result, Status};
 use super::log;
 use llama_cpp_sys_2 as sys;
+use shim::check;
 use std::ffi::{c_void, CStr};
 use std::ptr::NonNull;
 use std::sync::OnceLock;
@@ -16,11 +21,18 @@ pub fn init_backend() {
     INIT.get_or_init(|| {
         // SAFETY: called once, before any other llama.cpp call of minerva; the trampoline is a
         // plain function that lives for the whole process.
-        unsafe {
-            sys::llama_log_set(Some(log::llama_log_trampoline), std::ptr::null_mut());
-            #[cfg(feature = "portable")]
-            load_backends();
-            sys::llama_backend_init();
+        unsafe { sys::llama_log_set(Some(log::llama_log_trampoline), std::ptr::null_mut()) };
+        #[cfg(feature = "portable")]
+        let (dir, dynamic) = (backend_dir(), true);
+        #[cfg(not(feature = "portable"))]
+        let (dir, dynamic) = (None::<std::ffi::CString>, false);
+        let dir_ptr = dir.as_ref().map_or(std::ptr::null(), |d| d.as_ptr());
+        // SAFETY: dir_ptr is NULL or a NUL-terminated path that outlives the call.
+        if let Err(e) = check(
+            unsafe { shim::mshim_backend_init(dir_ptr, dynamic) },
+            "backend init",
+        ) {
+            log::log(log::Level::Error, &e.message);
         }
     });
 }
@@ -29,12 +41,12 @@ pub fn init_backend() {
 /// backends). They are loaded from $MINERVA_BACKEND_DIR if set, else from the folder that holds
 /// libminerva itself (ship them side by side), else from where the build put them.
 #[cfg(feature = "portable")]
-fn load_backends() {
+fn backend_dir() -> Option<std::ffi::CString> {
     let own_dir = || {
         let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
         // SAFETY: dladdr only reads the address of a function of this library and fills `info`;
         // dli_fname, when set, is a NUL-terminated path owned by the dynamic loader.
-        let found = unsafe { libc::dladdr(load_backends as *const c_void, &mut info) } != 0;
+        let found = unsafe { libc::dladdr(backend_dir as *const c_void, &mut info) } != 0;
         if !found || info.dli_fname.is_null() {
             return None;
         }
@@ -48,16 +60,11 @@ fn load_backends() {
             .any(|e| e.file_name().to_string_lossy().starts_with("libggml-cpu"));
         has_cpu_backend.then(|| dir.to_string_lossy().into_owned())
     };
-    let dir = std::env::var("MINERVA_BACKEND_DIR")
+    std::env::var("MINERVA_BACKEND_DIR")
         .ok()
         .or_else(own_dir)
-        .or_else(|| sys::BACKENDS_DIR.map(String::from));
-    match dir.and_then(|d| std::ffi::CString::new(d).ok()) {
-        // SAFETY: a NUL-terminated path; ggml copies what it needs.
-        Some(d) => unsafe { sys::ggml_backend_load_all_from_path(d.as_ptr()) },
-        // SAFETY: no arguments; searches ggml's default places.
-        None => unsafe { sys::ggml_backend_load_all() },
-    }
+        .or_else(|| sys::BACKENDS_DIR.map(String::from))
+        .and_then(|d| std::ffi::CString::new(d).ok())
 }
 
 /// What kind of device a ggml device is.
@@ -124,8 +131,10 @@ pub fn devices() -> Vec<Device> {
                 }
             };
             let (mut free, mut total) = (0usize, 0usize);
-            sys::ggml_backend_dev_memory(raw, &mut free, &mut total);
-            let _ = total;
+            let _ = check(
+                shim::mshim_dev_memory(raw, &mut free, &mut total),
+                "device memory",
+            );
             out.push(Device {
                 raw,
                 kind,
@@ -210,6 +219,11 @@ pub struct ModelLoad<'a> {
 pub struct Model {
     raw: NonNull<sys::llama_model>,
     vocab: NonNull<sys::llama_vocab>,
+    /// At most how many bytes of text one token stands for, when the vocabulary makes that a
+    /// sound bound (see [`Model::min_tokens`]).
+    bytes_per_token: Option<usize>,
+    /// White space may give no token at all (some token strips the space beside it).
+    strips_space: bool,
 }
 
 // SAFETY: llama.cpp's model and vocabulary are immutable after loading; llama-server and
@@ -273,13 +287,20 @@ impl Model {
             mp.progress_callback_user_data = &mut pctx as *mut ProgressCtx as *mut c_void;
         }
         log::take_last_llama_error();
+        let mut raw = std::ptr::null_mut();
         // SAFETY: path is NUL-terminated; `devs` and `pctx` outlive the call.
-        let raw = unsafe { sys::llama_model_load_from_file(path.as_ptr(), mp) };
+        let loaded = check(
+            unsafe { shim::mshim_model_load(path.as_ptr(), mp, &mut raw) },
+            "loading the model",
+        );
         let Some(raw) = NonNull::new(raw) else {
             if pctx.aborted {
                 return Err(LoadError::Aborted);
             }
-            return Err(LoadError::Failed(log::take_last_llama_error()));
+            return Err(LoadError::Failed(match loaded {
+                Err(e) => e.message,
+                Ok(()) => log::take_last_llama_error(),
+            }));
         };
         // SAFETY: raw is a valid model; its vocabulary lives as long as it.
         let vocab = unsafe { sys::llama_model_get_vocab(raw.as_ptr()) } as *mut sys::llama_vocab;
@@ -288,7 +309,59 @@ impl Model {
             unsafe { sys::llama_model_free(raw.as_ptr()) };
             return Err(LoadError::Failed("the model has no vocabulary".into()));
         };
-        Ok(Model { raw, vocab })
+        let mut model = Model {
+            raw,
+            vocab,
+            bytes_per_token: None,
+            strips_space: true,
+        };
+        model.measure_vocab();
+        Ok(model)
+    }
+
+    /// Finds the bound behind [`Model::min_tokens`]: for the byte-level (BPE) and SentencePiece
+    /// (SPM) tokenizers every byte of a text lies in exactly one token, and a token stands for
+    /// the bytes of its piece (SPM: or one unknown character, at most 4 bytes).
+    fn measure_vocab(&mut self) {
+        // SAFETY: valid vocabulary.
+        let ty = unsafe { sys::llama_vocab_type(self.vocab()) };
+        if ty != sys::LLAMA_VOCAB_TYPE_BPE && ty != sys::LLAMA_VOCAB_TYPE_SPM {
+            return;
+        }
+        let (mut longest, mut strips) = (0i32, true);
+        // SAFETY: valid vocabulary; the out pointers are live locals.
+        let ok = unsafe {
+            check(
+                shim::mshim_vocab_max_piece(self.vocab(), &mut longest),
+                "vocab",
+            )
+            .and_then(|_| {
+                check(
+                    shim::mshim_vocab_strips_space(self.vocab(), &mut strips),
+                    "vocab",
+                )
+            })
+        };
+        if ok.is_ok() && longest > 0 {
+            self.bytes_per_token = Some((longest as usize).max(4));
+            self.strips_space = strips;
+        }
+    }
+
+    /// A lower bound on the number of tokens `text` gives, found in one pass over its bytes
+    /// without tokenizing it (0 when the vocabulary gives no sound bound). Lets a prompt that
+    /// cannot fit be refused before llama.cpp's tokenizer, whose special-token pass is quadratic
+    /// in the number of special tokens written in the text, spends seconds on it.
+    pub fn min_tokens(&self, text: &str) -> usize {
+        let Some(per_token) = self.bytes_per_token else {
+            return 0;
+        };
+        let counted = if self.strips_space {
+            text.bytes().filter(|b| !b.is_ascii_whitespace()).count()
+        } else {
+            text.len()
+        };
+        counted.div_ceil(per_token)
     }
 
     fn vocab(&self) -> *const sys::llama_vocab {
@@ -304,18 +377,23 @@ impl Model {
             .map_err(|_| Error::invalid("prompt is longer than 2 GiB"))?;
         let mut tokens: Vec<Token> = vec![0; text.len() / 2 + 8];
         for _ in 0..2 {
+            let mut n = 0;
             // SAFETY: text and tokens are valid for the lengths given.
-            let n = unsafe {
-                sys::llama_tokenize(
-                    self.vocab(),
-                    text.as_ptr().cast(),
-                    len,
-                    tokens.as_mut_ptr(),
-                    tokens.len() as i32,
-                    true,
-                    true,
-                )
-            };
+            check(
+                unsafe {
+                    shim::mshim_tokenize(
+                        self.vocab(),
+                        text.as_ptr().cast(),
+                        len,
+                        tokens.as_mut_ptr(),
+                        tokens.len() as i32,
+                        true,
+                        true,
+                        &mut n,
+                    )
+                },
+                "tokenizing the prompt",
+            )?;
             if n >= 0 {
                 tokens.truncate(n as usize);
                 return Ok(tokens);
@@ -329,35 +407,38 @@ impl Model {
     }
 
     /// Appends the bytes of `token` to `out` (special tokens render as nothing).
-    pub fn token_piece(&self, token: Token, out: &mut Vec<u8>) {
+    pub fn token_piece(&self, token: Token, out: &mut Vec<u8>) -> Result<()> {
         let start = out.len();
-        out.resize(start + 64, 0);
-        // SAFETY: the buffer has the given room; llama.cpp writes at most that many bytes.
-        let mut n = unsafe {
-            sys::llama_token_to_piece(
-                self.vocab(),
-                token,
-                out[start..].as_mut_ptr().cast(),
-                64,
-                0,
-                false,
-            )
-        };
-        if n < 0 {
-            out.resize(start + (-n) as usize, 0);
-            // SAFETY: as above, with the size llama.cpp asked for.
-            n = unsafe {
-                sys::llama_token_to_piece(
+        let mut cap = 64i32;
+        for _ in 0..2 {
+            out.resize(start + cap as usize, 0);
+            let mut n = 0;
+            // SAFETY: the buffer has `cap` bytes of room; llama.cpp writes at most that many.
+            let rc = unsafe {
+                shim::mshim_token_to_piece(
                     self.vocab(),
                     token,
                     out[start..].as_mut_ptr().cast(),
-                    -n,
-                    0,
+                    cap,
                     false,
+                    &mut n,
                 )
             };
+            if let Err(e) = check(rc, "rendering a token") {
+                out.truncate(start);
+                return Err(e);
+            }
+            if n >= 0 {
+                out.truncate(start + n as usize);
+                return Ok(());
+            }
+            cap = -n;
         }
-        out.truncate(start + n.max(0) as usize);
+        out.truncate(start);
+        Err(Error::new(
+            Status::Backend,
+            "a token's text could not be rendered",
+        ))
     }
 
     pub fn is_eog(&self, token: Token) -> bool {
@@ -404,15 +485,27 @@ impl Model {
     pub fn description(&self) -> String {
         let mut buf = [0u8; 256];
         // SAFETY: buf is writable for its length; llama.cpp NUL-terminates.
-        let n =
-            unsafe { sys::llama_model_desc(self.raw.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        let mut n = 0;
+        let rc = unsafe {
+            shim::mshim_model_desc(
+                self.raw.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut n,
+            )
+        };
+        if check(rc, "model description").is_err() {
+            return String::new();
+        }
         let n = (n.max(0) as usize).min(buf.len() - 1);
         String::from_utf8_lossy(&buf[..n]).into_owned()
     }
 
     pub fn has_chat_template(&self) -> bool {
-        // SAFETY: valid model; a NULL name asks for the default template.
-        !unsafe { sys::llama_model_chat_template(self.raw.as_ptr(), std::ptr::null()) }.is_null()
+        let mut t = std::ptr::null();
+        // SAFETY: valid model; the default template is asked for.
+        let rc = unsafe { shim::mshim_model_chat_template(self.raw.as_ptr(), &mut t) };
+        check(rc, "chat template").is_ok() && !t.is_null()
     }
 }
 
@@ -422,6 +515,9 @@ impl Drop for Model {
         unsafe { sys::llama_model_free(self.raw.as_ptr()) }
     }
 }
+
+/// The largest micro-batch llama.cpp computes at once (its own default).
+const MAX_UBATCH: u32 = 512;
 
 /// Settings of a llama.cpp context.
 pub struct ContextParams {
@@ -448,7 +544,10 @@ impl Context {
         let mut cp = unsafe { sys::llama_context_default_params() };
         cp.n_ctx = p.n_ctx;
         cp.n_batch = p.n_batch;
-        cp.n_ubatch = p.n_batch;
+        // llama.cpp splits a batch into micro-batches of n_ubatch tokens and sizes its compute
+        // buffers for one of them (attention scores grow with n_ubatch x the cache): a large
+        // batch_tokens must not become a compute buffer of gigabytes.
+        cp.n_ubatch = p.n_batch.min(MAX_UBATCH);
         cp.n_seq_max = p.n_seq_max;
         // A batch never asks for more than one output row per stream. llama.cpp sizes its compute
         // buffer for the worst case, n_batch rows of logits (512 x 262,144 floats: over 500 MiB for
@@ -461,10 +560,17 @@ impl Context {
         // it ends, and streams may share cells holding the same prompt prefix.
         cp.kv_unified = true;
         log::take_last_llama_error();
+        let mut raw = std::ptr::null_mut();
         // SAFETY: the model is valid and outlives the context (held in `_model`).
-        let raw = unsafe { sys::llama_init_from_model(model.raw.as_ptr(), cp) };
+        let made = check(
+            unsafe { shim::mshim_init_from_model(model.raw.as_ptr(), cp, &mut raw) },
+            "creating the context",
+        );
         let Some(raw) = NonNull::new(raw) else {
-            let why = log::take_last_llama_error();
+            let why = match made {
+                Err(e) => e.message,
+                Ok(()) => log::take_last_llama_error(),
+            };
             return Err(Error::new(
                 Status::OutOfMemory,
                 format!(
@@ -483,55 +589,57 @@ impl Context {
         })
     }
 
-    /// Decodes a batch. Returns llama_decode's code: 0 is success.
-    pub fn decode(&mut self, batch: &Batch) -> i32 {
+    /// Decodes a batch. Returns llama_decode's code (0 is success), or the exception it threw.
+    pub fn decode(&mut self, batch: &Batch) -> Result<i32> {
+        let mut rc = 0;
         // SAFETY: the batch's arrays hold n_tokens valid entries (Batch::add keeps that true).
-        unsafe { sys::llama_decode(self.raw.as_ptr(), batch.raw) }
+        check(
+            unsafe { shim::mshim_decode(self.raw.as_ptr(), batch.raw, &mut rc) },
+            "llama_decode",
+        )?;
+        Ok(rc)
     }
 
-    /// The logits of output row `i` of the last decode.
+    /// The logits of output row `i` of the last decode (empty if llama.cpp has none).
     pub fn logits(&mut self, i: i32) -> &[f32] {
-        // SAFETY: i is an output row of the last decode; llama.cpp returns n_vocab floats that
-        // stay valid until the next decode, which needs &mut self.
-        unsafe {
-            let p = sys::llama_get_logits_ith(self.raw.as_ptr(), i);
-            if p.is_null() {
-                return &[];
-            }
-            std::slice::from_raw_parts(p, self.n_vocab)
+        let mut p = std::ptr::null_mut();
+        // SAFETY: valid context; llama.cpp checks the row.
+        let rc = unsafe { shim::mshim_get_logits_ith(self.raw.as_ptr(), i, &mut p) };
+        if check(rc, "logits").is_err() || p.is_null() {
+            return &[];
         }
+        // SAFETY: llama.cpp returned n_vocab floats for an output row of the last decode; they
+        // stay valid until the next decode, which needs &mut self.
+        unsafe { std::slice::from_raw_parts(p, self.n_vocab) }
     }
 
     /// Removes the cells of `seq` at positions `p0..` (all of them for p0 = 0). False when the
-    /// memory cannot remove part of a sequence.
+    /// memory cannot remove part of a sequence (or failed).
     pub fn seq_rm(&mut self, seq: i32, p0: i32) -> bool {
+        let mut done = false;
         // SAFETY: valid context; llama.cpp checks the range.
-        unsafe {
-            let mem = sys::llama_get_memory(self.raw.as_ptr());
-            sys::llama_memory_seq_rm(mem, seq, p0, -1)
-        }
+        let rc = unsafe { shim::mshim_memory_seq_rm(self.raw.as_ptr(), seq, p0, &mut done) };
+        check(rc, "seq_rm").is_ok() && done
     }
 
-    /// The lowest and highest positions `seq` holds (-1 when it holds none).
+    /// The lowest and highest positions `seq` holds (-1 when it holds none, or on failure).
     pub fn seq_pos_range(&mut self, seq: i32) -> (i32, i32) {
+        let (mut min, mut max) = (-1, -1);
         // SAFETY: valid context; any sequence id below n_seq_max.
-        unsafe {
-            let mem = sys::llama_get_memory(self.raw.as_ptr());
-            (
-                sys::llama_memory_seq_pos_min(mem, seq),
-                sys::llama_memory_seq_pos_max(mem, seq),
-            )
+        let rc =
+            unsafe { shim::mshim_memory_seq_pos_range(self.raw.as_ptr(), seq, &mut min, &mut max) };
+        if check(rc, "seq_pos").is_err() {
+            return (-1, -1);
         }
+        (min, max)
     }
 
     /// Makes the cells of `src` at positions `0..n` belong to `dst` too (no copy: the cache is
-    /// unified, so cells are shared).
+    /// unified, so cells are shared). The caller checks what `dst` holds afterwards.
     pub fn seq_share_prefix(&mut self, src: i32, dst: i32, n: i32) {
         // SAFETY: valid context; both ids are below n_seq_max.
-        unsafe {
-            let mem = sys::llama_get_memory(self.raw.as_ptr());
-            sys::llama_memory_seq_cp(mem, src, dst, 0, n);
-        }
+        let rc = unsafe { shim::mshim_memory_seq_cp(self.raw.as_ptr(), src, dst, 0, n) };
+        let _ = check(rc, "seq_cp");
     }
 
     pub fn raw(&mut self) -> *mut sys::llama_context {
@@ -556,14 +664,30 @@ pub struct Batch {
 unsafe impl Send for Batch {}
 
 impl Batch {
-    pub fn new(cap: usize) -> Batch {
+    pub fn new(cap: usize) -> Result<Batch> {
+        // SAFETY: a zeroed llama_batch is plain data (counts and NULL pointers).
+        let mut raw: sys::llama_batch = unsafe { std::mem::zeroed() };
         // SAFETY: allocates arrays of `cap` entries, one sequence id each.
-        let raw = unsafe { sys::llama_batch_init(cap as i32, 0, 1) };
-        Batch { raw, cap }
+        check(
+            unsafe { shim::mshim_batch_init(cap as i32, &mut raw) },
+            "allocating the batch",
+        )?;
+        if raw.token.is_null() || raw.seq_id.is_null() {
+            return Err(Error::new(
+                Status::OutOfMemory,
+                "could not allocate the batch",
+            ));
+        }
+        Ok(Batch { raw, cap })
     }
 
     pub fn clear(&mut self) {
         self.raw.n_tokens = 0;
+    }
+
+    /// How many tokens the batch holds at most.
+    pub fn capacity(&self) -> usize {
+        self.cap
     }
 
     pub fn is_empty(&self) -> bool {
@@ -630,8 +754,11 @@ impl SamplingParams {
         }
     }
 
-    /// llama.cpp's 32-bit seed, which reserves 0xFFFFFFFF for "random": a fixed seed is folded
-    /// into 32 bits; u64::MAX draws a new one.
+    /// llama.cpp's 32-bit seed, which reserves 0xFFFFFFFF for "random". A fixed seed is hashed
+    /// with all of its 64 bits (SplitMix64's finalizer, a bijection) and folded to 32, so that
+    /// seeds differing anywhere, high bits included, give unrelated streams; two distinct seeds
+    /// meet on the same 32-bit seed with a chance of about one in four billion. u64::MAX draws a
+    /// new seed for each stream.
     fn llama_seed(&self) -> u32 {
         if self.seed == u64::MAX {
             use std::hash::{BuildHasher, Hasher};
@@ -640,7 +767,8 @@ impl SamplingParams {
             h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
             return (h.finish() as u32).min(u32::MAX - 1);
         }
-        let folded = (self.seed ^ (self.seed >> 32)) as u32;
+        let h = mix64(self.seed);
+        let folded = (h ^ (h >> 32)) as u32;
         if folded == u32::MAX {
             0x5EED
         } else {
@@ -655,65 +783,65 @@ impl SamplingParams {
     }
 }
 
+/// SplitMix64's output function: every input bit changes about half of the output bits.
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// A llama.cpp sampler chain.
 pub struct Sampler {
     raw: NonNull<sys::llama_sampler>,
 }
 
-// SAFETY: owned by one stream, used by the engine thread only.
+// SAFETY: owned by one stream and used by one thread at a time (created by the caller that starts
+// the stream, then used by the engine thread only).
 unsafe impl Send for Sampler {}
 
 impl Sampler {
-    pub fn new(p: &SamplingParams, n_vocab: usize) -> Sampler {
-        // SAFETY: each sampler created here is handed to the chain, which owns and frees it.
-        unsafe {
-            let mut cp = sys::llama_sampler_chain_default_params();
-            cp.no_perf = true;
-            let chain = sys::llama_sampler_chain_init(cp);
-            if p.repeat_penalty != 1.0 {
-                let last_n = p.repeat_last_n.min(i32::MAX as u32) as i32;
-                sys::llama_sampler_chain_add(
-                    chain,
-                    sys::llama_sampler_init_penalties(
-                        n_vocab as i32,
-                        last_n,
-                        p.repeat_penalty,
-                        0.0,
-                        0.0,
-                    ),
-                );
-            }
-            if p.temperature <= 0.0 {
-                sys::llama_sampler_chain_add(chain, sys::llama_sampler_init_greedy());
-            } else {
-                if p.top_k > 0 {
-                    sys::llama_sampler_chain_add(chain, sys::llama_sampler_init_top_k(p.top_k));
-                }
-                if p.top_p < 1.0 {
-                    sys::llama_sampler_chain_add(chain, sys::llama_sampler_init_top_p(p.top_p, 1));
-                }
-                if p.min_p > 0.0 {
-                    sys::llama_sampler_chain_add(chain, sys::llama_sampler_init_min_p(p.min_p, 1));
-                }
-                sys::llama_sampler_chain_add(chain, sys::llama_sampler_init_temp(p.temperature));
-                sys::llama_sampler_chain_add(chain, sys::llama_sampler_init_dist(p.llama_seed()));
-            }
-            Sampler {
-                raw: NonNull::new(chain).expect("llama_sampler_chain_init returned NULL"),
-            }
-        }
+    /// The chain for `p`. `window` caps how many recent tokens the repeat penalty keeps (the
+    /// stream's context: it never holds more).
+    pub fn new(p: &SamplingParams, n_vocab: usize, window: u32) -> Result<Sampler> {
+        let spec = shim::Sampling {
+            temperature: p.temperature,
+            top_k: p.top_k,
+            top_p: p.top_p,
+            min_p: p.min_p,
+            repeat_penalty: p.repeat_penalty,
+            repeat_last_n: p.repeat_last_n.min(window).min(i32::MAX as u32) as i32,
+            seed: p.llama_seed(),
+            n_vocab: n_vocab.min(i32::MAX as usize) as i32,
+        };
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: spec is a live plain struct; the shim builds the chain or frees what it built.
+        check(
+            unsafe { shim::mshim_sampler_new(&spec, &mut raw) },
+            "creating the sampler",
+        )?;
+        let raw = NonNull::new(raw)
+            .ok_or_else(|| Error::new(Status::OutOfMemory, "could not create the sampler"))?;
+        Ok(Sampler { raw })
     }
 
     /// Samples from output row `i` of the context's last decode and accepts the token.
-    pub fn sample(&mut self, ctx: &mut Context, i: i32) -> Token {
+    pub fn sample(&mut self, ctx: &mut Context, i: i32) -> Result<Token> {
+        let mut t = 0;
         // SAFETY: valid sampler and context; i is an output row of the last decode.
-        unsafe { sys::llama_sampler_sample(self.raw.as_ptr(), ctx.raw(), i) }
+        check(
+            unsafe { shim::mshim_sampler_sample(self.raw.as_ptr(), ctx.raw(), i, &mut t) },
+            "sampling",
+        )?;
+        Ok(t)
     }
 
     /// Feeds a token the stream already has (its prompt) to the penalties.
-    pub fn accept(&mut self, token: Token) {
+    pub fn accept(&mut self, token: Token) -> Result<()> {
         // SAFETY: valid sampler.
-        unsafe { sys::llama_sampler_accept(self.raw.as_ptr(), token) }
+        check(
+            unsafe { shim::mshim_sampler_accept(self.raw.as_ptr(), token) },
+            "sampler accept",
+        )
     }
 }
 
@@ -735,4 +863,38 @@ pub fn argmax(logits: &[f32]) -> Token {
         }
     }
     best as Token
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// llama.cpp throws std::out_of_range for a token id it does not know: through the shim that
+    /// is an error with llama.cpp's words, not an abort of the process.
+    #[test]
+    fn a_cpp_exception_becomes_an_error() {
+        let Ok(path) = std::env::var("MINERVA_MODEL") else {
+            eprintln!("MINERVA_MODEL is not set: skipped");
+            return;
+        };
+        let path = std::ffi::CString::new(path).unwrap();
+        let model = Model::load(
+            &path,
+            ModelLoad {
+                device: None,
+                gpu_layers: 0,
+                use_mmap: true,
+                progress: None,
+            },
+        )
+        .unwrap_or_else(|_| panic!("load {path:?}"));
+        let mut piece = Vec::new();
+        let err = model.token_piece(i32::MAX, &mut piece).unwrap_err();
+        assert_eq!(err.status, Status::Backend, "{err}");
+        assert!(err.message.starts_with("rendering a token: "), "{err}");
+        assert!(piece.is_empty());
+        // The model still works after the exception.
+        model.token_piece(1, &mut piece).unwrap();
+        assert!(model.min_tokens(&"x".repeat(1 << 20)) > 1000);
+    }
 }

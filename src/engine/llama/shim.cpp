@@ -1,0 +1,225 @@
+// The C++ exception boundary between minerva and llama.cpp.
+//
+// llama.cpp is C++: its C functions can throw (std::bad_alloc from any allocation, std::out_of_range
+// from a vocabulary look-up, std::runtime_error from a grammar or a failed graph), and a C++
+// exception that reaches Rust aborts the process ("Rust cannot catch foreign exceptions"). Every
+// llama.cpp function that minerva calls and that can allocate or throw is called through one of
+// these wrappers instead: each catches every exception, keeps its message for
+// mshim_take_error(), and answers non-zero. Results come back through out pointers.
+//
+// Only the wrapper shape lives here; what to call and when is decided in Rust (src/engine/llama/).
+
+#include "ggml-backend.h"
+#include "llama.h"
+
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <new>
+#include <stdexcept>
+#include <string>
+
+namespace {
+
+thread_local std::string last_error;
+
+void record(const char *what) noexcept {
+    try {
+        last_error = what ? what : "";
+    } catch (...) {
+        // Out of memory while recording the message: keep what fits (nothing).
+    }
+}
+
+// Runs f; 0 when it returned, 1 when it threw (the message kept for mshim_take_error).
+template <typename F> int guarded(F &&f) noexcept {
+    try {
+        f();
+        return 0;
+    } catch (const std::bad_alloc &) {
+        record("llama.cpp ran out of memory (std::bad_alloc)");
+    } catch (const std::length_error &e) {
+        record((std::string("llama.cpp could not allocate: ") + e.what()).c_str());
+    } catch (const std::exception &e) {
+        record(e.what());
+    } catch (...) {
+        record("llama.cpp threw an unknown C++ exception");
+    }
+    return 1;
+}
+
+} // namespace
+
+extern "C" {
+
+// Copies the message of the last exception caught on this thread into buf (NUL-terminated,
+// truncated to cap) and forgets it. Returns its full length.
+size_t mshim_take_error(char *buf, size_t cap) noexcept {
+    size_t n = last_error.size();
+    if (cap > 0) {
+        size_t k = n < cap - 1 ? n : cap - 1;
+        std::memcpy(buf, last_error.data(), k);
+        buf[k] = 0;
+    }
+    last_error.clear();
+    return n;
+}
+
+int mshim_backend_init(const char *backend_dir, bool load_dynamic) noexcept {
+    return guarded([&] {
+        if (load_dynamic) {
+            if (backend_dir) {
+                ggml_backend_load_all_from_path(backend_dir);
+            } else {
+                ggml_backend_load_all();
+            }
+        }
+        llama_backend_init();
+        (void)ggml_backend_dev_count();
+    });
+}
+
+int mshim_dev_memory(ggml_backend_dev_t dev, size_t *free, size_t *total) noexcept {
+    return guarded([&] { ggml_backend_dev_memory(dev, free, total); });
+}
+
+int mshim_model_load(const char *path, llama_model_params params, llama_model **out) noexcept {
+    return guarded([&] { *out = llama_model_load_from_file(path, params); });
+}
+
+int mshim_model_chat_template(const llama_model *model, const char **out) noexcept {
+    return guarded([&] { *out = llama_model_chat_template(model, nullptr); });
+}
+
+int mshim_model_desc(const llama_model *model, char *buf, size_t cap, int32_t *out) noexcept {
+    return guarded([&] { *out = llama_model_desc(model, buf, cap); });
+}
+
+int mshim_init_from_model(llama_model *model, llama_context_params params,
+                          llama_context **out) noexcept {
+    return guarded([&] { *out = llama_init_from_model(model, params); });
+}
+
+int mshim_tokenize(const llama_vocab *vocab, const char *text, int32_t len, llama_token *tokens,
+                   int32_t cap, bool add_special, bool parse_special, int32_t *out) noexcept {
+    return guarded(
+        [&] { *out = llama_tokenize(vocab, text, len, tokens, cap, add_special, parse_special); });
+}
+
+int mshim_token_to_piece(const llama_vocab *vocab, llama_token token, char *buf, int32_t cap,
+                         bool special, int32_t *out) noexcept {
+    return guarded([&] { *out = llama_token_to_piece(vocab, token, buf, cap, 0, special); });
+}
+
+// The longest piece (special tokens rendered) of any token, in bytes.
+int mshim_vocab_max_piece(const llama_vocab *vocab, int32_t *out) noexcept {
+    return guarded([&] {
+        char buf[256];
+        int32_t best = 0;
+        const int32_t n = llama_vocab_n_tokens(vocab);
+        for (llama_token t = 0; t < n; t++) {
+            int32_t k = llama_token_to_piece(vocab, t, buf, sizeof buf, 0, true);
+            if (k < 0) k = -k;
+            if (k > best) best = k;
+        }
+        *out = best;
+    });
+}
+
+// Whether any token strips the white space beside it (LSTRIP/RSTRIP): then white space in a
+// prompt may give no tokens at all.
+int mshim_vocab_strips_space(const llama_vocab *vocab, bool *out) noexcept {
+    return guarded([&] {
+        bool any = false;
+        const int32_t n = llama_vocab_n_tokens(vocab);
+        for (llama_token t = 0; t < n && !any; t++) {
+            any = (llama_vocab_get_attr(vocab, t) & (LLAMA_TOKEN_ATTR_LSTRIP | LLAMA_TOKEN_ATTR_RSTRIP)) != 0;
+        }
+        *out = any;
+    });
+}
+
+int mshim_decode(llama_context *ctx, llama_batch batch, int32_t *out) noexcept {
+    return guarded([&] { *out = llama_decode(ctx, batch); });
+}
+
+int mshim_get_logits_ith(llama_context *ctx, int32_t i, float **out) noexcept {
+    return guarded([&] { *out = llama_get_logits_ith(ctx, i); });
+}
+
+int mshim_memory_seq_rm(llama_context *ctx, llama_seq_id seq, llama_pos p0, bool *out) noexcept {
+    return guarded([&] { *out = llama_memory_seq_rm(llama_get_memory(ctx), seq, p0, -1); });
+}
+
+int mshim_memory_seq_cp(llama_context *ctx, llama_seq_id src, llama_seq_id dst, llama_pos p0,
+                        llama_pos p1) noexcept {
+    return guarded([&] { llama_memory_seq_cp(llama_get_memory(ctx), src, dst, p0, p1); });
+}
+
+int mshim_memory_seq_pos_range(llama_context *ctx, llama_seq_id seq, llama_pos *min,
+                               llama_pos *max) noexcept {
+    return guarded([&] {
+        llama_memory_t mem = llama_get_memory(ctx);
+        *min = llama_memory_seq_pos_min(mem, seq);
+        *max = llama_memory_seq_pos_max(mem, seq);
+    });
+}
+
+int mshim_batch_init(int32_t cap, llama_batch *out) noexcept {
+    return guarded([&] { *out = llama_batch_init(cap, 0, 1); });
+}
+
+// The sampler chain of one stream, built whole: a failure frees what was built and answers NULL.
+struct mshim_sampling {
+    float temperature;
+    int32_t top_k;
+    float top_p;
+    float min_p;
+    float repeat_penalty;
+    int32_t repeat_last_n;
+    uint32_t seed;
+    int32_t n_vocab;
+};
+
+int mshim_sampler_new(const mshim_sampling *p, llama_sampler **out) noexcept {
+    llama_sampler *chain = nullptr;
+    int rc = guarded([&] {
+        llama_sampler_chain_params cp = llama_sampler_chain_default_params();
+        cp.no_perf = true;
+        chain = llama_sampler_chain_init(cp);
+        if (!chain) throw std::bad_alloc();
+        auto add = [&](llama_sampler *s) {
+            if (!s) throw std::bad_alloc();
+            llama_sampler_chain_add(chain, s);
+        };
+        if (p->repeat_penalty != 1.0f) {
+            add(llama_sampler_init_penalties(p->n_vocab, p->repeat_last_n, p->repeat_penalty, 0.0f,
+                                             0.0f));
+        }
+        if (p->temperature <= 0.0f) {
+            add(llama_sampler_init_greedy());
+        } else {
+            if (p->top_k > 0) add(llama_sampler_init_top_k(p->top_k));
+            if (p->top_p < 1.0f) add(llama_sampler_init_top_p(p->top_p, 1));
+            if (p->min_p > 0.0f) add(llama_sampler_init_min_p(p->min_p, 1));
+            add(llama_sampler_init_temp(p->temperature));
+            add(llama_sampler_init_dist(p->seed));
+        }
+    });
+    if (rc != 0) {
+        if (chain) llama_sampler_free(chain);
+        chain = nullptr;
+    }
+    *out = chain;
+    return rc;
+}
+
+int mshim_sampler_sample(llama_sampler *s, llama_context *ctx, int32_t i, llama_token *out) noexcept {
+    return guarded([&] { *out = llama_sampler_sample(s, ctx, i); });
+}
+
+int mshim_sampler_accept(llama_sampler *s, llama_token token) noexcept {
+    return guarded([&] { llama_sampler_accept(s, token); });
+}
+
+} // extern "C"
