@@ -56,6 +56,7 @@ int main(int argc, char **argv) {
     stats.struct_size = sizeof stats;
     st = minerva_generate(engine, prompt, &gp, on_token, NULL, &stats);
     printf("\n");
+    fflush(stdout); /* the text ends before the stats line on stderr begins */
     if (st != MINERVA_OK) fprintf(stderr, "generation failed: %s\n", minerva_last_error());
     fprintf(stderr, "[%u prompt tokens, %u generated; first token after %.1f ms; %.1f tokens/s]\n",
             stats.prompt_tokens, stats.generated_tokens, stats.time_to_first_token_ms,
