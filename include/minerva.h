@@ -109,6 +109,13 @@ typedef struct minerva_engine minerva_engine;
 typedef struct minerva_stream minerva_stream;
 
 /*
+ The result of a call. `MINERVA_OK` (0) is success; every other value is an error whose words
+ `minerva_last_error()` gives (or `minerva_stream_error()` for errors that end a stream). Values
+ are never reused or renumbered; new ones are added at the end.
+ */
+typedef uint32_t minerva_status;
+
+/*
  What a callback answers: `MINERVA_CONTINUE`, or `MINERVA_STOP` to end the stream (or the load).
  Any value other than `MINERVA_CONTINUE` stops.
  */
@@ -174,13 +181,6 @@ typedef struct minerva_engine_params {
    */
   void *progress_user_data;
 } minerva_engine_params;
-
-/*
- The result of a call. `MINERVA_OK` (0) is success; every other value is an error whose words
- `minerva_last_error()` gives (or `minerva_stream_error()` for errors that end a stream). Values
- are never reused or renumbered; new ones are added at the end.
- */
-typedef uint32_t minerva_status;
 
 /*
  The kind of device that holds most of the model.
@@ -254,22 +254,6 @@ typedef struct minerva_engine_info {
    */
   bool has_chat_template;
 } minerva_engine_info;
-
-/*
- Severity of a log line. A `min_level` above `MINERVA_LOG_NONE` is treated as NONE.
- */
-typedef uint32_t minerva_log_level;
-
-/*
- Receives one whole log line (NUL-terminated UTF-8, no trailing newline; valid only during the
- call), llama.cpp's and minerva's own, one call at a time, on any thread: lines that other
- threads log while the callback runs are queued and delivered after it returns, by the thread
- that was delivering. No minerva thread ever waits for the callback, so it may call any minerva
- function, also one that waits for a thread that logs (such as `minerva_engine_free`). While
- it blocks, up to 4096 lines are kept; beyond that lines are dropped and a warning line counts
- them.
- */
-typedef void (*minerva_log_callback)(void *user_data, minerva_log_level level, const char *message);
 
 /*
  Why a stream ended (`minerva_stream_stats.finish_reason`, and the finish callback).
@@ -407,6 +391,22 @@ typedef struct minerva_stream_stats {
 } minerva_stream_stats;
 
 /*
+ Severity of a log line. A `min_level` above `MINERVA_LOG_NONE` is treated as NONE.
+ */
+typedef uint32_t minerva_log_level;
+
+/*
+ Receives one whole log line (NUL-terminated UTF-8, no trailing newline; valid only during the
+ call), llama.cpp's and minerva's own, one call at a time, on any thread: lines that other
+ threads log while the callback runs are queued and delivered after it returns, by the thread
+ that was delivering. No minerva thread ever waits for the callback, so it may call any minerva
+ function, also one that waits for a thread that logs (such as `minerva_engine_free`). While
+ it blocks, up to 4096 lines are kept; beyond that lines are dropped and a warning line counts
+ them.
+ */
+typedef void (*minerva_log_callback)(void *user_data, minerva_log_level level, const char *message);
+
+/*
  Success.
  */
 #define MINERVA_OK 0
@@ -470,6 +470,31 @@ typedef struct minerva_stream_stats {
 #define MINERVA_STOP 1
 
 /*
+ The CPU.
+ */
+#define MINERVA_DEVICE_CPU 0
+
+/*
+ An NVIDIA GPU through CUDA.
+ */
+#define MINERVA_DEVICE_CUDA 1
+
+/*
+ An Apple GPU through Metal.
+ */
+#define MINERVA_DEVICE_METAL 2
+
+/*
+ A GPU through Vulkan.
+ */
+#define MINERVA_DEVICE_VULKAN 3
+
+/*
+ Another accelerator.
+ */
+#define MINERVA_DEVICE_OTHER 4
+
+/*
  The stream has not ended yet.
  */
 #define MINERVA_FINISH_RUNNING 0
@@ -500,31 +525,6 @@ typedef struct minerva_stream_stats {
 #define MINERVA_FINISH_ERROR 5
 
 /*
- The CPU.
- */
-#define MINERVA_DEVICE_CPU 0
-
-/*
- An NVIDIA GPU through CUDA.
- */
-#define MINERVA_DEVICE_CUDA 1
-
-/*
- An Apple GPU through Metal.
- */
-#define MINERVA_DEVICE_METAL 2
-
-/*
- A GPU through Vulkan.
- */
-#define MINERVA_DEVICE_VULKAN 3
-
-/*
- Another accelerator.
- */
-#define MINERVA_DEVICE_OTHER 4
-
-/*
  Detail for debugging.
  */
 #define MINERVA_LOG_DEBUG 0
@@ -552,6 +552,29 @@ typedef struct minerva_stream_stats {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/*
+ A static string naming `status` ("ok", "invalid argument", ...); "unknown" for values this
+ library does not know. Never NULL; never free it.
+ */
+const char *minerva_status_str(minerva_status status);
+
+/*
+ The message of the last failed minerva call on this thread, naming the function and the
+ problem; "" if none failed yet. Owned by minerva: valid until the next minerva call on this
+ thread. Never NULL. (A Go binding reads it inside the same C helper that made the call.)
+ */
+const char *minerva_last_error(void);
+
+/*
+ The library's ABI version; equals `MINERVA_ABI_VERSION` for the header it was built with.
+ */
+uint32_t minerva_abi_version(void);
+
+/*
+ The library's version, e.g. "0.1.0". A static string; never free it.
+ */
+const char *minerva_version(void);
 
 /*
  Fills `params` with the defaults. Call as `minerva_engine_params_init(&p, sizeof p)`. Only the
@@ -589,20 +612,6 @@ minerva_status minerva_engine_get_info(const struct minerva_engine *engine, stru
  an engine cannot wait for its own thread.
  */
 void minerva_engine_free(struct minerva_engine *engine);
-
-/*
- Sends log lines at `min_level` and above to `cb`; NULL `cb` restores the default, stderr. By
- default only warnings and errors reach stderr: llama.cpp's load chatter stays out of a host
- program's console unless asked for. A `min_level` above `MINERVA_LOG_NONE` is treated as NONE.
- Applies to the whole process.
-
- When this returns, the previous callback is not running and is never called again, so its
- `user_data` may be released at once: lines still queued for it are dropped, and a call of it in
- progress on another thread is waited for (called from inside the log callback itself, it does
- not wait: the running call ends when the callback returns). Do not call it while holding
- something that the log callback waits for.
- */
-void minerva_set_log_callback(minerva_log_callback cb, void *user_data, minerva_log_level min_level);
 
 /*
  Fills `params` with the defaults. Call as `minerva_generate_params_init(&p, sizeof p)`. Only the
@@ -697,27 +706,18 @@ void minerva_stream_free(struct minerva_stream *stream);
 minerva_status minerva_generate(struct minerva_engine *engine, const char *prompt, const struct minerva_generate_params *params, minerva_token_callback on_token, void *user_data, struct minerva_stream_stats *out_stats);
 
 /*
- A static string naming `status` ("ok", "invalid argument", ...); "unknown" for values this
- library does not know. Never NULL; never free it.
- */
-const char *minerva_status_str(minerva_status status);
+ Sends log lines at `min_level` and above to `cb`; NULL `cb` restores the default, stderr. By
+ default only warnings and errors reach stderr: llama.cpp's load chatter stays out of a host
+ program's console unless asked for. A `min_level` above `MINERVA_LOG_NONE` is treated as NONE.
+ Applies to the whole process.
 
-/*
- The message of the last failed minerva call on this thread, naming the function and the
- problem; "" if none failed yet. Owned by minerva: valid until the next minerva call on this
- thread. Never NULL. (A Go binding reads it inside the same C helper that made the call.)
+ When this returns, the previous callback is not running and is never called again, so its
+ `user_data` may be released at once: lines still queued for it are dropped, and a call of it in
+ progress on another thread is waited for (called from inside the log callback itself, it does
+ not wait: the running call ends when the callback returns). Do not call it while holding
+ something that the log callback waits for.
  */
-const char *minerva_last_error(void);
-
-/*
- The library's ABI version; equals `MINERVA_ABI_VERSION` for the header it was built with.
- */
-uint32_t minerva_abi_version(void);
-
-/*
- The library's version, e.g. "0.1.0". A static string; never free it.
- */
-const char *minerva_version(void);
+void minerva_set_log_callback(minerva_log_callback cb, void *user_data, minerva_log_level min_level);
 
 #ifdef __cplusplus
 }  // extern "C"

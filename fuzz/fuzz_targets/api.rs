@@ -142,7 +142,8 @@ fuzz_target!(|data: &[u8]| {
         // Up to 4 MiB of one unit repeated, with fuzz bytes around it.
         let unit = UNITS[(b.u8() as usize) % UNITS.len()].as_bytes();
         let bytes = (b.u32() as usize) % (4 << 20);
-        let mut p = b.take((b.u8() % 16) as usize);
+        let head = (b.u8() % 16) as usize;
+        let mut p = b.take(head);
         p.extend(unit.iter().cycle().take(bytes));
         p
     } else {

@@ -1,8 +1,8 @@
-//! Fuzzes minerva's GGUF reader (src/engine/gguf.rs) on its own: whatever the bytes, it answers
+//! Fuzzes minerva's GGUF reader (src/engine/gguf/) on its own: whatever the bytes, it answers
 //! Ok or an error message, never a panic, a hang or an allocation beyond the input's size.
 #![no_main]
 
-#[path = "../../src/engine/gguf.rs"]
+#[path = "../../src/engine/gguf/mod.rs"]
 #[allow(dead_code)]
 mod gguf;
 

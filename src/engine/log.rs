@@ -11,9 +11,8 @@
 //! After [`set_sink`] returns, the old sink is never entered again.
 
 use parking_lot::{Condvar, Mutex};
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::collections::VecDeque;
-use std::ffi::{c_char, c_void, CStr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -153,65 +152,3 @@ macro_rules! log_info {
     ($($arg:tt)*) => { $crate::engine::log::log($crate::engine::log::Level::Info, &format!($($arg)*)) };
 }
 pub(crate) use {log_info, log_warn};
-
-thread_local! {
-    /// llama.cpp's pieces of the current line on this thread, with the line's level.
-    static PARTIAL: RefCell<(Level, String)> = const { RefCell::new((Level::Info, String::new())) };
-    /// The last error line llama.cpp logged on this thread: it names the reason a load failed.
-    static LAST_LLAMA_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
-}
-
-/// Takes the last error line that llama.cpp logged on this thread ("" if none).
-pub(crate) fn take_last_llama_error() -> String {
-    LAST_LLAMA_ERROR.with(|e| std::mem::take(&mut *e.borrow_mut()))
-}
-
-/// Installed as llama.cpp's and ggml's log callback.
-pub(crate) unsafe extern "C" fn llama_log_trampoline(
-    level: llama_cpp_sys_2::ggml_log_level,
-    text: *const c_char,
-    _user_data: *mut c_void,
-) {
-    if text.is_null() {
-        return;
-    }
-    // SAFETY: llama.cpp passes a NUL-terminated string valid for this call.
-    let text = unsafe { CStr::from_ptr(text) }.to_string_lossy();
-    // Never unwind into C: a panic here is dropped.
-    let _ = std::panic::catch_unwind(|| {
-        let level_now = match level {
-            llama_cpp_sys_2::GGML_LOG_LEVEL_DEBUG => Some(Level::Debug),
-            llama_cpp_sys_2::GGML_LOG_LEVEL_INFO => Some(Level::Info),
-            llama_cpp_sys_2::GGML_LOG_LEVEL_WARN => Some(Level::Warn),
-            llama_cpp_sys_2::GGML_LOG_LEVEL_ERROR => Some(Level::Error),
-            _ => None, // CONT or NONE: continues the previous line
-        };
-        let mut lines = Vec::new();
-        let _ = PARTIAL.try_with(|p| {
-            let mut p = p.borrow_mut();
-            if let Some(l) = level_now {
-                if !p.1.is_empty() {
-                    // A new line began without the old one ending: emit the old one.
-                    lines.push((p.0, std::mem::take(&mut p.1)));
-                }
-                p.0 = l;
-            }
-            p.1.push_str(&text);
-            while let Some(nl) = p.1.find('\n') {
-                let rest = p.1.split_off(nl + 1);
-                let mut line = std::mem::replace(&mut p.1, rest);
-                line.truncate(nl);
-                lines.push((p.0, line));
-            }
-        });
-        for (l, line) in lines {
-            if line.trim().is_empty() {
-                continue;
-            }
-            if l == Level::Error {
-                let _ = LAST_LLAMA_ERROR.try_with(|e| *e.borrow_mut() = line.clone());
-            }
-            log(l, &line);
-        }
-    });
-}

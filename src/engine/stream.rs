@@ -3,7 +3,6 @@
 use super::error::{Error, Status};
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
-use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -62,7 +61,7 @@ pub struct StreamShared {
     pub(crate) created: Instant,
     state: Mutex<State>,
     cond: Condvar,
-    error: OnceLock<CString>,
+    error: OnceLock<String>,
 }
 
 impl StreamShared {
@@ -104,8 +103,7 @@ impl StreamShared {
     /// Engine thread: records the end, before the finish callback runs.
     pub(crate) fn set_result(&self, status: Status, reason: FinishReason, error: Option<&Error>) {
         if let Some(e) = error {
-            let msg = CString::new(e.message.replace('\0', " ")).unwrap_or_default();
-            let _ = self.error.set(msg);
+            let _ = self.error.set(e.message.clone());
         }
         let mut st = self.state.lock();
         st.status = Some(status);
@@ -211,7 +209,7 @@ impl Stream {
     }
 
     /// The message of the error the stream ended with, "" when none. Lives as long as the stream.
-    pub fn error(&self) -> &std::ffi::CStr {
-        self.shared.error.get().map(|c| c.as_c_str()).unwrap_or(c"")
+    pub fn error(&self) -> &str {
+        self.shared.error.get().map_or("", String::as_str)
     }
 }

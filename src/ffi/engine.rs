@@ -6,6 +6,28 @@ use crate::engine::{self as eng, DeviceKind, Engine, EngineConfig, Error};
 use std::ffi::{c_char, c_void};
 use std::mem::offset_of;
 
+/// What a callback answers: `MINERVA_CONTINUE`, or `MINERVA_STOP` to end the stream (or the load).
+/// Any value other than `MINERVA_CONTINUE` stops.
+pub type minerva_control = u32;
+/// Go on.
+pub const MINERVA_CONTINUE: minerva_control = 0;
+/// Stop: a token callback ends its stream with `MINERVA_FINISH_STOP` (status `MINERVA_OK`); a
+/// progress callback aborts the load with `MINERVA_ERR_CANCELLED`.
+pub const MINERVA_STOP: minerva_control = 1;
+
+/// The kind of device that holds most of the model.
+pub type minerva_device_kind = u32;
+/// The CPU.
+pub const MINERVA_DEVICE_CPU: minerva_device_kind = 0;
+/// An NVIDIA GPU through CUDA.
+pub const MINERVA_DEVICE_CUDA: minerva_device_kind = 1;
+/// An Apple GPU through Metal.
+pub const MINERVA_DEVICE_METAL: minerva_device_kind = 2;
+/// A GPU through Vulkan.
+pub const MINERVA_DEVICE_VULKAN: minerva_device_kind = 3;
+/// Another accelerator.
+pub const MINERVA_DEVICE_OTHER: minerva_device_kind = 4;
+
 /// An engine: one loaded GGUF model, the device chosen for it (a GPU set up at creation, the CPU
 /// as the fallback), one KV cache, and one engine thread that decodes all of the engine's live
 /// streams together in shared batches. Opaque; create with `minerva_engine_new`, release with
@@ -122,7 +144,7 @@ pub unsafe extern "C" fn minerva_engine_params_init(
     struct_size: u32,
 ) {
     // SAFETY: the caller says `params` has struct_size writable bytes.
-    guard_void(|| unsafe { init_params(params, struct_size, Default::default()) });
+    ffi_export!(unsafe { init_params(params, struct_size, Default::default()) })
 }
 
 fn engine_params_bools() -> [usize; 1] {
@@ -147,7 +169,7 @@ pub unsafe extern "C" fn minerva_engine_new(
     params: *const minerva_engine_params,
     out: *mut *mut minerva_engine,
 ) -> minerva_status {
-    guard("minerva_engine_new", || {
+    ffi_export!({
         let path = try_str!(model_path, "model_path");
         let out = try_mut!(out, "out");
         // SAFETY: params is NULL or a caller struct of struct_size bytes.
@@ -193,7 +215,7 @@ pub unsafe extern "C" fn minerva_engine_get_info(
     engine: *const minerva_engine,
     out: *mut minerva_engine_info,
 ) -> minerva_status {
-    guard("minerva_engine_get_info", || {
+    ffi_export!({
         let engine = try_ref!(engine, "engine");
         if out.is_null() {
             return Err(Error::invalid("out is NULL"));
@@ -201,13 +223,7 @@ pub unsafe extern "C" fn minerva_engine_get_info(
         let i = engine.inner.info();
         // SAFETY: an all-zero minerva_engine_info is valid (integers, arrays and a bool).
         let mut v: minerva_engine_info = unsafe { std::mem::zeroed() };
-        v.device_kind = match i.device_kind {
-            Some(DeviceKind::Cpu) | None => MINERVA_DEVICE_CPU,
-            Some(DeviceKind::Cuda) => MINERVA_DEVICE_CUDA,
-            Some(DeviceKind::Metal) => MINERVA_DEVICE_METAL,
-            Some(DeviceKind::Vulkan) => MINERVA_DEVICE_VULKAN,
-            Some(DeviceKind::Other) => MINERVA_DEVICE_OTHER,
-        };
+        v.device_kind = i.device_kind.unwrap_or(DeviceKind::Cpu) as minerva_device_kind;
         fill_chars(&mut v.device_name, &i.device_name);
         fill_chars(&mut v.fallback_reason, &i.fallback_reason);
         fill_chars(&mut v.model_description, &i.model_description);
@@ -234,7 +250,7 @@ pub unsafe extern "C" fn minerva_engine_get_info(
 /// an engine cannot wait for its own thread.
 #[no_mangle]
 pub unsafe extern "C" fn minerva_engine_free(engine: *mut minerva_engine) {
-    guard_void(|| {
+    ffi_export!({
         if engine.is_null() {
             return;
         }

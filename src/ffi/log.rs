@@ -5,6 +5,19 @@ use crate::engine::log::{self, Level};
 use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
 
+/// Severity of a log line. A `min_level` above `MINERVA_LOG_NONE` is treated as NONE.
+pub type minerva_log_level = u32;
+/// Detail for debugging.
+pub const MINERVA_LOG_DEBUG: minerva_log_level = 0;
+/// Progress and facts (llama.cpp's load messages are here).
+pub const MINERVA_LOG_INFO: minerva_log_level = 1;
+/// Something unexpected that minerva handled.
+pub const MINERVA_LOG_WARN: minerva_log_level = 2;
+/// A failure.
+pub const MINERVA_LOG_ERROR: minerva_log_level = 3;
+/// As `min_level`: no lines at all.
+pub const MINERVA_LOG_NONE: minerva_log_level = 4;
+
 /// Receives one whole log line (NUL-terminated UTF-8, no trailing newline; valid only during the
 /// call), llama.cpp's and minerva's own, one call at a time, on any thread: lines that other
 /// threads log while the callback runs are queued and delivered after it returns, by the thread
@@ -32,7 +45,7 @@ pub unsafe extern "C" fn minerva_set_log_callback(
     user_data: *mut c_void,
     min_level: minerva_log_level,
 ) {
-    guard_void(|| {
+    ffi_export!({
         let ud = UserData(user_data);
         let sink = cb.map(|cb| {
             Arc::new(move |level: Level, line: &str| {

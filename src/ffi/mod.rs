@@ -1,193 +1,31 @@
-//! The C surface: thin and mechanical. Every export has the same shape: a panic boundary
-//! ([`guard`]) around a body that turns raw pointers into references with the macros below and
-//! answers a `minerva_status`; the message of a failure goes to [`minerva_last_error`].
+//! The C surface: thin and mechanical, one file a domain. Every export has the same shape: an
+//! `ffi_export!` body (the panic boundary, named after the export itself; see [`export`]) that
+//! turns raw pointers into references with the macros of [`abi`] and answers a `minerva_status`;
+//! the words of a failure go to `minerva_last_error`. The header is generated from these files in
+//! this order: errors and versions first, then engines, streams and their parameters, logging.
 
 #![allow(non_camel_case_types)]
 // The safety contract of each export is its documentation in the C header.
 #![allow(clippy::missing_safety_doc)]
 
-use crate::engine::{Error, Status};
-use std::cell::RefCell;
-use std::ffi::{c_char, CString};
+pub(crate) mod abi;
+pub(crate) mod export;
+
+pub mod error;
+pub mod version;
 
 pub mod engine;
-pub mod log;
+pub mod params;
 pub mod stream;
-pub mod types;
 
-pub use types::*;
+pub mod log;
 
-thread_local! {
-    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
-}
+pub use engine::*;
+pub use error::*;
+pub use log::*;
+pub use params::*;
+pub use stream::*;
+pub use version::*;
 
-pub(crate) fn set_last_error(message: &str) {
-    let c = CString::new(message.replace('\0', " ")).unwrap_or_default();
-    let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = c);
-}
-
-/// Runs an export's body: catches panics (`MINERVA_ERR_INTERNAL`), and records the message of a
-/// failure for `minerva_last_error`.
-pub(crate) fn guard(name: &str, body: impl FnOnce() -> Result<(), Error>) -> minerva_status {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
-        Ok(Ok(())) => MINERVA_OK,
-        Ok(Err(e)) => {
-            set_last_error(&format!("{name}: {}", e.message));
-            e.status as minerva_status
-        }
-        Err(_) => {
-            set_last_error(&format!("{name}: internal error (a panic was caught)"));
-            MINERVA_ERR_INTERNAL
-        }
-    }
-}
-
-/// Like [`guard`] for exports that return nothing.
-pub(crate) fn guard_void(body: impl FnOnce()) {
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
-}
-
-/// `&T` from a pointer argument, or `MINERVA_ERR_INVALID_ARGUMENT` naming it.
-macro_rules! try_ref {
-    ($ptr:expr, $name:literal) => {
-        // SAFETY: the caller passes a valid pointer or NULL, as the header requires.
-        match unsafe { $ptr.as_ref() } {
-            Some(r) => r,
-            None => return Err($crate::engine::Error::invalid(concat!($name, " is NULL"))),
-        }
-    };
-}
-
-/// `&mut T` from a pointer argument, or `MINERVA_ERR_INVALID_ARGUMENT` naming it.
-macro_rules! try_mut {
-    ($ptr:expr, $name:literal) => {
-        // SAFETY: the caller passes a valid pointer or NULL, as the header requires.
-        match unsafe { $ptr.as_mut() } {
-            Some(r) => r,
-            None => return Err($crate::engine::Error::invalid(concat!($name, " is NULL"))),
-        }
-    };
-}
-
-/// `&str` from a NUL-terminated UTF-8 argument, or `MINERVA_ERR_INVALID_ARGUMENT` naming it.
-macro_rules! try_str {
-    ($ptr:expr, $name:literal) => {{
-        let p: *const std::ffi::c_char = $ptr;
-        if p.is_null() {
-            return Err($crate::engine::Error::invalid(concat!($name, " is NULL")));
-        }
-        // SAFETY: the caller passes a NUL-terminated string, as the header requires.
-        match unsafe { std::ffi::CStr::from_ptr(p) }.to_str() {
-            Ok(s) => s,
-            Err(e) => {
-                return Err($crate::engine::Error::invalid(format!(
-                    concat!($name, " is not valid UTF-8 (bad byte at offset {})"),
-                    e.valid_up_to()
-                )))
-            }
-        }
-    }};
-}
-
-pub(crate) use {try_mut, try_ref, try_str};
-
-/// Reads a caller's parameter struct that begins with `uint32_t struct_size`: the fields that fit
-/// in `struct_size` come from the caller, the rest from `defaults`. `bool_offsets` are the offsets
-/// of its `bool` fields, which are normalized to 0 or 1 (a C caller may store any byte there).
-///
-/// # Safety
-/// `ptr` is NULL or points to at least `struct_size` readable bytes.
-pub(crate) unsafe fn read_params<T: Copy>(
-    ptr: *const T,
-    defaults: T,
-    name: &str,
-    bool_offsets: &[usize],
-) -> Result<T, Error> {
-    if ptr.is_null() {
-        return Ok(defaults);
-    }
-    // SAFETY: every parameter struct begins with a u32 struct_size.
-    let size = unsafe { (ptr as *const u32).read_unaligned() } as usize;
-    let full = std::mem::size_of::<T>();
-    if size < full {
-        // The first published layout is the current one: nothing smaller is valid.
-        return Err(Error::invalid(format!(
-            "{name}.struct_size is {size}, smaller than the first published layout ({full} bytes); \
-             call the _init function with sizeof"
-        )));
-    }
-    let mut value = defaults;
-    let dst = &mut value as *mut T as *mut u8;
-    // SAFETY: size >= full, so the caller's struct has `full` readable bytes; `value` has `full`.
-    unsafe {
-        std::ptr::copy_nonoverlapping(ptr as *const u8, dst, full);
-        for &off in bool_offsets {
-            let b = dst.add(off);
-            *b = (*b != 0) as u8;
-        }
-    }
-    Ok(value)
-}
-
-/// Writes an output struct that begins with `uint32_t struct_size` (set by the caller; 0 means the
-/// first published layout): only the bytes that fit are written, and struct_size is kept.
-///
-/// # Safety
-/// `out` points to a writable struct of the caller's `struct_size` (or the full size for 0).
-pub(crate) unsafe fn write_out<T>(out: *mut T, value: &T) {
-    // SAFETY: every output struct begins with a u32 struct_size.
-    let size = unsafe { (out as *const u32).read_unaligned() } as usize;
-    let full = std::mem::size_of::<T>();
-    let n = if size == 0 { full } else { size.min(full) };
-    if n <= 4 {
-        return;
-    }
-    // SAFETY: the caller's struct has n writable bytes; bytes 0..4 (struct_size) are kept.
-    unsafe {
-        std::ptr::copy_nonoverlapping(
-            (value as *const T as *const u8).add(4),
-            (out as *mut u8).add(4),
-            n - 4,
-        );
-    }
-}
-
-/// Fills a caller's parameter struct with `defaults`, as far as `struct_size` reaches, and sets
-/// its struct_size. NULL or a size below 4: nothing is written.
-///
-/// # Safety
-/// `params` is NULL or points to `struct_size` writable bytes.
-pub(crate) unsafe fn init_params<T>(params: *mut T, struct_size: u32, defaults: T) {
-    if params.is_null() || struct_size < 4 {
-        return;
-    }
-    // SAFETY: as the caller promises; write_out then writes only what fits in struct_size.
-    unsafe {
-        (params as *mut u32).write_unaligned(struct_size);
-        write_out(params, &defaults);
-    }
-}
-
-/// Copies `s` into a fixed C char array, truncated on a character boundary, NUL-terminated.
-pub(crate) fn fill_chars<const N: usize>(dst: &mut [c_char; N], s: &str) {
-    let mut n = s.len().min(N - 1);
-    while !s.is_char_boundary(n) {
-        n -= 1;
-    }
-    for (d, b) in dst.iter_mut().zip(s.as_bytes()[..n].iter()) {
-        *d = *b as c_char;
-    }
-    dst[n] = 0;
-}
-
-/// A `void *user_data` that the engine thread may carry. The caller promises (in the header) that
-/// its callbacks may be called from the engine thread with it.
-#[derive(Clone, Copy)]
-pub(crate) struct UserData(pub *mut std::ffi::c_void);
-// SAFETY: see above; minerva never dereferences it, it only passes it back to the caller's code.
-unsafe impl Send for UserData {}
-unsafe impl Sync for UserData {}
-
-pub(crate) fn status_of(s: Status) -> minerva_status {
-    s as minerva_status
-}
+pub(crate) use abi::*;
+pub(crate) use export::ffi_export;

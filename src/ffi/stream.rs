@@ -1,12 +1,11 @@
 //! Streams: `minerva_generate_params`, `minerva_stream_*`, `minerva_generate`.
 
 use super::engine::minerva_engine;
+use super::params::*;
 use super::*;
-use crate::engine::{
-    self as eng, Control, Error, FinishReason, GenerateParams, SamplingParams, Status, Stream,
-};
-use std::ffi::{c_char, c_void};
-use std::mem::offset_of;
+use crate::engine::{self as eng, Control, Error, FinishReason, Status, Stream};
+use std::ffi::{c_char, c_void, CString};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// One generation, from prompt to finish. Opaque; running as soon as `minerva_stream_new`
@@ -17,98 +16,31 @@ use std::time::Duration;
 /// valid after its engine is freed.
 pub struct minerva_stream {
     inner: Stream,
+    /// The stream's error message as C text, made on the first ask after the stream ended.
+    error: OnceLock<CString>,
 }
 
-/// Receives generated text, on the engine thread. `text` is valid UTF-8, never a split character,
-/// never empty, NUL-terminated, `len` bytes without the NUL; it is valid only during the call.
-/// Return `MINERVA_CONTINUE` to go on, or `MINERVA_STOP` (any other value) to end the stream with
-/// `MINERVA_FINISH_STOP`. A slow callback holds back every stream of its engine.
-pub type minerva_token_callback = Option<
-    unsafe extern "C" fn(
-        user_data: *mut c_void,
-        text: *const c_char,
-        len: usize,
-    ) -> minerva_control,
->;
-
-/// Called exactly once per created stream, on the engine thread, after its last token callback,
-/// with the final status and the reason it ended. From then on `user_data` is never touched
-/// again, so this is the place to release it.
-pub type minerva_finish_callback = Option<
-    unsafe extern "C" fn(
-        user_data: *mut c_void,
-        status: minerva_status,
-        reason: minerva_finish_reason,
-    ),
->;
-
-/// Settings of one generation. Fill it with `minerva_generate_params_init(&p, sizeof p)`, then
-/// change what you need. It is read (and the stop strings copied) during `minerva_stream_new`.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct minerva_generate_params {
-    /// `sizeof(minerva_generate_params)` as the caller knows it; set by the init function.
-    pub struct_size: u32,
-    /// Tokens to generate at most (default 256); 0: until end-of-generation or a full context.
-    pub max_tokens: u32,
-    /// Sampling temperature (default 0.8); 0: greedy (the most likely token every time).
-    /// Must be finite and >= 0.
-    pub temperature: f32,
-    /// Keep the k most likely tokens (default 40); 0: off. Must be >= 0.
-    pub top_k: i32,
-    /// Nucleus sampling (default 0.95); 1: off. Must be in (0, 1].
-    pub top_p: f32,
-    /// Drop tokens less likely than min_p times the most likely (default 0.05); 0: off.
-    /// Must be in [0, 1].
-    pub min_p: f32,
-    /// Penalty on repeated tokens (default 1); 1: off. Must be finite and > 0.
-    pub repeat_penalty: f32,
-    /// How many recent tokens `repeat_penalty` looks at (default 64; 0 to 1048576, larger is
-    /// `MINERVA_ERR_INVALID_ARGUMENT`). The window never reaches past the stream's context, so
-    /// values above `context_tokens` act as `context_tokens`. 0: the penalty is off.
-    pub repeat_last_n: u32,
-    /// Sampling seed (default `MINERVA_SEED_RANDOM`: a new seed for each stream). All 64 bits
-    /// count: the seed is hashed to llama.cpp's 32-bit seed, so two distinct seeds give unrelated
-    /// text (they meet on the same 32-bit seed with a chance of about one in four billion).
-    /// With a fixed seed, the same prompt, params and engine settings give the same text when
-    /// the stream is decoded alone and its prompt is computed afresh. Decoded in a batch with
-    /// other streams, or starting from prompt cells cached by an earlier stream
-    /// (`cache_prompt`), the arithmetic differs and the text may too: set `cache_prompt` false
-    /// for text that depends on the seed alone.
-    pub seed: u64,
-    /// Stop strings (default NULL): non-empty UTF-8. Generation ends when one appears, and the
-    /// matched text is never delivered. Copied during the call.
-    pub stop: *const *const c_char,
-    /// Number of entries in `stop`.
-    pub stop_count: usize,
-    /// Keep going past end-of-generation (default false; for benchmarks).
-    pub ignore_eos: bool,
-    /// Reuse KV cache cells holding the same prompt prefix (default true).
-    pub cache_prompt: bool,
-    /// Optional finish callback (default NULL); gets the `user_data` given to
-    /// `minerva_stream_new`.
-    pub on_finish: minerva_finish_callback,
-}
-
-impl Default for minerva_generate_params {
-    fn default() -> Self {
-        let d = GenerateParams::default();
-        minerva_generate_params {
-            struct_size: std::mem::size_of::<Self>() as u32,
-            max_tokens: d.max_tokens,
-            temperature: d.sampling.temperature,
-            top_k: d.sampling.top_k,
-            top_p: d.sampling.top_p,
-            min_p: d.sampling.min_p,
-            repeat_penalty: d.sampling.repeat_penalty,
-            repeat_last_n: d.sampling.repeat_last_n,
-            seed: MINERVA_SEED_RANDOM,
-            stop: std::ptr::null(),
-            stop_count: 0,
-            ignore_eos: d.ignore_eos,
-            cache_prompt: d.cache_prompt,
-            on_finish: None,
+impl minerva_stream {
+    fn new(inner: Stream) -> Self {
+        minerva_stream {
+            inner,
+            error: OnceLock::new(),
         }
+    }
+
+    /// `minerva_stream_error`: "" until the stream has ended with an error, then its message
+    /// (set once, before the finish callback runs), valid as long as the handle.
+    fn error_c(&self) -> *const c_char {
+        if let Some(c) = self.error.get() {
+            return c.as_ptr();
+        }
+        let message = self.inner.error();
+        if message.is_empty() {
+            return c"".as_ptr();
+        }
+        self.error
+            .get_or_init(|| CString::new(message.replace('\0', " ")).unwrap_or_default())
+            .as_ptr()
     }
 }
 
@@ -133,87 +65,6 @@ pub struct minerva_stream_stats {
     pub tokens_per_second: f64,
     /// A `MINERVA_FINISH_*` value; `MINERVA_FINISH_RUNNING` while the stream runs.
     pub finish_reason: minerva_finish_reason,
-}
-
-/// Fills `params` with the defaults. Call as `minerva_generate_params_init(&p, sizeof p)`. Only the
-/// first `struct_size` bytes are written. NULL: no-op.
-#[no_mangle]
-pub unsafe extern "C" fn minerva_generate_params_init(
-    params: *mut minerva_generate_params,
-    struct_size: u32,
-) {
-    // SAFETY: the caller says `params` has struct_size writable bytes.
-    guard_void(|| unsafe { init_params(params, struct_size, Default::default()) });
-}
-
-fn generate_params_bools() -> [usize; 2] {
-    [
-        offset_of!(minerva_generate_params, ignore_eos),
-        offset_of!(minerva_generate_params, cache_prompt),
-    ]
-}
-
-/// Reads the caller's params (NULL: defaults) into the engine's form, copying the stop strings.
-unsafe fn convert_params(
-    params: *const minerva_generate_params,
-) -> Result<(GenerateParams, minerva_finish_callback), Error> {
-    // SAFETY: params is NULL or a caller struct of struct_size bytes.
-    let p = unsafe {
-        read_params(
-            params,
-            minerva_generate_params::default(),
-            "params",
-            &generate_params_bools(),
-        )
-    }?;
-    let mut stops = Vec::with_capacity(p.stop_count.min(64));
-    if p.stop_count > 0 {
-        if p.stop.is_null() {
-            return Err(Error::invalid(format!(
-                "params.stop is NULL but params.stop_count is {}",
-                p.stop_count
-            )));
-        }
-        for i in 0..p.stop_count {
-            // SAFETY: the caller's array has stop_count entries.
-            let s = unsafe { *p.stop.add(i) };
-            if s.is_null() {
-                return Err(Error::invalid(format!("params.stop[{i}] is NULL")));
-            }
-            // SAFETY: each entry is a NUL-terminated string.
-            let s = unsafe { std::ffi::CStr::from_ptr(s) }
-                .to_str()
-                .map_err(|e| {
-                    Error::invalid(format!(
-                        "params.stop[{i}] is not valid UTF-8 (bad byte at offset {})",
-                        e.valid_up_to()
-                    ))
-                })?;
-            stops.push(s.to_owned());
-        }
-    }
-    let g = GenerateParams {
-        max_tokens: p.max_tokens,
-        sampling: SamplingParams {
-            temperature: p.temperature,
-            top_k: p.top_k,
-            top_p: p.top_p,
-            min_p: p.min_p,
-            repeat_penalty: p.repeat_penalty,
-            repeat_last_n: p.repeat_last_n,
-            seed: p.seed,
-        },
-        stop: stops,
-        ignore_eos: p.ignore_eos,
-        cache_prompt: p.cache_prompt,
-    };
-    g.check()
-        .map_err(|e| Error::invalid(format!("params.{}", e.message)))?;
-    Ok((g, p.on_finish))
-}
-
-fn status_of_finish(r: FinishReason) -> minerva_finish_reason {
-    r as minerva_finish_reason
 }
 
 /// Starts a generation on `engine` and returns at once; the engine thread does the work.
@@ -246,40 +97,67 @@ pub unsafe extern "C" fn minerva_stream_new(
     user_data: *mut c_void,
     out: *mut *mut minerva_stream,
 ) -> minerva_status {
-    guard("minerva_stream_new", || {
-        let engine = try_ref!(engine, "engine");
-        let prompt = try_str!(prompt, "prompt");
+    ffi_export!({
         let out = try_mut!(out, "out");
-        // SAFETY: params is NULL or the caller's struct.
-        let (g, on_finish) = unsafe { convert_params(params) }?;
-        let ud = UserData(user_data);
-        let token_fn = on_token.map(|cb| {
-            let mut buf: Vec<u8> = Vec::with_capacity(64);
-            Box::new(move |text: &str| {
-                let ud = ud;
-                buf.clear();
-                buf.extend_from_slice(text.as_bytes());
-                buf.push(0);
-                // SAFETY: the caller's callback, called as the header documents.
-                let r = unsafe { cb(ud.0, buf.as_ptr().cast(), text.len()) };
-                if r == MINERVA_CONTINUE {
-                    Control::Continue
-                } else {
-                    Control::Stop
-                }
-            }) as eng::TokenFn
-        });
-        let finish_fn = on_finish.map(|cb| {
-            Box::new(move |status: Status, reason: FinishReason| {
-                let ud = ud;
-                // SAFETY: the caller's callback, called as the header documents.
-                unsafe { cb(ud.0, status_of(status), status_of_finish(reason)) }
-            }) as eng::FinishFn
-        });
-        let stream = engine.inner.start(prompt, g, token_fn, finish_fn)?;
-        *out = Box::into_raw(Box::new(minerva_stream { inner: stream }));
+        let stream = start(engine, prompt, params, on_token, user_data)?;
+        *out = Box::into_raw(Box::new(minerva_stream::new(stream)));
         Ok(())
     })
+}
+
+/// `minerva_stream_new` without the handle: checks and converts the arguments and starts the
+/// stream on the engine.
+unsafe fn start(
+    engine: *mut minerva_engine,
+    prompt: *const c_char,
+    params: *const minerva_generate_params,
+    on_token: minerva_token_callback,
+    user_data: *mut c_void,
+) -> Result<Stream, Error> {
+    let engine = try_ref!(engine, "engine");
+    let prompt = try_str!(prompt, "prompt");
+    // SAFETY: params is NULL or the caller's struct.
+    let (g, on_finish) = unsafe { convert_params(params) }?;
+    let ud = UserData(user_data);
+    let token_fn = on_token.map(|cb| {
+        let mut buf: Vec<u8> = Vec::with_capacity(64);
+        Box::new(move |text: &str| {
+            let ud = ud;
+            buf.clear();
+            buf.extend_from_slice(text.as_bytes());
+            buf.push(0);
+            // SAFETY: the caller's callback, called as the header documents.
+            let r = unsafe { cb(ud.0, buf.as_ptr().cast(), text.len()) };
+            if r == MINERVA_CONTINUE {
+                Control::Continue
+            } else {
+                Control::Stop
+            }
+        }) as eng::TokenFn
+    });
+    let finish_fn = on_finish.map(|cb| {
+        Box::new(move |status: Status, reason: FinishReason| {
+            let ud = ud;
+            // SAFETY: the caller's callback, called as the header documents.
+            unsafe { cb(ud.0, status_of(status), reason as minerva_finish_reason) }
+        }) as eng::FinishFn
+    });
+    engine.inner.start(prompt, g, token_fn, finish_fn)
+}
+
+/// A stream's final status as the error of a call that waited for it: the stream's own message,
+/// or the status's words.
+fn final_error(stream: &Stream, status: Status) -> Result<(), Error> {
+    if status == Status::Ok {
+        return Ok(());
+    }
+    let msg = match stream.error() {
+        "" => status_text(status_of(status))
+            .to_string_lossy()
+            .into_owned(),
+        m => m.to_owned(),
+    };
+    Err(Error::new(status, msg))
 }
 
 fn timeout_of(ms: i32) -> Option<Duration> {
@@ -314,7 +192,7 @@ pub unsafe extern "C" fn minerva_stream_read(
     finished: *mut bool,
     timeout_ms: i32,
 ) -> minerva_status {
-    guard("minerva_stream_read", || {
+    ffi_export!({
         let stream = try_ref!(stream, "stream");
         if buf.is_null() {
             return Err(Error::invalid("buf is NULL"));
@@ -348,36 +226,20 @@ pub unsafe extern "C" fn minerva_stream_wait(
     stream: *mut minerva_stream,
     timeout_ms: i32,
 ) -> minerva_status {
-    let mut status = MINERVA_OK;
-    let r = guard("minerva_stream_wait", || {
+    ffi_export!({
         let stream = try_ref!(stream, "stream");
         if timeout_ms != 0 {
             refuse_blocking_in_callback("minerva_stream_wait with a timeout")?;
         }
-        status = status_of(stream.inner.wait(timeout_of(timeout_ms)));
-        if status != MINERVA_OK {
-            set_last_error(&format!(
-                "minerva_stream_wait: {}",
-                match stream.inner.error().to_str() {
-                    Ok("") | Err(_) => minerva_status_str_rs(status),
-                    Ok(s) => s,
-                }
+        let status = stream.inner.wait(timeout_of(timeout_ms));
+        if status == Status::Timeout {
+            return Err(Error::new(
+                status,
+                format!("the stream has not ended within {timeout_ms} ms"),
             ));
         }
-        Ok(())
-    });
-    if r != MINERVA_OK {
-        r
-    } else {
-        status
-    }
-}
-
-fn minerva_status_str_rs(s: minerva_status) -> &'static str {
-    // SAFETY: minerva_status_str returns a static NUL-terminated ASCII string.
-    unsafe { std::ffi::CStr::from_ptr(minerva_status_str(s)) }
-        .to_str()
-        .unwrap_or("unknown")
+        final_error(&stream.inner, status)
+    })
 }
 
 /// Asks the stream to end. Returns at once, from any thread (a callback too); the stream ends
@@ -385,7 +247,7 @@ fn minerva_status_str_rs(s: minerva_status) -> &'static str {
 /// no-op.
 #[no_mangle]
 pub unsafe extern "C" fn minerva_stream_cancel(stream: *mut minerva_stream) {
-    guard_void(|| {
+    ffi_export!({
         // SAFETY: NULL or a live stream handle.
         if let Some(s) = unsafe { stream.as_ref() } {
             s.inner.cancel();
@@ -400,40 +262,43 @@ pub unsafe extern "C" fn minerva_stream_get_stats(
     stream: *const minerva_stream,
     out: *mut minerva_stream_stats,
 ) -> minerva_status {
-    guard("minerva_stream_get_stats", || {
+    ffi_export!({
         let stream = try_ref!(stream, "stream");
         if out.is_null() {
             return Err(Error::invalid("out is NULL"));
         }
-        let s = stream.inner.stats();
-        let v = minerva_stream_stats {
-            struct_size: 0,
-            prompt_tokens: s.prompt_tokens,
-            cached_prompt_tokens: s.cached_prompt_tokens,
-            generated_tokens: s.generated_tokens,
-            time_to_first_token_ms: s.time_to_first_token_ms,
-            prompt_tokens_per_second: s.prompt_tokens_per_second,
-            tokens_per_second: s.tokens_per_second,
-            finish_reason: status_of_finish(s.finish_reason),
-        };
         // SAFETY: out points to the caller's struct of its struct_size.
-        unsafe { write_out(out, &v) };
+        unsafe { write_out(out, &stats_of(&stream.inner)) };
         Ok(())
     })
+}
+
+/// The C form of a stream's figures.
+fn stats_of(stream: &Stream) -> minerva_stream_stats {
+    let s = stream.stats();
+    minerva_stream_stats {
+        struct_size: 0,
+        prompt_tokens: s.prompt_tokens,
+        cached_prompt_tokens: s.cached_prompt_tokens,
+        generated_tokens: s.generated_tokens,
+        time_to_first_token_ms: s.time_to_first_token_ms,
+        prompt_tokens_per_second: s.prompt_tokens_per_second,
+        tokens_per_second: s.tokens_per_second,
+        finish_reason: s.finish_reason as minerva_finish_reason,
+    }
 }
 
 /// The message of the error the stream ended with; "" while it runs or when it ended without one.
 /// Owned by the stream: valid until `minerva_stream_free`. Never NULL (NULL stream: "").
 #[no_mangle]
 pub unsafe extern "C" fn minerva_stream_error(stream: *const minerva_stream) -> *const c_char {
-    let mut p = c"".as_ptr();
-    guard_void(|| {
+    ffi_export!({
         // SAFETY: NULL or a live stream handle; the message lives as long as the handle.
-        if let Some(s) = unsafe { stream.as_ref() } {
-            p = s.inner.error().as_ptr();
+        match unsafe { stream.as_ref() } {
+            Some(s) => s.error_c(),
+            None => c"".as_ptr(),
         }
-    });
-    p
+    })
 }
 
 /// Cancels the stream if it is running, waits until its callbacks can no longer run (its finish
@@ -444,7 +309,7 @@ pub unsafe extern "C" fn minerva_stream_error(stream: *const minerva_stream) -> 
 /// thread, after the current callback returns.
 #[no_mangle]
 pub unsafe extern "C" fn minerva_stream_free(stream: *mut minerva_stream) {
-    guard_void(|| {
+    ffi_export!({
         if stream.is_null() {
             return;
         }
@@ -471,43 +336,14 @@ pub unsafe extern "C" fn minerva_generate(
     user_data: *mut c_void,
     out_stats: *mut minerva_stream_stats,
 ) -> minerva_status {
-    // Every call below catches its own panics; this catches any of the glue's.
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        if let Err(e) = refuse_blocking_in_callback("minerva_generate") {
-            return guard("minerva_generate", || Err(e));
+    ffi_export!({
+        refuse_blocking_in_callback("minerva_generate")?;
+        let stream = start(engine, prompt, params, on_token, user_data)?;
+        let status = stream.wait(None);
+        if !out_stats.is_null() {
+            // SAFETY: out_stats is the caller's struct of its struct_size.
+            unsafe { write_out(out_stats, &stats_of(&stream)) };
         }
-        let mut stream: *mut minerva_stream = std::ptr::null_mut();
-        // SAFETY: arguments forwarded as the caller gave them; stream_new checks them.
-        let st =
-            unsafe { minerva_stream_new(engine, prompt, params, on_token, user_data, &mut stream) };
-        if st != MINERVA_OK {
-            return st;
-        }
-        // SAFETY: stream is the live handle created above; it is freed once, last.
-        unsafe {
-            let st = minerva_stream_wait(stream, -1);
-            if !out_stats.is_null() {
-                minerva_stream_get_stats(stream, out_stats);
-            }
-            let msg = std::ffi::CStr::from_ptr(minerva_stream_error(stream))
-                .to_string_lossy()
-                .into_owned();
-            minerva_stream_free(stream);
-            if st != MINERVA_OK {
-                set_last_error(&format!(
-                    "minerva_generate: {}",
-                    if msg.is_empty() {
-                        minerva_status_str_rs(st).to_string()
-                    } else {
-                        msg
-                    }
-                ));
-            }
-            st
-        }
-    }))
-    .unwrap_or_else(|_| {
-        set_last_error("minerva_generate: internal error (a panic was caught)");
-        MINERVA_ERR_INTERNAL
+        final_error(&stream, status)
     })
 }

@@ -13,109 +13,25 @@
 //!
 //! Callbacks run here, on this thread. No lock is held while a callback runs.
 
+mod plan;
+mod request;
+mod slot;
+
+pub(crate) use request::{Mailbox, Request};
+
 use super::error::{Error, Status};
-use super::llama::{argmax, Batch, Context, Model, Sampler, Token};
-use super::stream::{Control, FinishFn, FinishReason, StreamShared, TokenFn};
-use super::text::{StopMatcher, StopResult, Utf8Assembler};
-use super::{callback_scope, GenerateParams};
-use parking_lot::{Condvar, Mutex};
+use super::llama::{argmax, Batch, Context, Model, Token};
+use super::stream::FinishReason;
+use plan::{place, plan_batch, Work};
+use slot::Active;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// After the engine wakes from idle, how long at most it waits for streams that callers are
 /// starting at that moment.
 const COALESCE_MAX: Duration = Duration::from_millis(2);
-
-/// A stream that was started and waits for the engine thread.
-pub(crate) struct Request {
-    pub shared: Arc<StreamShared>,
-    pub tokens: Vec<Token>,
-    pub params: GenerateParams,
-    /// The stream's sampler chain, built by the caller (None: plain greedy, an argmax).
-    pub sampler: Option<Sampler>,
-    pub on_token: Option<TokenFn>,
-    pub on_finish: Option<FinishFn>,
-}
-
-impl Request {
-    /// Records the stream's end and calls its finish callback; waiters are released after it
-    /// returns. The token callback is dropped first: it is never called again.
-    fn finish(&mut self, status: Status, reason: FinishReason, err: Option<&Error>) {
-        self.shared.set_result(status, reason, err);
-        self.on_token = None;
-        if let Some(f) = self.on_finish.take() {
-            callback_scope(|| {
-                let _ =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(status, reason)));
-            });
-        }
-        self.shared.set_done();
-    }
-}
-
-impl Request {
-    /// A request that never reached the engine (the engine was shutting down): no callback may
-    /// run for it, since its start failed.
-    pub fn disarm(&mut self) {
-        self.on_token = None;
-        self.on_finish = None;
-        self.shared.set_done();
-    }
-}
-
-impl Drop for Request {
-    /// A request dropped before it ended (only a bug can do that: a panic on the engine thread)
-    /// still ends: its finish callback runs and its waiters are released.
-    fn drop(&mut self) {
-        if !self.shared.is_done() {
-            let err = Error::new(Status::Internal, "internal error: the stream was lost");
-            self.finish(Status::Internal, FinishReason::Error, Some(&err));
-        }
-    }
-}
-
-/// What callers hand to the engine thread.
-#[derive(Default)]
-pub(crate) struct Incoming {
-    pub queue: VecDeque<Request>,
-    pub shutdown: bool,
-}
-
-/// The engine's mailbox: new streams and the shutdown flag, with a condvar to wake the thread.
-#[derive(Default)]
-pub(crate) struct Mailbox {
-    pub incoming: Mutex<Incoming>,
-    pub wake: Condvar,
-    /// Callers inside `Engine::start` right now (tokenizing a prompt).
-    pub submitting: AtomicUsize,
-}
-
-/// A stream that holds a sequence slot.
-struct Active {
-    req: Request,
-    seq: i32,
-    /// Tokens of this stream in the KV cache (its next position).
-    n_past: usize,
-    /// Prompt tokens reused from the cache.
-    cached: usize,
-    /// Tokens put in the current batch.
-    in_batch: usize,
-    /// Output row in the current batch, if this stream samples after the decode.
-    out_row: Option<i32>,
-    /// The last sampled token, to be decoded next.
-    next: Option<Token>,
-    sampler: Option<Sampler>,
-    utf8: Utf8Assembler,
-    stop: StopMatcher,
-    text: String,
-    piece: Vec<u8>,
-    generated: u32,
-    prompt_started: Option<Instant>,
-    first_token: Option<Instant>,
-    last_token: Option<Instant>,
-}
 
 pub(crate) struct Scheduler {
     // Field order matters: the context is dropped before the model it uses.
@@ -335,31 +251,7 @@ impl Scheduler {
             self.clock += 1;
             self.last_used[slot] = self.clock;
 
-            let stops = req.params.stop.clone();
-            let mut req = req;
-            let sampler = req.sampler.take();
-            req.shared.update_stats(|s| {
-                s.prompt_tokens = req.tokens.len() as u32;
-                s.cached_prompt_tokens = reuse as u32;
-            });
-            self.slots[slot] = Some(Active {
-                req,
-                seq,
-                n_past: reuse,
-                cached: reuse,
-                in_batch: 0,
-                out_row: None,
-                next: None,
-                sampler,
-                utf8: Utf8Assembler::default(),
-                stop: StopMatcher::new(stops),
-                text: String::new(),
-                piece: Vec::new(),
-                generated: 0,
-                prompt_started: None,
-                first_token: None,
-                last_token: None,
-            });
+            self.slots[slot] = Some(Active::new(req, seq, reuse));
         }
     }
 
@@ -395,7 +287,7 @@ impl Scheduler {
                         a.out_row = Some(row);
                     }
                 }
-                a.prompt_started.get_or_insert_with(Instant::now);
+                a.timing.prompt_started.get_or_insert_with(Instant::now);
             }
             a.in_batch = take;
         }
@@ -474,119 +366,21 @@ impl Scheduler {
                     continue;
                 }
             };
-            if let Some((status, reason, err)) = self.on_token(slot, token) {
+            if let Some((status, reason, err)) = a.accept(token, &self.model, self.context_tokens) {
                 self.end(slot, status, reason, err);
             }
         }
     }
 
-    /// Handles one sampled token. Returns how the stream ends, if it does.
-    fn on_token(
-        &mut self,
-        slot: usize,
-        token: Token,
-    ) -> Option<(Status, FinishReason, Option<Error>)> {
-        let a = self.slots[slot].as_mut().expect("active slot");
-        let now = Instant::now();
-        a.generated += 1;
-        a.last_token = Some(now);
-        let generated = a.generated;
-        // The first token also fixes the time to first token and the prompt rate.
-        let first = a.first_token.is_none().then(|| {
-            a.first_token = Some(now);
-            let prompt_secs = a.prompt_started.map_or(0.0, |t| (now - t).as_secs_f64());
-            let computed = (a.req.tokens.len() - a.cached) as f64;
-            (
-                (now - a.req.shared.created).as_secs_f64() * 1000.0,
-                if prompt_secs > 0.0 {
-                    computed / prompt_secs
-                } else {
-                    0.0
-                },
-            )
-        });
-        a.req.shared.update_stats(|s| {
-            s.generated_tokens = generated;
-            if let Some((ttft_ms, prompt_rate)) = first {
-                s.time_to_first_token_ms = ttft_ms;
-                s.prompt_tokens_per_second = prompt_rate;
-            }
-        });
-
-        if !a.req.params.ignore_eos && self.model.is_eog(token) {
-            return Some((Status::Ok, FinishReason::Eos, None));
-        }
-        a.piece.clear();
-        if let Err(e) = self.model.token_piece(token, &mut a.piece) {
-            return Some((e.status, FinishReason::Error, Some(e)));
-        }
-        a.text.clear();
-        a.utf8.push(&a.piece, &mut a.text);
-        if !a.text.is_empty() {
-            // Without stop strings the text goes out as it is, without a copy.
-            let (control, stopped) = if a.stop.is_empty() {
-                (deliver(&a.req.shared, &mut a.req.on_token, &a.text), false)
-            } else {
-                let (out, stopped) = match a.stop.push(&a.text) {
-                    StopResult::Continue(t) => (t, false),
-                    StopResult::Stopped(t) => (t, true),
-                };
-                (deliver(&a.req.shared, &mut a.req.on_token, &out), stopped)
-            };
-            if stopped || control == Control::Stop {
-                return Some((Status::Ok, FinishReason::Stop, None));
-            }
-        }
-        if a.req.params.max_tokens > 0 && a.generated >= a.req.params.max_tokens {
-            return Some((Status::Ok, FinishReason::Length, None));
-        }
-        if a.n_past >= self.context_tokens {
-            return Some((
-                Status::ContextFull,
-                FinishReason::Error,
-                Some(Error::new(
-                    Status::ContextFull,
-                    format!(
-                        "the stream filled its context ({} tokens: {} of prompt, {} generated)",
-                        self.context_tokens,
-                        a.req.tokens.len(),
-                        a.generated
-                    ),
-                )),
-            ));
-        }
-        a.next = Some(token);
-        None
-    }
-
-    /// Ends the stream in `slot`: delivers held-back text where the end is a natural one, frees its
-    /// KV cells, records the result and calls its finish callback.
+    /// Ends the stream in `slot` (see [`Active::finish`]); after an error its KV cells go too.
     fn end(&mut self, slot: usize, status: Status, reason: FinishReason, err: Option<Error>) {
-        let mut a = self.slots[slot].take().expect("active slot");
+        let a = self.slots[slot].take().expect("active slot");
         if reason == FinishReason::Error {
             // After a failed decode the cells may not match `kv`: drop them.
             self.ctx.seq_rm(a.seq, 0);
             self.kv[slot].clear();
         }
-        if matches!(
-            reason,
-            FinishReason::Length | FinishReason::Eos | FinishReason::Error
-        ) {
-            a.utf8.finish();
-            let rest = a.stop.flush();
-            deliver(&a.req.shared, &mut a.req.on_token, &rest);
-        }
-        let gen_secs = match (a.first_token, a.last_token) {
-            (Some(f), Some(l)) => (l - f).as_secs_f64(),
-            _ => 0.0,
-        };
-        let tps = if a.generated > 1 && gen_secs > 0.0 {
-            (a.generated - 1) as f64 / gen_secs
-        } else {
-            0.0
-        };
-        a.req.shared.update_stats(|s| s.tokens_per_second = tps);
-        a.req.finish(status, reason, err.as_ref());
+        a.finish(status, reason, err);
     }
 
     fn shutdown(&mut self) {
@@ -612,257 +406,4 @@ impl Scheduler {
 /// Whether the slot's stream has tokens in the current batch.
 fn in_batch(a: &Option<Active>) -> bool {
     a.as_ref().is_some_and(|a| a.in_batch > 0)
-}
-
-/// What a sequence slot needs from the next batch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Work {
-    Idle,
-    /// One token: the last one sampled.
-    Generate,
-    /// This many prompt tokens are still to be computed.
-    Prompt(usize),
-}
-
-/// Decides what goes into one batch of at most `budget` tokens: every generating stream's token
-/// first (one each keeps every stream moving), then prompt chunks, round robin from slot `rr`, so
-/// that a long prompt cannot hold back the others for more than one batch. Returns
-/// (slot, tokens) pairs in slot order for generation, then in round-robin order for prompts.
-fn plan_batch(work: &[Work], budget: usize, rr: usize) -> Vec<(usize, usize)> {
-    let mut plan = Vec::new();
-    let mut left = budget;
-    for (slot, w) in work.iter().enumerate() {
-        if *w == Work::Generate && left > 0 {
-            plan.push((slot, 1));
-            left -= 1;
-        }
-    }
-    let n = work.len();
-    for k in 0..n {
-        if left == 0 {
-            break;
-        }
-        let slot = (rr + k) % n;
-        if let Work::Prompt(rest) = work[slot] {
-            let take = rest.min(left);
-            if take > 0 {
-                plan.push((slot, take));
-                left -= take;
-            }
-        }
-    }
-    plan
-}
-
-/// Where a new stream goes, and which cached cells it starts from.
-#[derive(Debug, PartialEq, Eq)]
-struct Placement {
-    /// The free slot (sequence) the stream takes.
-    slot: usize,
-    /// The slot whose cells hold the reused prefix (`slot` itself when reused in place).
-    source: Option<usize>,
-    /// How many prompt tokens are reused: `kv[source][..reuse] == prompt[..reuse]`.
-    reuse: usize,
-}
-
-fn common_prefix(a: &[Token], b: &[Token]) -> usize {
-    a.iter().zip(b).take_while(|(x, y)| x == y).count()
-}
-
-/// Chooses a free slot for a stream with `prompt`. With `cache`, the longest prefix of the prompt
-/// that any slot's cells hold (a running stream's or a finished one's) is reused, always leaving at
-/// least one prompt token to compute (its logits give the first token). Without a reuse, the
-/// stream takes an empty slot, else the one used least recently. None when every slot is busy.
-fn place(
-    kv: &[Vec<Token>],
-    busy: &[bool],
-    last_used: &[u64],
-    prompt: &[Token],
-    cache: bool,
-) -> Option<Placement> {
-    let fresh = (0..kv.len())
-        .filter(|&i| !busy[i])
-        .min_by_key(|&i| (!kv[i].is_empty(), last_used[i]))?;
-    let max_reuse = prompt.len().saturating_sub(1);
-    let best = (0..kv.len())
-        .filter(|_| cache)
-        .map(|i| (common_prefix(&kv[i], prompt).min(max_reuse), !busy[i], i))
-        .max();
-    match best {
-        Some((reuse, true, i)) if reuse > 0 => Some(Placement {
-            slot: i,
-            source: Some(i),
-            reuse,
-        }),
-        Some((reuse, false, i)) if reuse > 0 => Some(Placement {
-            slot: fresh,
-            source: Some(i),
-            reuse,
-        }),
-        _ => Some(Placement {
-            slot: fresh,
-            source: None,
-            reuse: 0,
-        }),
-    }
-}
-
-/// Hands text to the stream: its callback, or its pull buffer.
-fn deliver(shared: &StreamShared, on_token: &mut Option<TokenFn>, text: &str) -> Control {
-    if text.is_empty() {
-        return Control::Continue;
-    }
-    match on_token {
-        Some(f) if !shared.is_pull() => callback_scope(|| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(text)))
-                .unwrap_or(Control::Stop)
-        }),
-        _ => {
-            shared.push_text(text);
-            Control::Continue
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{place, plan_batch, Placement, Work};
-
-    /// Checks the promise of the prompt cache: reused cells hold exactly the prompt's tokens at the
-    /// same positions, and at least one prompt token is left to compute.
-    fn check(kv: &[Vec<i32>], busy: &[bool], prompt: &[i32], cache: bool) -> Placement {
-        let p = place(kv, busy, &vec![0; kv.len()], prompt, cache).expect("a free slot");
-        assert!(!busy[p.slot]);
-        if let Some(src) = p.source {
-            assert_eq!(kv[src][..p.reuse], prompt[..p.reuse]);
-        } else {
-            assert_eq!(p.reuse, 0);
-        }
-        assert!(p.reuse < prompt.len());
-        p
-    }
-
-    #[test]
-    fn reuses_a_finished_streams_prefix_in_place() {
-        let kv = vec![vec![], vec![2, 10, 11, 12, 13, 50, 51]];
-        let p = check(&kv, &[false, false], &[2, 10, 11, 12, 13, 14, 15], true);
-        assert_eq!(
-            p,
-            Placement {
-                slot: 1,
-                source: Some(1),
-                reuse: 5
-            }
-        );
-    }
-
-    #[test]
-    fn shares_a_running_streams_prefix() {
-        let kv = vec![vec![2, 7, 8, 9, 60, 61], vec![2, 7]];
-        let p = check(&kv, &[true, false], &[2, 7, 8, 9, 1, 1], true);
-        assert_eq!(
-            p,
-            Placement {
-                slot: 1,
-                source: Some(0),
-                reuse: 4
-            }
-        );
-    }
-
-    #[test]
-    fn identical_prompt_leaves_one_token_to_compute() {
-        let kv = vec![vec![2, 3, 4, 5, 6, 7]];
-        let p = check(&kv, &[false], &[2, 3, 4, 5], true);
-        assert_eq!(p.reuse, 3);
-    }
-
-    #[test]
-    fn cache_off_takes_an_empty_slot_and_reuses_nothing() {
-        let kv = vec![vec![2, 3, 4], vec![]];
-        let p = check(&kv, &[false, false], &[2, 3, 4, 5], false);
-        assert_eq!(
-            p,
-            Placement {
-                slot: 1,
-                source: None,
-                reuse: 0
-            }
-        );
-    }
-
-    #[test]
-    fn without_a_match_the_least_recently_used_cache_goes() {
-        let kv = vec![vec![2, 3], vec![2, 4]];
-        let p = place(&kv, &[false, false], &[5, 1], &[9, 9, 9], true).unwrap();
-        assert_eq!(
-            p,
-            Placement {
-                slot: 1,
-                source: None,
-                reuse: 0
-            }
-        );
-    }
-
-    #[test]
-    fn every_slot_busy() {
-        assert!(place(&[vec![], vec![]], &[true, true], &[0, 0], &[1, 2], true).is_none());
-    }
-
-    #[test]
-    fn generating_streams_get_one_token_each_first() {
-        let work = [
-            Work::Prompt(1000),
-            Work::Generate,
-            Work::Idle,
-            Work::Generate,
-        ];
-        assert_eq!(plan_batch(&work, 8, 0), vec![(1, 1), (3, 1), (0, 6)]);
-    }
-
-    #[test]
-    fn long_prompt_is_chunked_by_the_budget() {
-        let mut rest = 1300;
-        let mut chunks = Vec::new();
-        while rest > 0 {
-            let plan = plan_batch(&[Work::Prompt(rest)], 512, 0);
-            assert_eq!(plan.len(), 1);
-            chunks.push(plan[0].1);
-            rest -= plan[0].1;
-        }
-        assert_eq!(chunks, vec![512, 512, 276]);
-    }
-
-    #[test]
-    fn prompts_take_turns_round_robin() {
-        let work = [Work::Prompt(1000), Work::Prompt(1000), Work::Prompt(10)];
-        assert_eq!(plan_batch(&work, 100, 0), vec![(0, 100)]);
-        assert_eq!(plan_batch(&work, 100, 1), vec![(1, 100)]);
-        assert_eq!(plan_batch(&work, 100, 2), vec![(2, 10), (0, 90)]);
-    }
-
-    #[test]
-    fn a_long_prompt_does_not_stop_generation() {
-        // A stream generating while another one's 10,000-token prompt is processed gets its token
-        // into every batch.
-        let work = [Work::Prompt(10_000), Work::Generate];
-        for rr in 0..4 {
-            let plan = plan_batch(&work, 64, rr);
-            assert_eq!(plan[0], (1, 1));
-            assert_eq!(plan[1], (0, 63));
-        }
-    }
-
-    #[test]
-    fn budget_smaller_than_generating_streams() {
-        let work = [Work::Generate; 5];
-        assert_eq!(plan_batch(&work, 3, 0), vec![(0, 1), (1, 1), (2, 1)]);
-    }
-
-    #[test]
-    fn nothing_to_do() {
-        assert!(plan_batch(&[Work::Idle, Work::Idle], 512, 0).is_empty());
-        assert!(plan_batch(&[], 512, 0).is_empty());
-    }
 }

@@ -1,0 +1,145 @@
+//! A llama.cpp context: the KV cache, decoding, logits, the cells of each sequence.
+
+use super::shim::{self, check};
+use super::{Batch, Model};
+use crate::engine::error::{Error, Result, Status};
+use llama_cpp_sys_2 as sys;
+use std::ptr::NonNull;
+
+/// The largest micro-batch llama.cpp computes at once (its own default).
+const MAX_UBATCH: u32 = 512;
+
+/// Settings of a llama.cpp context.
+pub struct ContextParams {
+    pub n_ctx: u32,
+    pub n_batch: u32,
+    pub n_seq_max: u32,
+    pub threads: u32,
+}
+
+/// A llama.cpp context: the KV cache and the compute buffers. Used by the engine thread only.
+pub struct Context {
+    raw: NonNull<sys::llama_context>,
+    n_vocab: usize,
+    // Keeps the model alive as long as the context (dropped after `raw` is freed).
+    _model: std::sync::Arc<Model>,
+}
+
+// SAFETY: a context is used by one thread at a time (the engine thread owns it).
+unsafe impl Send for Context {}
+
+impl Context {
+    pub fn new(model: std::sync::Arc<Model>, p: &ContextParams) -> Result<Context> {
+        // SAFETY: plain value returned by llama.cpp.
+        let mut cp = unsafe { sys::llama_context_default_params() };
+        cp.n_ctx = p.n_ctx;
+        cp.n_batch = p.n_batch;
+        // llama.cpp splits a batch into micro-batches of n_ubatch tokens and sizes its compute
+        // buffers for one of them (attention scores grow with n_ubatch x the cache): a large
+        // batch_tokens must not become a compute buffer of gigabytes.
+        cp.n_ubatch = p.n_batch.min(MAX_UBATCH);
+        cp.n_seq_max = p.n_seq_max;
+        // A batch never asks for more than one output row per stream. llama.cpp sizes its compute
+        // buffer for the worst case, n_batch rows of logits (512 x 262,144 floats: over 500 MiB for
+        // Gemma 3) unless told otherwise.
+        cp.n_outputs_max = p.n_seq_max;
+        cp.n_threads = p.threads as i32;
+        cp.n_threads_batch = p.threads as i32;
+        cp.no_perf = true;
+        // One pool of cells for all streams: a stream's cells are free for any other as soon as
+        // it ends, and streams may share cells holding the same prompt prefix.
+        cp.kv_unified = true;
+        super::take_last_llama_error();
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: the model is valid and outlives the context (held in `_model`).
+        let made = check(
+            unsafe { shim::mshim_init_from_model(model.raw.as_ptr(), cp, &mut raw) },
+            "creating the context",
+        );
+        let Some(raw) = NonNull::new(raw) else {
+            let why = match made {
+                Err(e) => e.message,
+                Ok(()) => super::take_last_llama_error(),
+            };
+            return Err(Error::new(
+                Status::OutOfMemory,
+                format!(
+                    "could not create a context of {} tokens for {} streams{}{}",
+                    p.n_ctx,
+                    p.n_seq_max,
+                    if why.is_empty() { "" } else { ": " },
+                    why.trim()
+                ),
+            ));
+        };
+        Ok(Context {
+            raw,
+            n_vocab: model.n_vocab(),
+            _model: model,
+        })
+    }
+
+    /// Decodes a batch. Returns llama_decode's code (0 is success), or the exception it threw.
+    pub fn decode(&mut self, batch: &Batch) -> Result<i32> {
+        let mut rc = 0;
+        // SAFETY: the batch's arrays hold n_tokens valid entries (Batch::add keeps that true).
+        check(
+            unsafe { shim::mshim_decode(self.raw.as_ptr(), batch.raw, &mut rc) },
+            "llama_decode",
+        )?;
+        Ok(rc)
+    }
+
+    /// The logits of output row `i` of the last decode (empty if llama.cpp has none).
+    pub fn logits(&mut self, i: i32) -> &[f32] {
+        let mut p = std::ptr::null_mut();
+        // SAFETY: valid context; llama.cpp checks the row.
+        let rc = unsafe { shim::mshim_get_logits_ith(self.raw.as_ptr(), i, &mut p) };
+        if check(rc, "logits").is_err() || p.is_null() {
+            return &[];
+        }
+        // SAFETY: llama.cpp returned n_vocab floats for an output row of the last decode; they
+        // stay valid until the next decode, which needs &mut self.
+        unsafe { std::slice::from_raw_parts(p, self.n_vocab) }
+    }
+
+    /// Removes the cells of `seq` at positions `p0..` (all of them for p0 = 0). False when the
+    /// memory cannot remove part of a sequence (or failed).
+    pub fn seq_rm(&mut self, seq: i32, p0: i32) -> bool {
+        let mut done = false;
+        // SAFETY: valid context; llama.cpp checks the range.
+        let rc = unsafe { shim::mshim_memory_seq_rm(self.raw.as_ptr(), seq, p0, &mut done) };
+        check(rc, "seq_rm").is_ok() && done
+    }
+
+    /// The lowest and highest positions `seq` holds (-1 when it holds none, or on failure).
+    pub fn seq_pos_range(&mut self, seq: i32) -> (i32, i32) {
+        let (mut min, mut max) = (-1, -1);
+        // SAFETY: valid context; any sequence id below n_seq_max.
+        let rc =
+            unsafe { shim::mshim_memory_seq_pos_range(self.raw.as_ptr(), seq, &mut min, &mut max) };
+        if check(rc, "seq_pos").is_err() {
+            return (-1, -1);
+        }
+        (min, max)
+    }
+
+    /// Makes the cells of `src` at positions `0..n` belong to `dst` too (no copy: the cache is
+    /// unified, so cells are shared). The caller checks what `dst` holds afterwards.
+    pub fn seq_share_prefix(&mut self, src: i32, dst: i32, n: i32) {
+        // SAFETY: valid context; both ids are below n_seq_max.
+        let rc = unsafe { shim::mshim_memory_seq_cp(self.raw.as_ptr(), src, dst, 0, n) };
+        let _ = check(rc, "seq_cp");
+    }
+
+    pub fn raw(&mut self) -> *mut sys::llama_context {
+        self.raw.as_ptr()
+    }
+}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        // SAFETY: freed once; the model (in `_model`) is still alive here.
+        unsafe { sys::llama_free(self.raw.as_ptr()) }
+    }
+}

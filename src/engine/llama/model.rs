@@ -1,0 +1,414 @@
+//! A loaded model and its vocabulary: loading (with progress), tokenizing, token text, facts.
+//! Also the GGUF check that runs before llama.cpp sees a file.
+
+use super::shim::{self, check};
+use super::{init_backend, Device};
+use crate::engine::error::{Error, Result, Status};
+use llama_cpp_sys_2 as sys;
+use std::ffi::{c_void, CStr};
+use std::ptr::NonNull;
+
+pub type Token = sys::llama_token;
+
+/// The facts minerva reads from a GGUF file's header before llama.cpp loads it.
+#[derive(Debug, Default)]
+pub struct GgufSummary {
+    pub block_count: Option<u32>,
+    pub embedding_length: Option<u32>,
+    pub head_count: Option<u32>,
+    pub head_count_kv: Option<u32>,
+    pub key_length: Option<u32>,
+    pub value_length: Option<u32>,
+}
+
+impl GgufSummary {
+    /// Bytes of KV cache (f16 keys and values, every layer) per token, when the header says enough.
+    pub fn kv_bytes_per_token(&self) -> Option<u64> {
+        let layers = self.block_count? as u64;
+        let heads = self.head_count.filter(|&h| h > 0)? as u64;
+        let kv_heads = self.head_count_kv.unwrap_or(heads as u32) as u64;
+        let head_dim = self.embedding_length? as u64 / heads;
+        let k = self.key_length.map(u64::from).unwrap_or(head_dim);
+        let v = self.value_length.map(u64::from).unwrap_or(head_dim);
+        // Overflow means "more than any memory".
+        Some(
+            layers
+                .checked_mul(kv_heads)
+                .and_then(|x| x.checked_mul(k + v))
+                .and_then(|x| x.checked_mul(2))
+                .unwrap_or(u64::MAX),
+        )
+    }
+}
+
+/// Block size and bytes per block of ggml type `t`, None for a type ggml does not know (or no
+/// longer supports).
+fn ggml_type_info(t: u32) -> Option<(u64, u64)> {
+    if t >= sys::GGML_TYPE_COUNT {
+        return None;
+    }
+    // SAFETY: t is below GGML_TYPE_COUNT, so both look-ups index ggml's type table in bounds.
+    let (block, size) = unsafe { (sys::ggml_blck_size(t as _), sys::ggml_type_size(t as _)) };
+    (block > 0 && size > 0).then_some((block as u64, size as u64))
+}
+
+/// Checks a GGUF file with minerva's own reader (see `gguf.rs`) before llama.cpp sees it.
+pub fn inspect_gguf(path: &std::path::Path, file_len: u64) -> Result<GgufSummary> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| Error::new(Status::Io, format!("cannot read the file: {e}")))?;
+    let g = crate::engine::gguf::read(std::io::BufReader::new(file), file_len, &ggml_type_info)
+        .map_err(|e| Error::new(Status::Model, e))?;
+    let u32_of = |name: &str| g.arch_u64(name).and_then(|v| u32::try_from(v).ok());
+    Ok(GgufSummary {
+        block_count: u32_of("block_count"),
+        embedding_length: u32_of("embedding_length"),
+        head_count: u32_of("attention.head_count"),
+        head_count_kv: u32_of("attention.head_count_kv"),
+        key_length: u32_of("attention.key_length"),
+        value_length: u32_of("attention.value_length"),
+    })
+}
+
+/// How to load a model.
+pub struct ModelLoad<'a> {
+    pub device: Option<&'a Device>,
+    pub gpu_layers: i32,
+    pub use_mmap: bool,
+    /// Called with load progress 0..1; returning false aborts the load.
+    pub progress: Option<&'a mut dyn FnMut(f32) -> bool>,
+}
+
+/// A loaded model. Shared between the engine thread and callers (tokenizing).
+pub struct Model {
+    pub(super) raw: NonNull<sys::llama_model>,
+    vocab: NonNull<sys::llama_vocab>,
+    /// At most how many bytes of text one token stands for, when the vocabulary makes that a
+    /// sound bound (see [`Model::min_tokens`]).
+    bytes_per_token: Option<usize>,
+    /// White space may give no token at all (some token strips the space beside it).
+    strips_space: bool,
+}
+
+// SAFETY: llama.cpp's model and vocabulary are immutable after loading; llama-server and
+// llama.cpp's own tools tokenize from several threads against one model.
+unsafe impl Send for Model {}
+unsafe impl Sync for Model {}
+
+/// Why a load failed: aborted by the progress callback, or failed inside llama.cpp.
+pub enum LoadError {
+    Aborted,
+    Failed(String),
+}
+
+struct ProgressCtx<'a> {
+    f: &'a mut dyn FnMut(f32) -> bool,
+    aborted: bool,
+}
+
+unsafe extern "C" fn progress_trampoline(progress: f32, user_data: *mut c_void) -> bool {
+    // SAFETY: user_data is the &mut ProgressCtx that Model::load keeps alive across the load.
+    let ctx = unsafe { &mut *(user_data as *mut ProgressCtx) };
+    let go_on = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (ctx.f)(progress)))
+        .unwrap_or(false);
+    if !go_on {
+        ctx.aborted = true;
+    }
+    go_on
+}
+
+impl Model {
+    pub fn load(path: &CStr, opts: ModelLoad) -> std::result::Result<Model, LoadError> {
+        init_backend();
+        // SAFETY: plain value returned by llama.cpp.
+        let mut mp = unsafe { sys::llama_model_default_params() };
+        let mut devs: [sys::ggml_backend_dev_t; 2] = [std::ptr::null_mut(); 2];
+        match opts.device {
+            Some(d) => {
+                devs[0] = d.raw;
+                mp.n_gpu_layers = opts.gpu_layers;
+            }
+            None => {
+                // CPU only: no device list entry and no layers offloaded.
+                mp.n_gpu_layers = 0;
+            }
+        }
+        // A NULL-terminated list: only the chosen GPU (or none, which leaves the CPU).
+        mp.devices = devs.as_mut_ptr();
+        mp.load_mode = if opts.use_mmap {
+            sys::LLAMA_LOAD_MODE_MMAP
+        } else {
+            sys::LLAMA_LOAD_MODE_NONE
+        };
+        let mut no_progress = |_: f32| true;
+        let has_progress = opts.progress.is_some();
+        let mut pctx = ProgressCtx {
+            f: opts.progress.unwrap_or(&mut no_progress),
+            aborted: false,
+        };
+        if has_progress {
+            mp.progress_callback = Some(progress_trampoline);
+            mp.progress_callback_user_data = &mut pctx as *mut ProgressCtx as *mut c_void;
+        }
+        super::take_last_llama_error();
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: path is NUL-terminated; `devs` and `pctx` outlive the call.
+        let loaded = check(
+            unsafe { shim::mshim_model_load(path.as_ptr(), mp, &mut raw) },
+            "loading the model",
+        );
+        let Some(raw) = NonNull::new(raw) else {
+            if pctx.aborted {
+                return Err(LoadError::Aborted);
+            }
+            return Err(LoadError::Failed(match loaded {
+                Err(e) => e.message,
+                Ok(()) => super::take_last_llama_error(),
+            }));
+        };
+        // SAFETY: raw is a valid model; its vocabulary lives as long as it.
+        let vocab = unsafe { sys::llama_model_get_vocab(raw.as_ptr()) } as *mut sys::llama_vocab;
+        let Some(vocab) = NonNull::new(vocab) else {
+            // SAFETY: raw was loaded above and is freed once.
+            unsafe { sys::llama_model_free(raw.as_ptr()) };
+            return Err(LoadError::Failed("the model has no vocabulary".into()));
+        };
+        let mut model = Model {
+            raw,
+            vocab,
+            bytes_per_token: None,
+            strips_space: true,
+        };
+        model.measure_vocab();
+        Ok(model)
+    }
+
+    /// Finds the bound behind [`Model::min_tokens`]: for the byte-level (BPE) and SentencePiece
+    /// (SPM) tokenizers every byte of a text lies in exactly one token, and a token stands for
+    /// the bytes of its piece (SPM: or one unknown character, at most 4 bytes).
+    fn measure_vocab(&mut self) {
+        // SAFETY: valid vocabulary.
+        let ty = unsafe { sys::llama_vocab_type(self.vocab()) };
+        if ty != sys::LLAMA_VOCAB_TYPE_BPE && ty != sys::LLAMA_VOCAB_TYPE_SPM {
+            return;
+        }
+        let (mut longest, mut strips) = (0i32, true);
+        // SAFETY: valid vocabulary; the out pointers are live locals.
+        let ok = unsafe {
+            check(
+                shim::mshim_vocab_max_piece(self.vocab(), &mut longest),
+                "vocab",
+            )
+            .and_then(|_| {
+                check(
+                    shim::mshim_vocab_strips_space(self.vocab(), &mut strips),
+                    "vocab",
+                )
+            })
+        };
+        if ok.is_ok() && longest > 0 {
+            self.bytes_per_token = Some((longest as usize).max(4));
+            self.strips_space = strips;
+        }
+    }
+
+    /// A lower bound on the number of tokens `text` gives, found in one pass over its bytes
+    /// without tokenizing it (0 when the vocabulary gives no sound bound). Lets a prompt that
+    /// cannot fit be refused before llama.cpp's tokenizer, whose special-token pass is quadratic
+    /// in the number of special tokens written in the text, spends seconds on it.
+    pub fn min_tokens(&self, text: &str) -> usize {
+        let Some(per_token) = self.bytes_per_token else {
+            return 0;
+        };
+        let counted = if self.strips_space {
+            text.bytes().filter(|b| !b.is_ascii_whitespace()).count()
+        } else {
+            text.len()
+        };
+        counted.div_ceil(per_token)
+    }
+
+    fn vocab(&self) -> *const sys::llama_vocab {
+        self.vocab.as_ptr()
+    }
+
+    /// Tokenizes `text`, adding BOS where the vocabulary asks for one and recognizing special
+    /// tokens written in the text.
+    pub fn tokenize(&self, text: &str) -> Result<Vec<Token>> {
+        let len: i32 = text
+            .len()
+            .try_into()
+            .map_err(|_| Error::invalid("prompt is longer than 2 GiB"))?;
+        let mut tokens: Vec<Token> = vec![0; text.len() / 2 + 8];
+        for _ in 0..2 {
+            let mut n = 0;
+            // SAFETY: text and tokens are valid for the lengths given.
+            check(
+                unsafe {
+                    shim::mshim_tokenize(
+                        self.vocab(),
+                        text.as_ptr().cast(),
+                        len,
+                        tokens.as_mut_ptr(),
+                        tokens.len() as i32,
+                        true,
+                        true,
+                        &mut n,
+                    )
+                },
+                "tokenizing the prompt",
+            )?;
+            if n >= 0 {
+                tokens.truncate(n as usize);
+                return Ok(tokens);
+            }
+            if n == i32::MIN {
+                break;
+            }
+            tokens.resize((-n) as usize, 0);
+        }
+        Err(Error::invalid("the prompt could not be tokenized"))
+    }
+
+    /// Appends the bytes of `token` to `out` (special tokens render as nothing).
+    pub fn token_piece(&self, token: Token, out: &mut Vec<u8>) -> Result<()> {
+        let start = out.len();
+        let mut cap = 64i32;
+        for _ in 0..2 {
+            out.resize(start + cap as usize, 0);
+            let mut n = 0;
+            // SAFETY: the buffer has `cap` bytes of room; llama.cpp writes at most that many.
+            let rc = unsafe {
+                shim::mshim_token_to_piece(
+                    self.vocab(),
+                    token,
+                    out[start..].as_mut_ptr().cast(),
+                    cap,
+                    false,
+                    &mut n,
+                )
+            };
+            if let Err(e) = check(rc, "rendering a token") {
+                out.truncate(start);
+                return Err(e);
+            }
+            if n >= 0 {
+                out.truncate(start + n as usize);
+                return Ok(());
+            }
+            cap = -n;
+        }
+        out.truncate(start);
+        Err(Error::new(
+            Status::Backend,
+            "a token's text could not be rendered",
+        ))
+    }
+
+    pub fn is_eog(&self, token: Token) -> bool {
+        // SAFETY: any token id is accepted; the vocabulary is valid.
+        unsafe { sys::llama_vocab_is_eog(self.vocab(), token) }
+    }
+
+    pub fn n_vocab(&self) -> usize {
+        // SAFETY: valid vocabulary.
+        unsafe { sys::llama_vocab_n_tokens(self.vocab()) }.max(0) as usize
+    }
+
+    pub fn n_layer(&self) -> i32 {
+        // SAFETY: valid model.
+        unsafe { sys::llama_model_n_layer(self.raw.as_ptr()) }
+    }
+
+    pub fn n_ctx_train(&self) -> u32 {
+        // SAFETY: valid model.
+        unsafe { sys::llama_model_n_ctx_train(self.raw.as_ptr()) }.max(0) as u32
+    }
+
+    /// Whether cells of one sequence can be shared with another at a prefix: not for recurrent or
+    /// hybrid memories, whose sequence copy takes the whole state.
+    pub fn can_share_prefix(&self) -> bool {
+        // SAFETY: valid model.
+        unsafe {
+            !sys::llama_model_is_recurrent(self.raw.as_ptr())
+                && !sys::llama_model_is_hybrid(self.raw.as_ptr())
+        }
+    }
+
+    /// The sliding attention window (0 when the model has none).
+    pub fn n_swa(&self) -> usize {
+        // SAFETY: valid model.
+        unsafe { sys::llama_model_n_swa(self.raw.as_ptr()) }.max(0) as usize
+    }
+
+    pub fn n_params(&self) -> u64 {
+        // SAFETY: valid model.
+        unsafe { sys::llama_model_n_params(self.raw.as_ptr()) }
+    }
+
+    pub fn description(&self) -> String {
+        let mut buf = [0u8; 256];
+        // SAFETY: buf is writable for its length; llama.cpp NUL-terminates.
+        let mut n = 0;
+        let rc = unsafe {
+            shim::mshim_model_desc(
+                self.raw.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut n,
+            )
+        };
+        if check(rc, "model description").is_err() {
+            return String::new();
+        }
+        let n = (n.max(0) as usize).min(buf.len() - 1);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    pub fn has_chat_template(&self) -> bool {
+        let mut t = std::ptr::null();
+        // SAFETY: valid model; the default template is asked for.
+        let rc = unsafe { shim::mshim_model_chat_template(self.raw.as_ptr(), &mut t) };
+        check(rc, "chat template").is_ok() && !t.is_null()
+    }
+}
+
+impl Drop for Model {
+    fn drop(&mut self) {
+        // SAFETY: every Context borrowing this model was dropped first (Context holds an Arc).
+        unsafe { sys::llama_model_free(self.raw.as_ptr()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// llama.cpp throws std::out_of_range for a token id it does not know: through the shim that
+    /// is an error with llama.cpp's words, not an abort of the process.
+    #[test]
+    fn a_cpp_exception_becomes_an_error() {
+        let Ok(path) = std::env::var("MINERVA_MODEL") else {
+            eprintln!("MINERVA_MODEL is not set: skipped");
+            return;
+        };
+        let path = std::ffi::CString::new(path).unwrap();
+        let model = Model::load(
+            &path,
+            ModelLoad {
+                device: None,
+                gpu_layers: 0,
+                use_mmap: true,
+                progress: None,
+            },
+        )
+        .unwrap_or_else(|_| panic!("load {path:?}"));
+        let mut piece = Vec::new();
+        let err = model.token_piece(i32::MAX, &mut piece).unwrap_err();
+        assert_eq!(err.status, Status::Backend, "{err}");
+        assert!(err.message.starts_with("rendering a token: "), "{err}");
+        assert!(piece.is_empty());
+        // The model still works after the exception.
+        model.token_piece(1, &mut piece).unwrap();
+        assert!(model.min_tokens(&"x".repeat(1 << 20)) > 1000);
+    }
+}

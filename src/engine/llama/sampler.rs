@@ -1,0 +1,154 @@
+//! Sampling: a stream's settings, its llama.cpp sampler chain, and the argmax of plain greedy.
+
+use super::shim::{self, check};
+use super::{Context, Token};
+use crate::engine::error::{Error, Result, Status};
+use llama_cpp_sys_2 as sys;
+use std::ptr::NonNull;
+
+/// Sampling settings of one stream (see the C header for each field's meaning).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SamplingParams {
+    pub temperature: f32,
+    pub top_k: i32,
+    pub top_p: f32,
+    pub min_p: f32,
+    pub repeat_penalty: f32,
+    pub repeat_last_n: u32,
+    /// `SEED_RANDOM` (u64::MAX): a new seed for each stream.
+    pub seed: u64,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            seed: u64::MAX,
+        }
+    }
+}
+
+impl SamplingParams {
+    /// The most likely token every time.
+    pub fn greedy() -> Self {
+        SamplingParams {
+            temperature: 0.0,
+            ..Default::default()
+        }
+    }
+
+    /// llama.cpp's 32-bit seed, which reserves 0xFFFFFFFF for "random". A fixed seed is hashed
+    /// with all of its 64 bits (SplitMix64's finalizer, a bijection) and folded to 32, so that
+    /// seeds differing anywhere, high bits included, give unrelated streams; two distinct seeds
+    /// meet on the same 32-bit seed with a chance of about one in four billion. u64::MAX draws a
+    /// new seed for each stream.
+    fn llama_seed(&self) -> u32 {
+        if self.seed == u64::MAX {
+            use std::hash::{BuildHasher, Hasher};
+            static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+            return (h.finish() as u32).min(u32::MAX - 1);
+        }
+        let h = mix64(self.seed);
+        let folded = (h ^ (h >> 32)) as u32;
+        if folded == u32::MAX {
+            0x5EED
+        } else {
+            folded
+        }
+    }
+
+    /// Greedy without penalties: an argmax over the logits does the same as the sampler chain,
+    /// without sorting 262,144 candidates.
+    pub fn is_plain_greedy(&self) -> bool {
+        self.temperature <= 0.0 && self.repeat_penalty == 1.0
+    }
+}
+
+/// SplitMix64's output function: every input bit changes about half of the output bits.
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A llama.cpp sampler chain.
+pub struct Sampler {
+    raw: NonNull<sys::llama_sampler>,
+}
+
+// SAFETY: owned by one stream and used by one thread at a time (created by the caller that starts
+// the stream, then used by the engine thread only).
+unsafe impl Send for Sampler {}
+
+impl Sampler {
+    /// The chain for `p`. `window` caps how many recent tokens the repeat penalty keeps (the
+    /// stream's context: it never holds more).
+    pub fn new(p: &SamplingParams, n_vocab: usize, window: u32) -> Result<Sampler> {
+        let spec = shim::Sampling {
+            temperature: p.temperature,
+            top_k: p.top_k,
+            top_p: p.top_p,
+            min_p: p.min_p,
+            repeat_penalty: p.repeat_penalty,
+            repeat_last_n: p.repeat_last_n.min(window).min(i32::MAX as u32) as i32,
+            seed: p.llama_seed(),
+            n_vocab: n_vocab.min(i32::MAX as usize) as i32,
+        };
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: spec is a live plain struct; the shim builds the chain or frees what it built.
+        check(
+            unsafe { shim::mshim_sampler_new(&spec, &mut raw) },
+            "creating the sampler",
+        )?;
+        let raw = NonNull::new(raw)
+            .ok_or_else(|| Error::new(Status::OutOfMemory, "could not create the sampler"))?;
+        Ok(Sampler { raw })
+    }
+
+    /// Samples from output row `i` of the context's last decode and accepts the token.
+    pub fn sample(&mut self, ctx: &mut Context, i: i32) -> Result<Token> {
+        let mut t = 0;
+        // SAFETY: valid sampler and context; i is an output row of the last decode.
+        check(
+            unsafe { shim::mshim_sampler_sample(self.raw.as_ptr(), ctx.raw(), i, &mut t) },
+            "sampling",
+        )?;
+        Ok(t)
+    }
+
+    /// Feeds a token the stream already has (its prompt) to the penalties.
+    pub fn accept(&mut self, token: Token) -> Result<()> {
+        // SAFETY: valid sampler.
+        check(
+            unsafe { shim::mshim_sampler_accept(self.raw.as_ptr(), token) },
+            "sampler accept",
+        )
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        // SAFETY: the chain frees the samplers it owns; freed once.
+        unsafe { sys::llama_sampler_free(self.raw.as_ptr()) }
+    }
+}
+
+/// Index of the largest logit (the first one on ties, as llama.cpp's greedy sampler does).
+pub fn argmax(logits: &[f32]) -> Token {
+    let mut best = 0usize;
+    let mut best_v = f32::NEG_INFINITY;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > best_v {
+            best_v = v;
+            best = i;
+        }
+    }
+    best as Token
+}

@@ -1,0 +1,147 @@
+//! The settings of an engine and of one generation, with their defaults and limits.
+
+use super::error::{Error, Result};
+use super::llama::SamplingParams;
+
+/// Settings of an engine. See the C header for each field's meaning and default.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EngineConfig {
+    pub gpu_layers: i32,
+    pub context_tokens: u32,
+    pub max_streams: u32,
+    pub threads: u32,
+    pub batch_tokens: u32,
+    pub use_mmap: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            gpu_layers: -1,
+            context_tokens: 2048,
+            max_streams: 4,
+            threads: 0,
+            batch_tokens: 512,
+            use_mmap: true,
+        }
+    }
+}
+
+/// Limits on engine settings.
+pub const MAX_STREAMS: u32 = 256;
+pub const MIN_CONTEXT_TOKENS: u32 = 8;
+pub const MAX_CONTEXT_TOKENS: u32 = 1 << 20;
+pub const MAX_BATCH_TOKENS: u32 = 1 << 16;
+pub const MAX_THREADS: u32 = 1024;
+/// Limit on `repeat_last_n` (the penalty window never reaches past a stream's context anyway).
+pub const MAX_REPEAT_LAST_N: u32 = MAX_CONTEXT_TOKENS;
+
+/// Settings of one generation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GenerateParams {
+    pub max_tokens: u32,
+    pub sampling: SamplingParams,
+    pub stop: Vec<String>,
+    pub ignore_eos: bool,
+    pub cache_prompt: bool,
+}
+
+/// The seed value that asks for a new random seed for each stream.
+pub const SEED_RANDOM: u64 = u64::MAX;
+
+impl Default for GenerateParams {
+    fn default() -> Self {
+        GenerateParams {
+            max_tokens: 256,
+            sampling: SamplingParams::default(),
+            stop: Vec::new(),
+            ignore_eos: false,
+            cache_prompt: true,
+        }
+    }
+}
+
+impl GenerateParams {
+    /// Checks the values; the error names the field.
+    pub fn check(&self) -> Result<()> {
+        let s = &self.sampling;
+        if !s.temperature.is_finite() || s.temperature < 0.0 {
+            return Err(Error::invalid(format!(
+                "temperature must be a finite number >= 0 (0 is greedy), got {}",
+                s.temperature
+            )));
+        }
+        if s.top_k < 0 {
+            return Err(Error::invalid(format!(
+                "top_k must be >= 0 (0 is off), got {}",
+                s.top_k
+            )));
+        }
+        if !(s.top_p > 0.0 && s.top_p <= 1.0) {
+            return Err(Error::invalid(format!(
+                "top_p must be in (0, 1] (1 is off), got {}",
+                s.top_p
+            )));
+        }
+        if !(0.0..=1.0).contains(&s.min_p) {
+            return Err(Error::invalid(format!(
+                "min_p must be in [0, 1] (0 is off), got {}",
+                s.min_p
+            )));
+        }
+        if !s.repeat_penalty.is_finite() || s.repeat_penalty <= 0.0 {
+            return Err(Error::invalid(format!(
+                "repeat_penalty must be a finite number > 0 (1 is off), got {}",
+                s.repeat_penalty
+            )));
+        }
+        if s.repeat_last_n > MAX_REPEAT_LAST_N {
+            return Err(Error::invalid(format!(
+                "repeat_last_n must be in 0..={MAX_REPEAT_LAST_N}, got {}",
+                s.repeat_last_n
+            )));
+        }
+        if let Some(i) = self.stop.iter().position(String::is_empty) {
+            return Err(Error::invalid(format!("stop[{i}] is an empty string")));
+        }
+        Ok(())
+    }
+}
+
+impl EngineConfig {
+    /// Checks the values; the error names the field.
+    pub fn check(&self) -> Result<()> {
+        let c = self;
+        if !(MIN_CONTEXT_TOKENS..=MAX_CONTEXT_TOKENS).contains(&c.context_tokens) {
+            return Err(Error::invalid(format!(
+                "context_tokens must be in {MIN_CONTEXT_TOKENS}..={MAX_CONTEXT_TOKENS}, got {}",
+                c.context_tokens
+            )));
+        }
+        if !(1..=MAX_STREAMS).contains(&c.max_streams) {
+            return Err(Error::invalid(format!(
+                "max_streams must be in 1..={MAX_STREAMS}, got {}",
+                c.max_streams
+            )));
+        }
+        if (c.context_tokens as u64) * (c.max_streams as u64) > u32::MAX as u64 / 2 {
+            return Err(Error::invalid(format!(
+                "context_tokens * max_streams is too large ({} * {})",
+                c.context_tokens, c.max_streams
+            )));
+        }
+        if !(1..=MAX_BATCH_TOKENS).contains(&c.batch_tokens) {
+            return Err(Error::invalid(format!(
+                "batch_tokens must be in 1..={MAX_BATCH_TOKENS}, got {}",
+                c.batch_tokens
+            )));
+        }
+        if c.threads > MAX_THREADS {
+            return Err(Error::invalid(format!(
+                "threads must be in 0..={MAX_THREADS} (0: one per physical core), got {}",
+                c.threads
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,240 @@
+//! Pure decisions of the engine thread, unit-tested without a model: what goes into the next
+//! batch, and where a new stream goes in the KV cache (the prompt cache).
+
+use crate::engine::llama::Token;
+
+/// What a sequence slot needs from the next batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Work {
+    Idle,
+    /// One token: the last one sampled.
+    Generate,
+    /// This many prompt tokens are still to be computed.
+    Prompt(usize),
+}
+
+/// Decides what goes into one batch of at most `budget` tokens: every generating stream's token
+/// first (one each keeps every stream moving), then prompt chunks, round robin from slot `rr`, so
+/// that a long prompt cannot hold back the others for more than one batch. Returns
+/// (slot, tokens) pairs in slot order for generation, then in round-robin order for prompts.
+pub(super) fn plan_batch(work: &[Work], budget: usize, rr: usize) -> Vec<(usize, usize)> {
+    let mut plan = Vec::new();
+    let mut left = budget;
+    for (slot, w) in work.iter().enumerate() {
+        if *w == Work::Generate && left > 0 {
+            plan.push((slot, 1));
+            left -= 1;
+        }
+    }
+    let n = work.len();
+    for k in 0..n {
+        if left == 0 {
+            break;
+        }
+        let slot = (rr + k) % n;
+        if let Work::Prompt(rest) = work[slot] {
+            let take = rest.min(left);
+            if take > 0 {
+                plan.push((slot, take));
+                left -= take;
+            }
+        }
+    }
+    plan
+}
+
+/// Where a new stream goes, and which cached cells it starts from.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Placement {
+    /// The free slot (sequence) the stream takes.
+    pub slot: usize,
+    /// The slot whose cells hold the reused prefix (`slot` itself when reused in place).
+    pub source: Option<usize>,
+    /// How many prompt tokens are reused: `kv[source][..reuse] == prompt[..reuse]`.
+    pub reuse: usize,
+}
+
+fn common_prefix(a: &[Token], b: &[Token]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Chooses a free slot for a stream with `prompt`. With `cache`, the longest prefix of the prompt
+/// that any slot's cells hold (a running stream's or a finished one's) is reused, always leaving at
+/// least one prompt token to compute (its logits give the first token). Without a reuse, the
+/// stream takes an empty slot, else the one used least recently. None when every slot is busy.
+pub(super) fn place(
+    kv: &[Vec<Token>],
+    busy: &[bool],
+    last_used: &[u64],
+    prompt: &[Token],
+    cache: bool,
+) -> Option<Placement> {
+    let fresh = (0..kv.len())
+        .filter(|&i| !busy[i])
+        .min_by_key(|&i| (!kv[i].is_empty(), last_used[i]))?;
+    let max_reuse = prompt.len().saturating_sub(1);
+    let best = (0..kv.len())
+        .filter(|_| cache)
+        .map(|i| (common_prefix(&kv[i], prompt).min(max_reuse), !busy[i], i))
+        .max();
+    match best {
+        Some((reuse, true, i)) if reuse > 0 => Some(Placement {
+            slot: i,
+            source: Some(i),
+            reuse,
+        }),
+        Some((reuse, false, i)) if reuse > 0 => Some(Placement {
+            slot: fresh,
+            source: Some(i),
+            reuse,
+        }),
+        _ => Some(Placement {
+            slot: fresh,
+            source: None,
+            reuse: 0,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Checks the promise of the prompt cache: reused cells hold exactly the prompt's tokens at the
+    /// same positions, and at least one prompt token is left to compute.
+    fn check(kv: &[Vec<i32>], busy: &[bool], prompt: &[i32], cache: bool) -> Placement {
+        let p = place(kv, busy, &vec![0; kv.len()], prompt, cache).expect("a free slot");
+        assert!(!busy[p.slot]);
+        if let Some(src) = p.source {
+            assert_eq!(kv[src][..p.reuse], prompt[..p.reuse]);
+        } else {
+            assert_eq!(p.reuse, 0);
+        }
+        assert!(p.reuse < prompt.len());
+        p
+    }
+
+    #[test]
+    fn reuses_a_finished_streams_prefix_in_place() {
+        let kv = vec![vec![], vec![2, 10, 11, 12, 13, 50, 51]];
+        let p = check(&kv, &[false, false], &[2, 10, 11, 12, 13, 14, 15], true);
+        assert_eq!(
+            p,
+            Placement {
+                slot: 1,
+                source: Some(1),
+                reuse: 5
+            }
+        );
+    }
+
+    #[test]
+    fn shares_a_running_streams_prefix() {
+        let kv = vec![vec![2, 7, 8, 9, 60, 61], vec![2, 7]];
+        let p = check(&kv, &[true, false], &[2, 7, 8, 9, 1, 1], true);
+        assert_eq!(
+            p,
+            Placement {
+                slot: 1,
+                source: Some(0),
+                reuse: 4
+            }
+        );
+    }
+
+    #[test]
+    fn identical_prompt_leaves_one_token_to_compute() {
+        let kv = vec![vec![2, 3, 4, 5, 6, 7]];
+        let p = check(&kv, &[false], &[2, 3, 4, 5], true);
+        assert_eq!(p.reuse, 3);
+    }
+
+    #[test]
+    fn cache_off_takes_an_empty_slot_and_reuses_nothing() {
+        let kv = vec![vec![2, 3, 4], vec![]];
+        let p = check(&kv, &[false, false], &[2, 3, 4, 5], false);
+        assert_eq!(
+            p,
+            Placement {
+                slot: 1,
+                source: None,
+                reuse: 0
+            }
+        );
+    }
+
+    #[test]
+    fn without_a_match_the_least_recently_used_cache_goes() {
+        let kv = vec![vec![2, 3], vec![2, 4]];
+        let p = place(&kv, &[false, false], &[5, 1], &[9, 9, 9], true).unwrap();
+        assert_eq!(
+            p,
+            Placement {
+                slot: 1,
+                source: None,
+                reuse: 0
+            }
+        );
+    }
+
+    #[test]
+    fn every_slot_busy() {
+        assert!(place(&[vec![], vec![]], &[true, true], &[0, 0], &[1, 2], true).is_none());
+    }
+
+    #[test]
+    fn generating_streams_get_one_token_each_first() {
+        let work = [
+            Work::Prompt(1000),
+            Work::Generate,
+            Work::Idle,
+            Work::Generate,
+        ];
+        assert_eq!(plan_batch(&work, 8, 0), vec![(1, 1), (3, 1), (0, 6)]);
+    }
+
+    #[test]
+    fn long_prompt_is_chunked_by_the_budget() {
+        let mut rest = 1300;
+        let mut chunks = Vec::new();
+        while rest > 0 {
+            let plan = plan_batch(&[Work::Prompt(rest)], 512, 0);
+            assert_eq!(plan.len(), 1);
+            chunks.push(plan[0].1);
+            rest -= plan[0].1;
+        }
+        assert_eq!(chunks, vec![512, 512, 276]);
+    }
+
+    #[test]
+    fn prompts_take_turns_round_robin() {
+        let work = [Work::Prompt(1000), Work::Prompt(1000), Work::Prompt(10)];
+        assert_eq!(plan_batch(&work, 100, 0), vec![(0, 100)]);
+        assert_eq!(plan_batch(&work, 100, 1), vec![(1, 100)]);
+        assert_eq!(plan_batch(&work, 100, 2), vec![(2, 10), (0, 90)]);
+    }
+
+    #[test]
+    fn a_long_prompt_does_not_stop_generation() {
+        // A stream generating while another one's 10,000-token prompt is processed gets its token
+        // into every batch.
+        let work = [Work::Prompt(10_000), Work::Generate];
+        for rr in 0..4 {
+            let plan = plan_batch(&work, 64, rr);
+            assert_eq!(plan[0], (1, 1));
+            assert_eq!(plan[1], (0, 63));
+        }
+    }
+
+    #[test]
+    fn budget_smaller_than_generating_streams() {
+        let work = [Work::Generate; 5];
+        assert_eq!(plan_batch(&work, 3, 0), vec![(0, 1), (1, 1), (2, 1)]);
+    }
+
+    #[test]
+    fn nothing_to_do() {
+        assert!(plan_batch(&[Work::Idle, Work::Idle], 512, 0).is_empty());
+        assert!(plan_batch(&[], 512, 0).is_empty());
+    }
+}

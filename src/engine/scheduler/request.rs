@@ -1,0 +1,75 @@
+//! What callers hand to the engine thread: started streams and the shutdown flag.
+
+use crate::engine::callback::callback_scope;
+use crate::engine::error::{Error, Status};
+use crate::engine::llama::{Sampler, Token};
+use crate::engine::params::GenerateParams;
+use crate::engine::stream::{FinishFn, FinishReason, StreamShared, TokenFn};
+use parking_lot::{Condvar, Mutex};
+use std::collections::VecDeque;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+/// A stream that was started and waits for the engine thread.
+pub(crate) struct Request {
+    pub shared: Arc<StreamShared>,
+    pub tokens: Vec<Token>,
+    pub params: GenerateParams,
+    /// The stream's sampler chain, built by the caller (None: plain greedy, an argmax).
+    pub sampler: Option<Sampler>,
+    pub on_token: Option<TokenFn>,
+    pub on_finish: Option<FinishFn>,
+}
+
+impl Request {
+    /// Records the stream's end and calls its finish callback; waiters are released after it
+    /// returns. The token callback is dropped first: it is never called again.
+    pub fn finish(&mut self, status: Status, reason: FinishReason, err: Option<&Error>) {
+        self.shared.set_result(status, reason, err);
+        self.on_token = None;
+        if let Some(f) = self.on_finish.take() {
+            callback_scope(|| {
+                let _ =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(status, reason)));
+            });
+        }
+        self.shared.set_done();
+    }
+}
+
+impl Request {
+    /// A request that never reached the engine (the engine was shutting down): no callback may
+    /// run for it, since its start failed.
+    pub fn disarm(&mut self) {
+        self.on_token = None;
+        self.on_finish = None;
+        self.shared.set_done();
+    }
+}
+
+impl Drop for Request {
+    /// A request dropped before it ended (only a bug can do that: a panic on the engine thread)
+    /// still ends: its finish callback runs and its waiters are released.
+    fn drop(&mut self) {
+        if !self.shared.is_done() {
+            let err = Error::new(Status::Internal, "internal error: the stream was lost");
+            self.finish(Status::Internal, FinishReason::Error, Some(&err));
+        }
+    }
+}
+
+/// What callers hand to the engine thread.
+#[derive(Default)]
+pub(crate) struct Incoming {
+    pub queue: VecDeque<Request>,
+    pub shutdown: bool,
+}
+
+/// The engine's mailbox: new streams and the shutdown flag, with a condvar to wake the thread.
+#[derive(Default)]
+pub(crate) struct Mailbox {
+    pub incoming: Mutex<Incoming>,
+    pub wake: Condvar,
+    /// Callers inside `Engine::start` right now (tokenizing a prompt).
+    pub submitting: AtomicUsize,
+}
