@@ -7,10 +7,7 @@ mod common;
 use common::model_path;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 
-/// The machine has few cores: one C program at a time.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -75,12 +72,13 @@ fn compile(source: &str, compiler: &str, extra: &[&str]) -> PathBuf {
 const C_TEST_LIMIT_SECS: u32 = 600;
 
 fn run_c_test(source: &str) {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = common::one_at_a_time();
     let exe = compile(source, "cc", &["-std=c11"]);
     let out = Command::new("timeout")
         .args(["-s", "KILL", &C_TEST_LIMIT_SECS.to_string()])
         .arg(&exe)
         .env("MINERVA_MODEL", model_path())
+        .env("MINERVA_DEFAULT_MODEL", if common::is_default_model() { "1" } else { "0" })
         .env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         .env("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
         .output()
@@ -137,7 +135,7 @@ fn c_concurrent() {
 /// against the library.
 #[test]
 fn header_compiles_as_cpp_and_c11() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = common::one_at_a_time();
     let exe = compile("tests/c/test_cpp.cpp", "c++", &["-std=c++11", "-pedantic"]);
     let out = Command::new(&exe).output().expect("run the C++ test");
     assert!(
@@ -166,7 +164,7 @@ fn header_compiles_as_cpp_and_c11() {
 /// checks the library's own code, not only the C side).
 #[test]
 fn valgrind_stream_example() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = common::one_at_a_time();
     if Command::new("valgrind").arg("--version").output().is_err() {
         panic!("valgrind is not installed (scripts/setup.sh installs it)");
     }

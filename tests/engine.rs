@@ -2,19 +2,15 @@
 
 mod common;
 
-use common::{greedy, model_path};
-use minerva::engine::{Control, Engine, EngineConfig, FinishReason, Status};
+use common::greedy;
+use minerva::engine::{Control, FinishReason, Status};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[test]
 fn pull_and_callback_give_the_same_greedy_text() {
-    let cfg = EngineConfig {
-        max_streams: 2,
-        context_tokens: 256,
-        ..Default::default()
-    };
-    let engine = Engine::new(&model_path(), &cfg, None).expect("engine");
+    let _one = common::one_at_a_time();
+    let engine = common::engine(2, 256);
     let s = engine
         .start("The capital of France is", greedy(16), None, None)
         .unwrap();

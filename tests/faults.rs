@@ -4,23 +4,11 @@
 
 mod common;
 
-use common::{greedy, model_path};
-use minerva::engine::{faults, Control, Engine, EngineConfig, FinishReason, Status, Stream};
+use common::greedy;
+use minerva::engine::{faults, Control, FinishReason, Status, Stream};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Faults are process-wide: one test at a time.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn engine(max_streams: u32) -> Engine {
-    let cfg = EngineConfig {
-        max_streams,
-        context_tokens: 256,
-        ..Default::default()
-    };
-    Engine::new(&model_path(), &cfg, None).expect("engine")
-}
 
 /// Waits until every stream has produced at least `n` tokens.
 fn wait_tokens(streams: &[&Stream], n: u32) {
@@ -33,15 +21,15 @@ fn wait_tokens(streams: &[&Stream], n: u32) {
 
 #[test]
 fn a_failed_decode_ends_only_the_streams_in_it() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let e = engine(2);
+    let _one = common::one_at_a_time();
+    let e = common::engine(2, 256);
     let a = e.start("Once upon a time", greedy(0), None, None).unwrap();
     let b = e.start("The sea was calm", greedy(0), None, None).unwrap();
     wait_tokens(&[&a, &b], 3);
     faults::fail_next_decodes(-3, 1);
     assert_eq!(a.wait(Some(Duration::from_secs(30))), Status::Backend);
     assert_eq!(b.wait(Some(Duration::from_secs(30))), Status::Backend);
-    assert!(a.error().to_str().unwrap().contains("llama_decode failed"));
+    assert!(a.error().contains("llama_decode failed"));
     assert_eq!(a.stats().finish_reason, FinishReason::Error);
     // The engine keeps serving.
     let c = e.start("Hello", greedy(8), None, None).unwrap();
@@ -51,8 +39,8 @@ fn a_failed_decode_ends_only_the_streams_in_it() {
 
 #[test]
 fn a_full_kv_cache_ends_the_longest_stream_and_the_others_go_on() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let e = engine(3);
+    let _one = common::one_at_a_time();
+    let e = common::engine(3, 256);
     let long = e
         .start(
             "A much longer prompt than the others, about the river and the stone houses,",
@@ -66,7 +54,7 @@ fn a_full_kv_cache_ends_the_longest_stream_and_the_others_go_on() {
     wait_tokens(&[&long, &s1, &s2], 2);
     faults::fail_next_decodes(1, 1);
     assert_eq!(long.wait(None), Status::ContextFull);
-    assert!(long.error().to_str().unwrap().contains("KV cache is full"));
+    assert!(long.error().contains("KV cache is full"));
     assert_eq!(s1.wait(None), Status::Ok);
     assert_eq!(s2.wait(None), Status::Ok);
     assert_eq!(s1.stats().generated_tokens, 40);
@@ -75,9 +63,9 @@ fn a_full_kv_cache_ends_the_longest_stream_and_the_others_go_on() {
 
 #[test]
 fn a_slow_callback_holds_back_only_its_own_engine() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let slow = engine(1);
-    let fast = engine(1);
+    let _one = common::one_at_a_time();
+    let slow = common::engine(1, 256);
+    let fast = common::engine(1, 256);
     let calls = Arc::new(AtomicU32::new(0));
     let c = calls.clone();
     let sleepy = slow

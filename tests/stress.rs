@@ -9,30 +9,7 @@ use minerva::ffi::stream::*;
 use minerva::ffi::*;
 use std::ffi::{c_char, c_void, CString};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn model_path() -> CString {
-    CString::new(common::model_path()).unwrap()
-}
-
-fn new_engine(max_streams: u32, context_tokens: u32) -> *mut minerva_engine {
-    let mut e = std::ptr::null_mut();
-    unsafe {
-        let mut p: minerva_engine_params = std::mem::zeroed();
-        minerva_engine_params_init(&mut p, std::mem::size_of_val(&p) as u32);
-        p.max_streams = max_streams;
-        p.context_tokens = context_tokens;
-        p.batch_tokens = 64;
-        assert_eq!(
-            minerva_engine_new(model_path().as_ptr(), &p, &mut e),
-            MINERVA_OK
-        );
-    }
-    e
-}
 
 struct Rng(u64);
 impl Rng {
@@ -65,14 +42,10 @@ unsafe extern "C" fn count_finish(_: *mut c_void, _: minerva_status, _: minerva_
     FINISHES.fetch_add(1, Ordering::Relaxed);
 }
 
-struct Engine(*mut minerva_engine);
-unsafe impl Send for Engine {}
-unsafe impl Sync for Engine {}
-
 #[test]
 fn eight_threads_create_read_cancel_and_free_at_random() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let engine = Engine(new_engine(4, 128));
+    let _one = common::one_at_a_time();
+    let engine = common::CEngine::new(4, 128, 64);
     let ops = AtomicU64::new(0);
     let created = AtomicU64::new(0);
     let deadline = Instant::now() + Duration::from_secs(8);
@@ -168,7 +141,7 @@ fn eight_threads_create_read_cancel_and_free_at_random() {
         ops.load(Ordering::Relaxed),
         TOKENS.load(Ordering::Relaxed)
     );
-    unsafe { minerva_engine_free(engine.0) };
+    engine.free();
     FINISHES.store(0, Ordering::Relaxed);
 }
 
@@ -187,10 +160,11 @@ const LIFETIMES: usize = 40;
 
 #[test]
 fn engines_freed_with_streams_running_and_memory_stays_flat() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = common::one_at_a_time();
     let mut figures = Vec::new();
     for round in 0..LIFETIMES {
-        let e = new_engine(3, 128);
+        let engine = common::CEngine::new(3, 128, 64);
+        let e = engine.0;
         let mut streams = Vec::new();
         for i in 0..4 {
             let mut s = std::ptr::null_mut();
@@ -210,7 +184,7 @@ fn engines_freed_with_streams_running_and_memory_stays_flat() {
             streams.push(s);
         }
         std::thread::sleep(Duration::from_millis(20 + 10 * (round as u64 % 5)));
-        unsafe { minerva_engine_free(e) };
+        engine.free();
         for s in streams {
             // Handles outlive their engine: they report the cancellation, then are freed.
             assert_eq!(unsafe { minerva_stream_wait(s, 0) }, MINERVA_ERR_CANCELLED);

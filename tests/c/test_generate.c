@@ -34,15 +34,20 @@ static void test_info_and_version(minerva_engine *e) {
     CHECK(info.struct_size == sizeof info);
     CHECK(info.device_kind == MINERVA_DEVICE_CPU);
     CHECK(info.device_name[0] != 0);
-    CHECK(info.total_layers == 18);
+    CHECK(info.total_layers > 0);
     CHECK(info.gpu_layers == 0);
     CHECK(info.context_tokens == 512 && info.max_streams == 2);
     CHECK(info.threads >= 1);
-    CHECK(info.vocab_size == 262144);
-    CHECK(info.parameter_count > 200000000ull && info.parameter_count < 300000000ull);
-    CHECK(info.file_bytes == 253113024ull);
-    CHECK(!info.has_chat_template); /* this GGUF carries no tokenizer.chat_template */
-    CHECK(strstr(info.model_description, "gemma3") != NULL);
+    CHECK(info.vocab_size > 0 && info.parameter_count > 0 && info.file_bytes > 0);
+    CHECK(info.model_description[0] != 0);
+    if (default_model()) {
+        CHECK(info.total_layers == 18);
+        CHECK(info.vocab_size == 262144);
+        CHECK(info.parameter_count > 200000000ull && info.parameter_count < 300000000ull);
+        CHECK(info.file_bytes == 253113024ull);
+        CHECK(!info.has_chat_template); /* this GGUF carries no tokenizer.chat_template */
+        CHECK(strstr(info.model_description, "gemma3") != NULL);
+    }
     printf("# device: %s; fallback: %s; model: %s\n", info.device_name, info.fallback_reason,
            info.model_description);
     /* struct_size 0 means the first published layout; a small struct_size limits the write. */
@@ -211,6 +216,7 @@ static void test_callback_stop(minerva_engine *e) {
 
 static void test_eos(minerva_engine *e) {
     /* The default model (a base model) ends a one-line JSON document with its EOS token. */
+    SKIP_UNLESS_DEFAULT_MODEL("end-of-generation ends the stream");
     text_buf b = {0};
     minerva_generate_params g = greedy(64);
     g.on_finish = tb_on_finish;
@@ -226,6 +232,7 @@ static void test_eos(minerva_engine *e) {
 
 static void test_special_tokens_in_prompt(minerva_engine *e) {
     /* Chat markup is recognized as special tokens (one token each), not spelled out; BOS added. */
+    SKIP_UNLESS_DEFAULT_MODEL("special tokens in the prompt are recognized, BOS added");
     const char *chat = "<start_of_turn>user\nSay yes<end_of_turn>\n<start_of_turn>model\n";
     minerva_generate_params g = greedy(1);
     minerva_stream_stats st = {0};
