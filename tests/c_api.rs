@@ -8,7 +8,6 @@ use common::model_path;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -78,7 +77,10 @@ fn run_c_test(source: &str) {
         .args(["-s", "KILL", &C_TEST_LIMIT_SECS.to_string()])
         .arg(&exe)
         .env("MINERVA_MODEL", model_path())
-        .env("MINERVA_DEFAULT_MODEL", if common::is_default_model() { "1" } else { "0" })
+        .env(
+            "MINERVA_DEFAULT_MODEL",
+            if common::is_default_model() { "1" } else { "0" },
+        )
         .env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         .env("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
         .output()

@@ -42,7 +42,10 @@ fn header_values() -> BTreeMap<String, u64> {
 fn every_value_in_the_header_is_the_rust_value_it_mirrors() {
     use FinishReason as F;
     let mut rust: Vec<(&str, u64)> = vec![
-        ("MINERVA_ABI_VERSION", minerva::ffi::minerva_abi_version() as u64),
+        (
+            "MINERVA_ABI_VERSION",
+            minerva::ffi::minerva_abi_version() as u64,
+        ),
         ("MINERVA_SEED_RANDOM", SEED_RANDOM),
         // Callback answers: 0 goes on, anything else stops (src/ffi/stream.rs, engine.rs).
         ("MINERVA_CONTINUE", 0),
@@ -85,9 +88,21 @@ fn every_value_in_the_header_is_the_rust_value_it_mirrors() {
     let names: Vec<(String, u64)> = statuses
         .iter()
         .map(|(n, v)| (format!("MINERVA_{n}"), *v as u64))
-        .chain(finishes.iter().map(|(n, v)| (format!("MINERVA_FINISH_{n}"), *v as u64)))
-        .chain(devices.iter().map(|(n, v)| (format!("MINERVA_DEVICE_{n}"), *v as u64)))
-        .chain(levels.iter().map(|(n, v)| (format!("MINERVA_LOG_{n}"), *v as u64)))
+        .chain(
+            finishes
+                .iter()
+                .map(|(n, v)| (format!("MINERVA_FINISH_{n}"), *v as u64)),
+        )
+        .chain(
+            devices
+                .iter()
+                .map(|(n, v)| (format!("MINERVA_DEVICE_{n}"), *v as u64)),
+        )
+        .chain(
+            levels
+                .iter()
+                .map(|(n, v)| (format!("MINERVA_LOG_{n}"), *v as u64)),
+        )
         .collect();
     rust.extend(names.iter().map(|(n, v)| (n.as_str(), *v)));
 
