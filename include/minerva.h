@@ -632,9 +632,9 @@ void minerva_generate_params_init(struct minerva_generate_params *params, uint32
 
  Errors: `MINERVA_ERR_INVALID_ARGUMENT` (NULL engine, prompt or out; prompt or a stop string not
  UTF-8; a parameter out of range, named in the message), `MINERVA_ERR_CONTEXT_FULL` (the
- prompt has more tokens than `context_tokens`; a prompt whose bytes alone prove that is
- refused at once, before it is tokenized, so that no prompt costs more than one pass over its
- bytes to refuse), `MINERVA_ERR_CANCELLED` (the engine is being freed: a finish callback run
+ prompt has more tokens than `context_tokens`; tokenizing stops as soon as it passes the
+ context, and a prompt whose length alone proves it is refused before it is tokenized, so
+ that no prompt costs more than one pass over its bytes), `MINERVA_ERR_CANCELLED` (the engine is being freed: a finish callback run
  by `minerva_engine_free` starts no new stream), `MINERVA_ERR_OUT_OF_MEMORY` or
  `MINERVA_ERR_BACKEND` (llama.cpp failed building the stream's tokens or sampler). On failure no
  callback is ever called and `*out` is not written. On success `*out` owns the stream: release

@@ -241,18 +241,20 @@ impl Engine {
                 ),
             ));
         }
-        let tokens = self.model.tokenize(prompt)?;
+        let tokens = match self.model.tokenize_prompt(prompt, context)? {
+            Ok(tokens) => tokens,
+            Err(counted) => {
+                return Err(Error::new(
+                    Status::ContextFull,
+                    format!(
+                        "the prompt is more than {context} tokens (counted {counted} before \
+                         stopping); a stream holds at most {context} (context_tokens)"
+                    ),
+                ))
+            }
+        };
         if tokens.is_empty() {
             return Err(Error::invalid("the prompt is empty (it gives no tokens)"));
-        }
-        if tokens.len() > context {
-            return Err(Error::new(
-                Status::ContextFull,
-                format!(
-                    "the prompt is {} tokens; a stream holds at most {context} (context_tokens)",
-                    tokens.len(),
-                ),
-            ));
         }
         let sampler = self.sampler_for(&params.sampling, &tokens)?;
         let shared = stream::StreamShared::new(on_token.is_none(), created);

@@ -9,6 +9,7 @@ mod devices;
 mod model;
 mod sampler;
 mod shim;
+mod tokenize;
 
 pub use batch::Batch;
 pub use context::{Context, ContextParams};

@@ -2,6 +2,7 @@
 //! Also the GGUF check that runs before llama.cpp sees a file.
 
 use super::shim::{self, check};
+use super::tokenize::{raw_tokens, Specials};
 use super::{init_backend, Device};
 use crate::engine::error::{Error, Result, Status};
 use llama_cpp_sys_2 as sys;
@@ -87,6 +88,8 @@ pub struct Model {
     bytes_per_token: Option<usize>,
     /// White space may give no token at all (some token strips the space beside it).
     strips_space: bool,
+    /// The special tokens, for splitting prompts in one pass (None: llama.cpp splits them).
+    specials: Option<Specials>,
 }
 
 // SAFETY: llama.cpp's model and vocabulary are immutable after loading; llama-server and
@@ -177,8 +180,10 @@ impl Model {
             vocab,
             bytes_per_token: None,
             strips_space: true,
+            specials: None,
         };
         model.measure_vocab();
+        model.specials = Specials::build(model.vocab());
         Ok(model)
     }
 
@@ -231,42 +236,39 @@ impl Model {
         self.vocab.as_ptr()
     }
 
-    /// Tokenizes `text`, adding BOS where the vocabulary asks for one and recognizing special
-    /// tokens written in the text.
-    pub fn tokenize(&self, text: &str) -> Result<Vec<Token>> {
-        let len: i32 = text
-            .len()
-            .try_into()
-            .map_err(|_| Error::invalid("prompt is longer than 2 GiB"))?;
-        let mut tokens: Vec<Token> = vec![0; text.len() / 2 + 8];
-        for _ in 0..2 {
-            let mut n = 0;
-            // SAFETY: text and tokens are valid for the lengths given.
-            check(
-                unsafe {
-                    shim::mshim_tokenize(
-                        self.vocab(),
-                        text.as_ptr().cast(),
-                        len,
-                        tokens.as_mut_ptr(),
-                        tokens.len() as i32,
-                        true,
-                        true,
-                        &mut n,
-                    )
-                },
-                "tokenizing the prompt",
-            )?;
-            if n >= 0 {
-                tokens.truncate(n as usize);
-                return Ok(tokens);
-            }
-            if n == i32::MIN {
-                break;
-            }
-            tokens.resize((-n) as usize, 0);
+    /// Tokenizes a prompt as llama.cpp does, adding BOS where the vocabulary asks for one and
+    /// recognizing special tokens written in it; `Ok(Err(n))` once it has more than `limit`
+    /// tokens (n: those counted before stopping). One pass over the text where the vocabulary
+    /// allows it (see `tokenize.rs`), llama.cpp's own tokenizer otherwise.
+    pub fn tokenize_prompt(
+        &self,
+        text: &str,
+        limit: usize,
+    ) -> Result<std::result::Result<Vec<Token>, usize>> {
+        if let Some(specials) = &self.specials {
+            return specials.tokenize(self.vocab(), text.as_bytes(), true, limit);
         }
-        Err(Error::invalid("the prompt could not be tokenized"))
+        let mut tokens = Vec::new();
+        raw_tokens(self.vocab(), text.as_bytes(), true, true, &mut tokens)?;
+        Ok(if tokens.len() > limit {
+            Err(tokens.len())
+        } else {
+            Ok(tokens)
+        })
+    }
+
+    /// llama.cpp's own tokenizer on the whole text, as `llama_tokenize` gives it (for tests).
+    #[cfg(test)]
+    pub fn tokenize_whole(&self, text: &str) -> Result<Vec<Token>> {
+        let mut tokens = Vec::new();
+        raw_tokens(self.vocab(), text.as_bytes(), true, true, &mut tokens)?;
+        Ok(tokens)
+    }
+
+    /// Whether prompts are split in one pass (see `tokenize.rs`).
+    #[cfg(test)]
+    pub fn splits_in_one_pass(&self) -> bool {
+        self.specials.is_some()
     }
 
     /// Appends the bytes of `token` to `out` (special tokens render as nothing).
