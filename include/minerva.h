@@ -609,7 +609,10 @@ minerva_status minerva_engine_get_info(const struct minerva_engine *engine, stru
  callbacks run), waits until no callback of the engine can run, and releases the model and the
  KV cache. Stream handles not yet freed stay valid to read, wait on, query and free. NULL:
  no-op. Called from a callback of this same engine it is ignored (and logged as a warning):
- an engine cannot wait for its own thread.
+ an engine cannot wait for its own thread. Called from a token, finish or progress callback of
+ another engine it does not wait: the engine shuts down on its own thread (its streams end,
+ their finish callbacks run, then the model is released), so that two engines whose callbacks
+ free each other cannot deadlock.
  */
 void minerva_engine_free(struct minerva_engine *engine);
 

@@ -301,14 +301,17 @@ impl Engine {
 
 impl Drop for Engine {
     /// Cancels every stream, waits until no callback of this engine can run, frees the model.
-    /// Must not run on the engine's own thread (the C layer refuses that case).
+    ///
+    /// Inside a callback (of another engine: the C layer ignores a free from the engine's own
+    /// callbacks) it does not wait: the engine's thread ends its streams, runs their finish
+    /// callbacks and frees the model on its own. Waiting there could deadlock: two engines whose
+    /// callbacks free each other would each wait for the other's thread.
     fn drop(&mut self) {
         self.mailbox.incoming.lock().shutdown = true;
         self.mailbox.wake.notify_one();
         if let Some(t) = self.thread.take() {
-            if current_engine_thread() == Some(self.id) {
-                // Cannot join ourselves; the thread ends on its own and frees the context.
-                log::log_warn!("engine {} dropped on its own thread", self.id);
+            if current_engine_thread() == Some(self.id) || in_callback() {
+                // The thread ends on its own and frees the context and the model.
                 return;
             }
             let _ = t.join();

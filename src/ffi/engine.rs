@@ -247,7 +247,10 @@ pub unsafe extern "C" fn minerva_engine_get_info(
 /// callbacks run), waits until no callback of the engine can run, and releases the model and the
 /// KV cache. Stream handles not yet freed stay valid to read, wait on, query and free. NULL:
 /// no-op. Called from a callback of this same engine it is ignored (and logged as a warning):
-/// an engine cannot wait for its own thread.
+/// an engine cannot wait for its own thread. Called from a token, finish or progress callback of
+/// another engine it does not wait: the engine shuts down on its own thread (its streams end,
+/// their finish callbacks run, then the model is released), so that two engines whose callbacks
+/// free each other cannot deadlock.
 #[no_mangle]
 pub unsafe extern "C" fn minerva_engine_free(engine: *mut minerva_engine) {
     ffi_export!({

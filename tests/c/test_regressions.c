@@ -237,7 +237,47 @@ static void test_seeds_use_all_64_bits(minerva_engine *e) {
     PASS("distinct 64-bit seeds give distinct text");
 }
 
+/* Found while checking for the same class of fault: two engines whose token callbacks free each
+   other at the same moment. Each free used to wait for the other engine's thread, which was
+   waiting in its own free: a deadlock. A free from inside a callback now does not wait. */
+typedef struct {
+    minerva_engine *other;
+    volatile int *mine, *theirs;
+    int freed;
+} cross_free;
+
+static minerva_control free_the_other(void *ud, const char *text, size_t len) {
+    (void)text;
+    (void)len;
+    cross_free *c = (cross_free *)ud;
+    if (c->freed) return MINERVA_CONTINUE;
+    __atomic_store_n(c->mine, 1, __ATOMIC_SEQ_CST);
+    double until = now_ms() + 5000; /* both callbacks running at once, as far as possible */
+    while (!__atomic_load_n(c->theirs, __ATOMIC_SEQ_CST) && now_ms() < until) usleep(100);
+    minerva_engine_free(c->other);
+    c->freed = 1;
+    return MINERVA_CONTINUE;
+}
+
+static void test_engines_free_each_other_from_callbacks(void) {
+    minerva_engine *a = open_engine(1, 64), *b = open_engine(1, 64);
+    volatile int in_a = 0, in_b = 0;
+    cross_free ca = {b, &in_a, &in_b, 0}, cb = {a, &in_b, &in_a, 0};
+    minerva_generate_params g = greedy(0);
+    g.ignore_eos = true;
+    minerva_stream *sa = NULL, *sb = NULL;
+    CHECK_STATUS(minerva_stream_new(a, "One", &g, free_the_other, &ca, &sa), MINERVA_OK);
+    CHECK_STATUS(minerva_stream_new(b, "Two", &g, free_the_other, &cb, &sb), MINERVA_OK);
+    CHECK_STATUS(minerva_stream_wait(sa, -1), MINERVA_ERR_CANCELLED);
+    CHECK_STATUS(minerva_stream_wait(sb, -1), MINERVA_ERR_CANCELLED);
+    CHECK(ca.freed && cb.freed);
+    minerva_stream_free(sa);
+    minerva_stream_free(sb);
+    PASS("two engines whose callbacks free each other do not deadlock");
+}
+
 int main(void) {
+    test_engines_free_each_other_from_callbacks();
     test_engine_free_from_log_callback();
     test_replaced_log_callback_never_runs();
     minerva_engine *e = open_engine(2, 256);
