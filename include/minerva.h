@@ -33,14 +33,16 @@
  * Threads. Every function may be called from any thread, except as said at minerva_engine_free
  * and minerva_stream_free. Token, finish callbacks run on the engine's thread, one at a time
  * per engine; a slow callback holds back every stream of its engine. A progress callback runs on
- * the thread that called minerva_engine_new. Log callbacks run on any thread, one at a time.
+ * the thread that called minerva_engine_new. Log callbacks run on any thread, one at a time;
+ * no minerva thread ever waits for them.
  *
  * Inside callbacks. A token, finish or progress callback may call minerva_stream_new,
  * minerva_stream_cancel, minerva_stream_get_stats, minerva_stream_error, minerva_stream_read and
  * minerva_stream_wait with timeout 0, and minerva_stream_free (which then does not wait).
  * Calls that would wait for the engine thread (minerva_generate, and wait or read with a
- * non-zero timeout) return MINERVA_ERR_INVALID_ARGUMENT; minerva_engine_free of the callback's
- * own engine is ignored and logged. A callback must not unwind (no C++ exception, no longjmp)
+ * non-zero timeout) return MINERVA_ERR_INVALID_ARGUMENT, as they do from a log callback running
+ * on an engine's thread; minerva_engine_free of the callback's own engine is ignored and logged,
+ * and of another engine does not wait. A callback must not unwind (no C++ exception, no longjmp)
  * into minerva.
  *
  * Ownership. Handles returned through `out` parameters are owned by the caller and released
@@ -399,9 +401,11 @@ typedef uint32_t minerva_log_level;
  Receives one whole log line (NUL-terminated UTF-8, no trailing newline; valid only during the
  call), llama.cpp's and minerva's own, one call at a time, on any thread: lines that other
  threads log while the callback runs are queued and delivered after it returns, by the thread
- that was delivering. No minerva thread ever waits for the callback, so it may call any minerva
- function, also one that waits for a thread that logs (such as `minerva_engine_free`). While
- it blocks, up to 4096 lines are kept; beyond that lines are dropped and a warning line counts
+ that was delivering. No minerva thread ever waits for the callback, so it may call minerva
+ functions, also one that waits for a thread that logs (such as `minerva_engine_free`); but on
+ an engine's own thread (where it runs when that thread logs), calls that would wait for an
+ engine thread are refused with `MINERVA_ERR_INVALID_ARGUMENT` as in token callbacks. While it
+ blocks, up to 4096 lines are kept; beyond that lines are dropped and a warning line counts
  them.
  */
 typedef void (*minerva_log_callback)(void *user_data, minerva_log_level level, const char *message);
@@ -612,7 +616,8 @@ minerva_status minerva_engine_get_info(const struct minerva_engine *engine, stru
  an engine cannot wait for its own thread. Called from a token, finish or progress callback of
  another engine it does not wait: the engine shuts down on its own thread (its streams end,
  their finish callbacks run, then the model is released), so that two engines whose callbacks
- free each other cannot deadlock.
+ free each other cannot deadlock. Then a token callback of that engine's current step may still
+ run after this returns, and its thread may still be shutting down when the program exits.
  */
 void minerva_engine_free(struct minerva_engine *engine);
 
@@ -635,9 +640,11 @@ void minerva_generate_params_init(struct minerva_generate_params *params, uint32
 
  Errors: `MINERVA_ERR_INVALID_ARGUMENT` (NULL engine, prompt or out; prompt or a stop string not
  UTF-8; a parameter out of range, named in the message), `MINERVA_ERR_CONTEXT_FULL` (the
- prompt has more tokens than `context_tokens`; tokenizing stops as soon as it passes the
- context, and a prompt whose length alone proves it is refused before it is tokenized, so
- that no prompt costs more than one pass over its bytes), `MINERVA_ERR_CANCELLED` (the engine is being freed: a finish callback run
+ prompt has more tokens than `context_tokens`. For SentencePiece and byte-level BPE
+ vocabularies, nearly every LLM's, tokenizing stops as soon as it passes the context, and a
+ prompt whose length alone proves it is refused before it is tokenized, so that no prompt
+ costs more than one pass over its bytes; other vocabularies are tokenized whole by llama.cpp,
+ at its own cost), `MINERVA_ERR_CANCELLED` (the engine is being freed: a finish callback run
  by `minerva_engine_free` starts no new stream), `MINERVA_ERR_OUT_OF_MEMORY` or
  `MINERVA_ERR_BACKEND` (llama.cpp failed building the stream's tokens or sampler). On failure no
  callback is ever called and `*out` is not written. On success `*out` owns the stream: release
@@ -714,11 +721,13 @@ minerva_status minerva_generate(struct minerva_engine *engine, const char *promp
  program's console unless asked for. A `min_level` above `MINERVA_LOG_NONE` is treated as NONE.
  Applies to the whole process.
 
- When this returns, the previous callback is not running and is never called again, so its
- `user_data` may be released at once: lines still queued for it are dropped, and a call of it in
- progress on another thread is waited for (called from inside the log callback itself, it does
- not wait: the running call ends when the callback returns). Do not call it while holding
- something that the log callback waits for.
+ When this returns, the previous callback is never called again, and (called from a program's
+ own thread) it is not running either, so its `user_data` may be released at once: lines still
+ queued for it are dropped, and a call of it in progress on another thread is waited for. From
+ inside the log callback itself, or from a token, finish or progress callback, it does not wait
+ (the running call could be waiting for this thread): release the old `user_data` only once
+ that call has returned. Do not call it while holding something that the log callback waits
+ for.
  */
 void minerva_set_log_callback(minerva_log_callback cb, void *user_data, minerva_log_level min_level);
 

@@ -78,8 +78,9 @@ thread_local! {
 
 /// Sets where log lines go. `None` restores the default (stderr). Lines below `min` are dropped.
 /// Lines still queued for the old sink are dropped, and when this returns the old sink is not
-/// running and will not run again: unless this is called from inside the sink itself, it waits for
-/// a call of the old sink in progress on another thread to return.
+/// running and will not run again: it waits for a call of the old sink in progress on another
+/// thread to return. It does not wait when called from inside the sink itself, or from a user
+/// callback or an engine thread (that call might be waiting for this thread).
 pub fn set_sink(sink: Option<Arc<Sink>>, min: Level) {
     let mut d = DELIVERY.lock();
     d.sink = sink;
@@ -90,6 +91,11 @@ pub fn set_sink(sink: Option<Arc<Sink>>, min: Level) {
     let generation = d.generation;
     if DELIVERING_HERE.try_with(Cell::get).unwrap_or(false) {
         return; // our own sink call returns after us; the next line goes to the new sink
+    }
+    if super::callback::in_callback() || super::callback::current_engine_thread().is_some() {
+        // A sink call running on another thread may be waiting for this thread (a log callback
+        // that frees this engine, or waits for one of its streams): waiting here could deadlock.
+        return;
     }
     while d.calling.is_some_and(|g| g < generation) {
         RETURNED.wait(&mut d);

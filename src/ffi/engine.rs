@@ -250,7 +250,8 @@ pub unsafe extern "C" fn minerva_engine_get_info(
 /// an engine cannot wait for its own thread. Called from a token, finish or progress callback of
 /// another engine it does not wait: the engine shuts down on its own thread (its streams end,
 /// their finish callbacks run, then the model is released), so that two engines whose callbacks
-/// free each other cannot deadlock.
+/// free each other cannot deadlock. Then a token callback of that engine's current step may still
+/// run after this returns, and its thread may still be shutting down when the program exits.
 #[no_mangle]
 pub unsafe extern "C" fn minerva_engine_free(engine: *mut minerva_engine) {
     ffi_export!({

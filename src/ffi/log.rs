@@ -21,9 +21,11 @@ pub const MINERVA_LOG_NONE: minerva_log_level = 4;
 /// Receives one whole log line (NUL-terminated UTF-8, no trailing newline; valid only during the
 /// call), llama.cpp's and minerva's own, one call at a time, on any thread: lines that other
 /// threads log while the callback runs are queued and delivered after it returns, by the thread
-/// that was delivering. No minerva thread ever waits for the callback, so it may call any minerva
-/// function, also one that waits for a thread that logs (such as `minerva_engine_free`). While
-/// it blocks, up to 4096 lines are kept; beyond that lines are dropped and a warning line counts
+/// that was delivering. No minerva thread ever waits for the callback, so it may call minerva
+/// functions, also one that waits for a thread that logs (such as `minerva_engine_free`); but on
+/// an engine's own thread (where it runs when that thread logs), calls that would wait for an
+/// engine thread are refused with `MINERVA_ERR_INVALID_ARGUMENT` as in token callbacks. While it
+/// blocks, up to 4096 lines are kept; beyond that lines are dropped and a warning line counts
 /// them.
 pub type minerva_log_callback = Option<
     unsafe extern "C" fn(user_data: *mut c_void, level: minerva_log_level, message: *const c_char),
@@ -34,11 +36,13 @@ pub type minerva_log_callback = Option<
 /// program's console unless asked for. A `min_level` above `MINERVA_LOG_NONE` is treated as NONE.
 /// Applies to the whole process.
 ///
-/// When this returns, the previous callback is not running and is never called again, so its
-/// `user_data` may be released at once: lines still queued for it are dropped, and a call of it in
-/// progress on another thread is waited for (called from inside the log callback itself, it does
-/// not wait: the running call ends when the callback returns). Do not call it while holding
-/// something that the log callback waits for.
+/// When this returns, the previous callback is never called again, and (called from a program's
+/// own thread) it is not running either, so its `user_data` may be released at once: lines still
+/// queued for it are dropped, and a call of it in progress on another thread is waited for. From
+/// inside the log callback itself, or from a token, finish or progress callback, it does not wait
+/// (the running call could be waiting for this thread): release the old `user_data` only once
+/// that call has returned. Do not call it while holding something that the log callback waits
+/// for.
 #[no_mangle]
 pub unsafe extern "C" fn minerva_set_log_callback(
     cb: minerva_log_callback,

@@ -79,9 +79,11 @@ pub struct minerva_stream_stats {
 ///
 /// Errors: `MINERVA_ERR_INVALID_ARGUMENT` (NULL engine, prompt or out; prompt or a stop string not
 /// UTF-8; a parameter out of range, named in the message), `MINERVA_ERR_CONTEXT_FULL` (the
-/// prompt has more tokens than `context_tokens`; tokenizing stops as soon as it passes the
-/// context, and a prompt whose length alone proves it is refused before it is tokenized, so
-/// that no prompt costs more than one pass over its bytes), `MINERVA_ERR_CANCELLED` (the engine is being freed: a finish callback run
+/// prompt has more tokens than `context_tokens`. For SentencePiece and byte-level BPE
+/// vocabularies, nearly every LLM's, tokenizing stops as soon as it passes the context, and a
+/// prompt whose length alone proves it is refused before it is tokenized, so that no prompt
+/// costs more than one pass over its bytes; other vocabularies are tokenized whole by llama.cpp,
+/// at its own cost), `MINERVA_ERR_CANCELLED` (the engine is being freed: a finish callback run
 /// by `minerva_engine_free` starts no new stream), `MINERVA_ERR_OUT_OF_MEMORY` or
 /// `MINERVA_ERR_BACKEND` (llama.cpp failed building the stream's tokens or sampler). On failure no
 /// callback is ever called and `*out` is not written. On success `*out` owns the stream: release
@@ -164,8 +166,10 @@ fn timeout_of(ms: i32) -> Option<Duration> {
     (ms >= 0).then(|| Duration::from_millis(ms as u64))
 }
 
+/// A call that waits for an engine thread is refused inside a token, finish or progress callback,
+/// and on any engine thread (a log callback may run there): it could wait for itself.
 fn refuse_blocking_in_callback(what: &str) -> Result<(), Error> {
-    if eng::in_callback() {
+    if eng::in_callback() || eng::current_engine_thread().is_some() {
         return Err(Error::invalid(format!(
             "{what} would wait for the engine thread and cannot be called from inside a callback"
         )));

@@ -276,7 +276,39 @@ static void test_engines_free_each_other_from_callbacks(void) {
     PASS("two engines whose callbacks free each other do not deadlock");
 }
 
+/* Found in review: a log callback runs on an engine's thread when that thread logs (here: its
+   teardown, llama_free's DEBUG lines). A wait there could wait for the thread itself, so it is
+   refused as in token callbacks. */
+static pthread_t main_thread;
+static minerva_stream *probe = NULL;
+static int on_engine_thread = 0, refused_there = 0;
+
+static void probe_on_log(void *ud, minerva_log_level level, const char *msg) {
+    (void)ud;
+    (void)level;
+    (void)msg;
+    if (pthread_equal(pthread_self(), main_thread)) return;
+    on_engine_thread++;
+    if (minerva_stream_wait(probe, 50) == MINERVA_ERR_INVALID_ARGUMENT) refused_there++;
+}
+
+static void test_waits_refused_in_log_callbacks_on_engine_threads(void) {
+    main_thread = pthread_self();
+    minerva_engine *e = open_engine(1, 64);
+    minerva_generate_params g = greedy(2);
+    CHECK_STATUS(minerva_stream_new(e, "Hi", &g, NULL, NULL, &probe), MINERVA_OK);
+    minerva_set_log_callback(probe_on_log, NULL, MINERVA_LOG_DEBUG);
+    minerva_engine_free(e); /* its thread logs while it tears down */
+    minerva_set_log_callback(NULL, NULL, MINERVA_LOG_WARN);
+    printf("# %d log lines delivered on the engine thread, waits refused: %d\n", on_engine_thread,
+           refused_there);
+    CHECK(on_engine_thread > 0 && refused_there == on_engine_thread);
+    minerva_stream_free(probe);
+    PASS("a log callback on an engine thread cannot wait for it");
+}
+
 int main(void) {
+    test_waits_refused_in_log_callbacks_on_engine_threads();
     test_engines_free_each_other_from_callbacks();
     test_engine_free_from_log_callback();
     test_replaced_log_callback_never_runs();

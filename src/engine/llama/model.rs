@@ -2,7 +2,7 @@
 //! Also the GGUF check that runs before llama.cpp sees a file.
 
 use super::shim::{self, check};
-use super::tokenize::{raw_tokens, Specials};
+use super::tokenize::{is_c_space, raw_tokens, Specials};
 use super::{init_backend, Device};
 use crate::engine::error::{Error, Result, Status};
 use llama_cpp_sys_2 as sys;
@@ -225,7 +225,7 @@ impl Model {
             return 0;
         };
         let counted = if self.strips_space {
-            text.bytes().filter(|b| !b.is_ascii_whitespace()).count()
+            text.bytes().filter(|&b| !is_c_space(b)).count()
         } else {
             text.len()
         };

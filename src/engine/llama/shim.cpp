@@ -23,9 +23,10 @@ namespace {
 
 thread_local std::string last_error;
 
-void record(const char *what) noexcept {
+void record(const char *what, const char *prefix = "") noexcept {
     try {
-        last_error = what ? what : "";
+        last_error = prefix;
+        last_error += what ? what : "";
     } catch (...) {
         // Out of memory while recording the message: keep what fits (nothing).
     }
@@ -39,7 +40,7 @@ template <typename F> int guarded(F &&f) noexcept {
     } catch (const std::bad_alloc &) {
         record("llama.cpp ran out of memory (std::bad_alloc)");
     } catch (const std::length_error &e) {
-        record((std::string("llama.cpp could not allocate: ") + e.what()).c_str());
+        record(e.what(), "llama.cpp could not allocate: ");
     } catch (const std::exception &e) {
         record(e.what());
     } catch (...) {
@@ -190,7 +191,12 @@ int mshim_sampler_new(const mshim_sampling *p, llama_sampler **out) noexcept {
         if (!chain) throw std::bad_alloc();
         auto add = [&](llama_sampler *s) {
             if (!s) throw std::bad_alloc();
-            llama_sampler_chain_add(chain, s);
+            try {
+                llama_sampler_chain_add(chain, s);
+            } catch (...) {
+                llama_sampler_free(s);
+                throw;
+            }
         };
         if (p->repeat_penalty != 1.0f) {
             add(llama_sampler_init_penalties(p->n_vocab, p->repeat_last_n, p->repeat_penalty, 0.0f,

@@ -49,7 +49,7 @@ enum Piece {
 }
 
 /// isspace() in the C locale, as llama.cpp strips.
-fn is_c_space(b: u8) -> bool {
+pub(super) fn is_c_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
@@ -81,6 +81,12 @@ impl Specials {
                 let text = CStr::from_ptr(p).to_bytes().to_vec();
                 if text.is_empty() {
                     return None; // llama.cpp's search for "" matches everywhere
+                }
+                // The text as a C string stops at a NUL byte: then it is not the whole text.
+                // llama.cpp renders control and user-defined tokens as their text.
+                if attr & sys::LLAMA_TOKEN_ATTR_UNKNOWN == 0 && piece_len(vocab, id)? != text.len()
+                {
+                    return None;
                 }
                 tokens.push(Special {
                     id,
@@ -216,6 +222,25 @@ impl Specials {
             Ok(out)
         })
     }
+}
+
+/// The length of `id`'s text as llama.cpp renders it with special tokens shown.
+fn piece_len(vocab: *const sys::llama_vocab, id: Token) -> Option<usize> {
+    let mut buf = [0u8; 256];
+    let mut n = 0;
+    // SAFETY: valid vocabulary and id; buf has the room given.
+    let rc = unsafe {
+        shim::mshim_token_to_piece(
+            vocab,
+            id,
+            buf.as_mut_ptr().cast(),
+            buf.len() as i32,
+            true,
+            &mut n,
+        )
+    };
+    check(rc, "rendering a special token").ok()?;
+    Some(n.unsigned_abs() as usize)
 }
 
 /// Whether llama.cpp's order of special tokens is fixed by text lengths: its sort by length is
