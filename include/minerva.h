@@ -393,6 +393,11 @@ typedef struct minerva_stream_stats {
 } minerva_stream_stats;
 
 /*
+ A token id of the engine's vocabulary (0 to `minerva_engine_info.vocab_size` - 1).
+ */
+typedef int32_t minerva_token;
+
+/*
  Severity of a log line. A `min_level` above `MINERVA_LOG_NONE` is treated as NONE.
  */
 typedef uint32_t minerva_log_level;
@@ -461,6 +466,12 @@ typedef void (*minerva_log_callback)(void *user_data, minerva_log_level level, c
  A bug in minerva: a panic was caught. The handle stays safe to free.
  */
 #define MINERVA_ERR_INTERNAL 9
+
+/*
+ The caller's buffer is too small; the function wrote the size it needs to `*out_len` (or
+ `*out_count`). Call it again with a buffer of that size.
+ */
+#define MINERVA_ERR_BUFFER_TOO_SMALL 10
 
 /*
  Go on.
@@ -714,6 +725,38 @@ void minerva_stream_free(struct minerva_stream *stream);
  `MINERVA_ERR_INVALID_ARGUMENT` from inside a callback.
  */
 minerva_status minerva_generate(struct minerva_engine *engine, const char *prompt, const struct minerva_generate_params *params, minerva_token_callback on_token, void *user_data, struct minerva_stream_stats *out_stats);
+
+/*
+ The tokens of `text` (UTF-8, NUL-terminated) in the engine's vocabulary: with `add_special`,
+ BOS (and EOS) where the vocabulary asks for them; with `parse_special`, special tokens written
+ in the text ("<start_of_turn>") become their token instead of being spelled out. With both,
+ exactly the tokens a stream on `text` starts from (`minerva_stream_stats.prompt_tokens`).
+
+ Writes up to `cap` tokens to `tokens` and always the count needed to `*out_count`:
+ `MINERVA_ERR_BUFFER_TOO_SMALL` when they do not fit (`tokens` is then not written), so
+ `minerva_tokenize(e, text, true, true, NULL, 0, &n)` asks for the count. Any thread, a callback
+ too; one pass over the text for SentencePiece and byte-level BPE vocabularies.
+
+ Errors: `MINERVA_ERR_INVALID_ARGUMENT` (NULL engine, text or out_count; `tokens` NULL with
+ `cap` > 0; text not UTF-8), `MINERVA_ERR_BUFFER_TOO_SMALL`, `MINERVA_ERR_OUT_OF_MEMORY`.
+ */
+minerva_status minerva_tokenize(struct minerva_engine *engine, const char *text, bool add_special, bool parse_special, minerva_token *tokens, size_t cap, size_t *out_count);
+
+/*
+ The text of `count` tokens, as the model would write them: special tokens (BOS,
+ "<end_of_turn>") shown with `render_special`, left out otherwise. Bytes that are not valid
+ UTF-8 on their own (a character split across the tokens given) are passed through as they are.
+
+ Writes up to `cap` bytes to `buf`, NUL-terminated when there is room, and always the length
+ needed (without the NUL) to `*out_len`: `MINERVA_ERR_BUFFER_TOO_SMALL` when it does not fit
+ (`buf` is then not written), so `minerva_detokenize(e, t, n, false, NULL, 0, &len)` asks for the
+ length. Any thread, a callback too.
+
+ Errors: `MINERVA_ERR_INVALID_ARGUMENT` (NULL engine or out_len; `tokens` NULL with `count` > 0;
+ `buf` NULL with `cap` > 0; a token id outside the vocabulary, named by its index),
+ `MINERVA_ERR_BUFFER_TOO_SMALL`.
+ */
+minerva_status minerva_detokenize(struct minerva_engine *engine, const minerva_token *tokens, size_t count, bool render_special, char *buf, size_t cap, size_t *out_len);
 
 /*
  Sends log lines at `min_level` and above to `cb`; NULL `cb` restores the default, stderr. By

@@ -129,6 +129,11 @@ fn c_regressions() {
 }
 
 #[test]
+fn c_tokens() {
+    run_c_test("tests/c/test_tokens.c");
+}
+
+#[test]
 fn c_concurrent() {
     run_c_test("tests/c/test_concurrent.c");
 }

@@ -63,6 +63,7 @@ fn every_value_in_the_header_is_the_rust_value_it_mirrors() {
         ("ERR_TIMEOUT", Status::Timeout),
         ("ERR_BACKEND", Status::Backend),
         ("ERR_INTERNAL", Status::Internal),
+        ("ERR_BUFFER_TOO_SMALL", Status::BufferTooSmall),
     ];
     let finishes = [
         ("RUNNING", F::Running),

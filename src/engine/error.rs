@@ -18,6 +18,7 @@ pub enum Status {
     Timeout = 7,
     Backend = 8,
     Internal = 9,
+    BufferTooSmall = 10,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -207,6 +207,24 @@ impl Engine {
         &self.info
     }
 
+    /// The tokens of `text` (see the C header's `minerva_tokenize`). With both flags, exactly the
+    /// tokens a stream on `text` starts from.
+    pub fn tokenize(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<i32>> {
+        self.model.tokenize(text, add_special, parse_special)
+    }
+
+    /// The text of `tokens`; an id outside the vocabulary is refused, naming its index.
+    pub fn detokenize(&self, tokens: &[i32], render_special: bool) -> Result<Vec<u8>> {
+        let n = self.model.n_vocab();
+        if let Some(i) = tokens.iter().position(|&t| t < 0 || t as usize >= n) {
+            return Err(Error::invalid(format!(
+                "tokens[{i}] is {}, outside the vocabulary (0..{n})",
+                tokens[i]
+            )));
+        }
+        self.model.detokenize(tokens, render_special)
+    }
+
     /// Starts a stream. With `on_token` None the stream is in pull mode ([`Stream::read`]).
     /// `on_finish` is called exactly once, last, on the engine thread, if this returns Ok.
     pub fn start(

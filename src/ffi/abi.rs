@@ -144,3 +144,43 @@ pub(crate) struct UserData(pub *mut std::ffi::c_void);
 // SAFETY: see above; minerva never dereferences it, it only passes it back to the caller's code.
 unsafe impl Send for UserData {}
 unsafe impl Sync for UserData {}
+
+/// Copies `data` into a caller's buffer (`buf`, room for `cap` items) under the rule of the 0.2
+/// functions: `*out_len` always gets the whole length needed; `MINERVA_ERR_BUFFER_TOO_SMALL` when
+/// it does not fit (the buffer is then not written), so that `f(..., NULL, 0, &n)` asks for the
+/// size. With `nul`, text is NUL-terminated when there is room for it.
+///
+/// # Safety
+/// `buf` is NULL or points to `cap` writable items.
+pub(crate) unsafe fn fill_buffer<T: Copy>(
+    data: &[T],
+    buf: *mut T,
+    cap: usize,
+    out_len: &mut usize,
+    nul: Option<T>,
+    what: &str,
+) -> Result<(), Error> {
+    if buf.is_null() && cap > 0 {
+        return Err(Error::invalid(format!(
+            "{what} is NULL but its cap is {cap}"
+        )));
+    }
+    *out_len = data.len();
+    if data.len() > cap {
+        return Err(Error::new(
+            crate::engine::Status::BufferTooSmall,
+            format!("{what} holds {cap}; {} needed", data.len()),
+        ));
+    }
+    if data.is_empty() && buf.is_null() {
+        return Ok(());
+    }
+    // SAFETY: buf has cap >= data.len() writable items (checked above).
+    unsafe {
+        std::ptr::copy_nonoverlapping(data.as_ptr(), buf, data.len());
+        if let Some(z) = nul.filter(|_| cap > data.len()) {
+            *buf.add(data.len()) = z;
+        }
+    }
+    Ok(())
+}

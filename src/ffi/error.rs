@@ -30,6 +30,9 @@ pub const MINERVA_ERR_TIMEOUT: minerva_status = 7;
 pub const MINERVA_ERR_BACKEND: minerva_status = 8;
 /// A bug in minerva: a panic was caught. The handle stays safe to free.
 pub const MINERVA_ERR_INTERNAL: minerva_status = 9;
+/// The caller's buffer is too small; the function wrote the size it needs to `*out_len` (or
+/// `*out_count`). Call it again with a buffer of that size.
+pub const MINERVA_ERR_BUFFER_TOO_SMALL: minerva_status = 10;
 
 /// A static string naming `status` ("ok", "invalid argument", ...); "unknown" for values this
 /// library does not know. Never NULL; never free it.
@@ -51,6 +54,7 @@ pub(crate) fn status_text(status: minerva_status) -> &'static std::ffi::CStr {
         MINERVA_ERR_TIMEOUT => c"timeout",
         MINERVA_ERR_BACKEND => c"backend error",
         MINERVA_ERR_INTERNAL => c"internal error",
+        MINERVA_ERR_BUFFER_TOO_SMALL => c"buffer too small",
         _ => c"unknown",
     }
 }

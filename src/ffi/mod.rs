@@ -17,6 +17,7 @@ pub mod version;
 pub mod engine;
 pub mod params;
 pub mod stream;
+pub mod tokens;
 
 pub mod log;
 
@@ -25,6 +26,7 @@ pub use error::*;
 pub use log::*;
 pub use params::*;
 pub use stream::*;
+pub use tokens::*;
 pub use version::*;
 
 pub(crate) use abi::*;

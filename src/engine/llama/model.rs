@@ -257,6 +257,69 @@ impl Model {
         })
     }
 
+    /// Tokenizes `text` with llama.cpp's rules: BOS/EOS where the vocabulary asks for them with
+    /// `add_special`, special tokens written in the text recognized with `parse_special`. With
+    /// both, the tokens of a prompt (the same path as [`Model::tokenize_prompt`]).
+    pub fn tokenize(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+    ) -> Result<Vec<Token>> {
+        if let (Some(specials), true) = (&self.specials, parse_special) {
+            return Ok(specials
+                .tokenize(self.vocab(), text.as_bytes(), add_special, usize::MAX)?
+                .unwrap_or_default());
+        }
+        let mut tokens = Vec::new();
+        raw_tokens(
+            self.vocab(),
+            text.as_bytes(),
+            add_special,
+            parse_special,
+            &mut tokens,
+        )?;
+        Ok(tokens)
+    }
+
+    /// The text of `tokens` as llama.cpp joins it (special tokens shown with `render_special`,
+    /// else left out). Ids must be below `n_vocab`.
+    pub fn detokenize(&self, tokens: &[Token], render_special: bool) -> Result<Vec<u8>> {
+        let n: i32 = tokens
+            .len()
+            .try_into()
+            .map_err(|_| Error::invalid("too many tokens"))?;
+        let mut out = vec![0u8; tokens.len() * 8 + 16];
+        for _ in 0..2 {
+            let mut len = 0;
+            // SAFETY: tokens holds n ids (checked by the caller), out has the room given.
+            let rc = unsafe {
+                shim::mshim_detokenize(
+                    self.vocab(),
+                    tokens.as_ptr(),
+                    n,
+                    out.as_mut_ptr().cast(),
+                    out.len().min(i32::MAX as usize) as i32,
+                    render_special,
+                    &mut len,
+                )
+            };
+            check(rc, "detokenizing")?;
+            if len >= 0 {
+                out.truncate(len as usize);
+                return Ok(out);
+            }
+            if len == i32::MIN {
+                break;
+            }
+            out.resize((-len) as usize, 0);
+        }
+        Err(Error::new(
+            Status::Backend,
+            "the tokens could not be turned into text",
+        ))
+    }
+
     /// llama.cpp's own tokenizer on the whole text, as `llama_tokenize` gives it (for tests).
     #[cfg(test)]
     pub fn tokenize_whole(&self, text: &str) -> Result<Vec<Token>> {

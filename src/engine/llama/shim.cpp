@@ -112,6 +112,11 @@ int mshim_token_to_piece(const llama_vocab *vocab, llama_token token, char *buf,
     return guarded([&] { *out = llama_token_to_piece(vocab, token, buf, cap, 0, special); });
 }
 
+int mshim_detokenize(const llama_vocab *vocab, const llama_token *tokens, int32_t n, char *buf,
+                     int32_t cap, bool render_special, int32_t *out) noexcept {
+    return guarded([&] { *out = llama_detokenize(vocab, tokens, n, buf, cap, false, render_special); });
+}
+
 // The longest piece (special tokens rendered) of any token, in bytes.
 int mshim_vocab_max_piece(const llama_vocab *vocab, int32_t *out) noexcept {
     return guarded([&] {

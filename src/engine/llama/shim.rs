@@ -65,6 +65,15 @@ extern "C" {
         special: bool,
         out: *mut i32,
     ) -> c_int;
+    pub fn mshim_detokenize(
+        vocab: *const sys::llama_vocab,
+        tokens: *const sys::llama_token,
+        n: i32,
+        buf: *mut c_char,
+        cap: i32,
+        render_special: bool,
+        out: *mut i32,
+    ) -> c_int;
     pub fn mshim_vocab_max_piece(vocab: *const sys::llama_vocab, out: *mut i32) -> c_int;
     pub fn mshim_vocab_strips_space(vocab: *const sys::llama_vocab, out: *mut bool) -> c_int;
     pub fn mshim_decode(
