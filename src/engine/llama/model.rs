@@ -182,8 +182,23 @@ impl Model {
             strips_space: true,
             specials: None,
         };
+        let t = std::time::Instant::now();
         model.measure_vocab();
+        let measured = t.elapsed();
         model.specials = Specials::build(model.vocab());
+        crate::engine::log::log(
+            crate::engine::log::Level::Debug,
+            &format!(
+                "vocabulary measured in {:.1} ms, special tokens indexed in {:.1} ms ({})",
+                measured.as_secs_f64() * 1e3,
+                (t.elapsed() - measured).as_secs_f64() * 1e3,
+                if model.specials.is_some() {
+                    "prompts split in one pass"
+                } else {
+                    "prompts split by llama.cpp"
+                }
+            ),
+        );
         Ok(model)
     }
 
