@@ -37,6 +37,7 @@ fn main() {
         .file("src/engine/llama/shim.cpp")
         .include(llama.join("include"))
         .include(llama.join("ggml/include"))
+        .include(llama.join("common"))
         .warnings(true)
         .extra_warnings(true)
         .compile("minerva_shim");

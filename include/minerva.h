@@ -270,6 +270,20 @@ typedef uint32_t minerva_finish_reason;
 typedef void (*minerva_finish_callback)(void *user_data, minerva_status status, minerva_finish_reason reason);
 
 /*
+ A bias added to one token's logit (see `minerva_generate_params.logit_bias`).
+ */
+typedef struct minerva_logit_bias {
+  /*
+   The token id.
+   */
+  int32_t token;
+  /*
+   Added to its logit; -INFINITY bans it.
+   */
+  float bias;
+} minerva_logit_bias;
+
+/*
  Settings of one generation. Fill it with `minerva_generate_params_init(&p, sizeof p)`, then
  change what you need. It is read (and the stop strings copied) during `minerva_stream_new`.
  */
@@ -343,6 +357,36 @@ typedef struct minerva_generate_params {
    `minerva_stream_new`.
    */
   minerva_finish_callback on_finish;
+  /*
+   A GBNF grammar (default NULL), with a rule `root`: the output always matches it, and the
+   stream ends (`MINERVA_FINISH_EOS`) when the grammar is complete. A grammar that does not
+   parse is refused by `minerva_stream_new` with llama.cpp's words. Its cost (checking every
+   candidate token) falls on its own stream only. Copied during the call.
+   */
+  const char *grammar;
+  /*
+   A JSON Schema (default NULL): the output is always JSON valid against it (llama.cpp's
+   conversion of the schema to a grammar; what it does not support is refused, named, by
+   `minerva_stream_new`). Not together with `grammar`. Copied during the call.
+   */
+  const char *json_schema;
+  /*
+   Penalty on tokens already generated, once each (default 0: off). Finite.
+   */
+  float presence_penalty;
+  /*
+   Penalty on tokens already generated, by how often (default 0: off). Finite.
+   */
+  float frequency_penalty;
+  /*
+   Added to the logits of tokens (default NULL); a bias of -INFINITY bans the token. Token ids
+   must be in the vocabulary. Copied during the call.
+   */
+  const struct minerva_logit_bias *logit_bias;
+  /*
+   Number of entries in `logit_bias`.
+   */
+  size_t logit_bias_count;
 } minerva_generate_params;
 
 /*

@@ -134,6 +134,11 @@ fn c_tokens() {
 }
 
 #[test]
+fn c_structured() {
+    run_c_test("tests/c/test_structured.c");
+}
+
+#[test]
 fn c_concurrent() {
     run_c_test("tests/c/test_concurrent.c");
 }

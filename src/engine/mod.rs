@@ -236,6 +236,26 @@ impl Engine {
     ) -> Result<Stream> {
         params.check()?;
         let created = Instant::now();
+        let n_vocab = self.model.n_vocab();
+        let sampling = &params.sampling;
+        if let Some(i) = sampling
+            .logit_bias
+            .iter()
+            .position(|&(t, _)| t < 0 || t as usize >= n_vocab)
+        {
+            return Err(Error::invalid(format!(
+                "logit_bias[{i}].token is {}, outside the vocabulary (0..{n_vocab})",
+                sampling.logit_bias[i].0
+            )));
+        }
+        let mut params = params;
+        if let Some(schema) = &params.json_schema {
+            let grammar = llama::json_schema_to_grammar(schema)
+                .map_err(|e| Error::new(e.status, format!("json_schema: {}", e.message)))?;
+            params.sampling.grammar = Some(grammar);
+        } else if let Some(grammar) = &params.grammar {
+            params.sampling.grammar = Some(grammar.clone());
+        }
         // Tell the engine thread that a stream is on its way (see Scheduler::intake).
         struct Submitting<'a>(&'a AtomicUsize);
         impl Drop for Submitting<'_> {
@@ -306,8 +326,16 @@ impl Engine {
         if p.is_plain_greedy() {
             return Ok(None);
         }
-        let mut s = Sampler::new(p, self.model.n_vocab(), self.info.context_tokens)?;
-        if p.repeat_penalty != 1.0 {
+        let mut s = Sampler::new(p, &self.model, self.info.context_tokens).map_err(|e| {
+            if e.status == Status::InvalidArgument && p.grammar.is_some() {
+                Error::invalid(format!("grammar: {}", e.message))
+            } else {
+                e
+            }
+        })?;
+        // The penalties see the prompt's last tokens. A grammar must not: it constrains the
+        // output only, so with a grammar the penalties see the generated tokens alone.
+        if p.repeat_penalty != 1.0 && p.grammar.is_none() {
             let n = p.repeat_last_n as usize;
             for &t in &prompt[prompt.len().saturating_sub(n)..] {
                 s.accept(t)?;

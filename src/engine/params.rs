@@ -44,6 +44,10 @@ pub struct GenerateParams {
     pub stop: Vec<String>,
     pub ignore_eos: bool,
     pub cache_prompt: bool,
+    /// A GBNF grammar the output must match (rule `root`).
+    pub grammar: Option<String>,
+    /// A JSON Schema the output must be valid JSON against.
+    pub json_schema: Option<String>,
 }
 
 /// The seed value that asks for a new random seed for each stream.
@@ -57,6 +61,8 @@ impl Default for GenerateParams {
             stop: Vec::new(),
             ignore_eos: false,
             cache_prompt: true,
+            grammar: None,
+            json_schema: None,
         }
     }
 }
@@ -100,6 +106,31 @@ impl GenerateParams {
                 "repeat_last_n must be in 0..={MAX_REPEAT_LAST_N}, got {}",
                 s.repeat_last_n
             )));
+        }
+        for (name, v) in [
+            ("presence_penalty", s.presence_penalty),
+            ("frequency_penalty", s.frequency_penalty),
+        ] {
+            if !v.is_finite() {
+                return Err(Error::invalid(format!(
+                    "{name} must be a finite number (0 is off), got {v}"
+                )));
+            }
+        }
+        if let Some(i) = s
+            .logit_bias
+            .iter()
+            .position(|&(_, b)| b.is_nan() || b == f32::INFINITY)
+        {
+            return Err(Error::invalid(format!(
+                "logit_bias[{i}].bias must be a number or -infinity (which bans the token), got {}",
+                s.logit_bias[i].1
+            )));
+        }
+        if self.grammar.is_some() && self.json_schema.is_some() {
+            return Err(Error::invalid(
+                "grammar and json_schema are both set; give one of them",
+            ));
         }
         if let Some(i) = self.stop.iter().position(String::is_empty) {
             return Err(Error::invalid(format!("stop[{i}] is an empty string")));

@@ -49,14 +49,17 @@ macro_rules! try_str {
 pub(crate) use {try_mut, try_ref, try_str};
 
 /// Reads a caller's parameter struct that begins with `uint32_t struct_size`: the fields that fit
-/// in `struct_size` come from the caller, the rest from `defaults`. `bool_offsets` are the offsets
-/// of its `bool` fields, which are normalized to 0 or 1 (a C caller may store any byte there).
+/// in `struct_size` come from the caller, the rest from `defaults` (a program built against an
+/// older header). `first` is the size of the first published layout: a smaller `struct_size` is
+/// refused. `bool_offsets` are the offsets of its `bool` fields, which are normalized to 0 or 1
+/// (a C caller may store any byte there).
 ///
 /// # Safety
 /// `ptr` is NULL or points to at least `struct_size` readable bytes.
 pub(crate) unsafe fn read_params<T: Copy>(
     ptr: *const T,
     defaults: T,
+    first: usize,
     name: &str,
     bool_offsets: &[usize],
 ) -> Result<T, Error> {
@@ -65,20 +68,19 @@ pub(crate) unsafe fn read_params<T: Copy>(
     }
     // SAFETY: every parameter struct begins with a u32 struct_size.
     let size = unsafe { (ptr as *const u32).read_unaligned() } as usize;
-    let full = std::mem::size_of::<T>();
-    if size < full {
-        // The first published layout is the current one: nothing smaller is valid.
+    if size < first {
         return Err(Error::invalid(format!(
-            "{name}.struct_size is {size}, smaller than the first published layout ({full} bytes); \
-             call the _init function with sizeof"
+            "{name}.struct_size is {size}, smaller than the first published layout ({first} \
+             bytes); call the _init function with sizeof"
         )));
     }
+    let n = size.min(std::mem::size_of::<T>());
     let mut value = defaults;
     let dst = &mut value as *mut T as *mut u8;
-    // SAFETY: size >= full, so the caller's struct has `full` readable bytes; `value` has `full`.
+    // SAFETY: the caller's struct has at least n readable bytes; `value` has size_of::<T>() >= n.
     unsafe {
-        std::ptr::copy_nonoverlapping(ptr as *const u8, dst, full);
-        for &off in bool_offsets {
+        std::ptr::copy_nonoverlapping(ptr as *const u8, dst, n);
+        for &off in bool_offsets.iter().filter(|&&off| off < n) {
             let b = dst.add(off);
             *b = (*b != 0) as u8;
         }

@@ -177,6 +177,7 @@ pub unsafe extern "C" fn minerva_engine_new(
             read_params(
                 params,
                 minerva_engine_params::default(),
+                std::mem::size_of::<minerva_engine_params>(),
                 "params",
                 &engine_params_bools(),
             )

@@ -92,7 +92,40 @@ pub struct minerva_generate_params {
     /// Optional finish callback (default NULL); gets the `user_data` given to
     /// `minerva_stream_new`.
     pub on_finish: minerva_finish_callback,
+    // Added in 0.2. A program built against the 0.1 header passes a smaller struct_size and gets
+    // the defaults for these.
+    /// A GBNF grammar (default NULL), with a rule `root`: the output always matches it, and the
+    /// stream ends (`MINERVA_FINISH_EOS`) when the grammar is complete. A grammar that does not
+    /// parse is refused by `minerva_stream_new` with llama.cpp's words. Its cost (checking every
+    /// candidate token) falls on its own stream only. Copied during the call.
+    pub grammar: *const c_char,
+    /// A JSON Schema (default NULL): the output is always JSON valid against it (llama.cpp's
+    /// conversion of the schema to a grammar; what it does not support is refused, named, by
+    /// `minerva_stream_new`). Not together with `grammar`. Copied during the call.
+    pub json_schema: *const c_char,
+    /// Penalty on tokens already generated, once each (default 0: off). Finite.
+    pub presence_penalty: f32,
+    /// Penalty on tokens already generated, by how often (default 0: off). Finite.
+    pub frequency_penalty: f32,
+    /// Added to the logits of tokens (default NULL); a bias of -INFINITY bans the token. Token ids
+    /// must be in the vocabulary. Copied during the call.
+    pub logit_bias: *const minerva_logit_bias,
+    /// Number of entries in `logit_bias`.
+    pub logit_bias_count: usize,
 }
+
+/// A bias added to one token's logit (see `minerva_generate_params.logit_bias`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct minerva_logit_bias {
+    /// The token id.
+    pub token: i32,
+    /// Added to its logit; -INFINITY bans it.
+    pub bias: f32,
+}
+
+/// The size of `minerva_generate_params` as published in 0.1 (before `grammar`).
+const FIRST_LAYOUT: usize = offset_of!(minerva_generate_params, grammar);
 
 impl Default for minerva_generate_params {
     fn default() -> Self {
@@ -112,6 +145,12 @@ impl Default for minerva_generate_params {
             ignore_eos: d.ignore_eos,
             cache_prompt: d.cache_prompt,
             on_finish: None,
+            grammar: std::ptr::null(),
+            json_schema: std::ptr::null(),
+            presence_penalty: d.sampling.presence_penalty,
+            frequency_penalty: d.sampling.frequency_penalty,
+            logit_bias: std::ptr::null(),
+            logit_bias_count: 0,
         }
     }
 }
@@ -143,6 +182,7 @@ pub(crate) unsafe fn convert_params(
         read_params(
             params,
             minerva_generate_params::default(),
+            FIRST_LAYOUT,
             "params",
             &generate_params_bools(),
         )
@@ -173,6 +213,37 @@ pub(crate) unsafe fn convert_params(
             stops.push(s.to_owned());
         }
     }
+    let text = |p: *const c_char, field: &str| -> Result<Option<String>, Error> {
+        if p.is_null() {
+            return Ok(None);
+        }
+        // SAFETY: a NUL-terminated string, as the header requires.
+        let s = unsafe { std::ffi::CStr::from_ptr(p) }
+            .to_str()
+            .map_err(|e| {
+                Error::invalid(format!(
+                    "params.{field} is not valid UTF-8 (bad byte at offset {})",
+                    e.valid_up_to()
+                ))
+            })?;
+        Ok(Some(s.to_owned()))
+    };
+    let grammar = text(p.grammar, "grammar")?;
+    let json_schema = text(p.json_schema, "json_schema")?;
+    let logit_bias = if p.logit_bias_count == 0 {
+        Vec::new()
+    } else if p.logit_bias.is_null() {
+        return Err(Error::invalid(format!(
+            "params.logit_bias is NULL but params.logit_bias_count is {}",
+            p.logit_bias_count
+        )));
+    } else {
+        // SAFETY: the caller's array holds logit_bias_count entries.
+        unsafe { std::slice::from_raw_parts(p.logit_bias, p.logit_bias_count) }
+            .iter()
+            .map(|b| (b.token, b.bias))
+            .collect()
+    };
     let g = GenerateParams {
         max_tokens: p.max_tokens,
         sampling: SamplingParams {
@@ -183,10 +254,16 @@ pub(crate) unsafe fn convert_params(
             repeat_penalty: p.repeat_penalty,
             repeat_last_n: p.repeat_last_n,
             seed: p.seed,
+            presence_penalty: p.presence_penalty,
+            frequency_penalty: p.frequency_penalty,
+            logit_bias,
+            grammar: None,
         },
         stop: stops,
         ignore_eos: p.ignore_eos,
         cache_prompt: p.cache_prompt,
+        grammar,
+        json_schema,
     };
     g.check()
         .map_err(|e| Error::invalid(format!("params.{}", e.message)))?;

@@ -15,7 +15,7 @@ pub use batch::Batch;
 pub use context::{Context, ContextParams};
 pub use devices::{devices, Device, DeviceKind};
 pub use model::{inspect_gguf, LoadError, Model, ModelLoad, Token};
-pub use sampler::{argmax, Sampler, SamplingParams};
+pub use sampler::{argmax, json_schema_to_grammar, Sampler, SamplingParams};
 
 use super::log;
 use llama_cpp_sys_2 as sys;

@@ -247,7 +247,7 @@ impl Model {
         counted.div_ceil(per_token)
     }
 
-    fn vocab(&self) -> *const sys::llama_vocab {
+    pub(super) fn vocab(&self) -> *const sys::llama_vocab {
         self.vocab.as_ptr()
     }
 

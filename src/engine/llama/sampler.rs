@@ -1,9 +1,10 @@
 //! Sampling: a stream's settings, its llama.cpp sampler chain, and the argmax of plain greedy.
 
 use super::shim::{self, check};
-use super::{Context, Token};
+use super::{Context, Model, Token};
 use crate::engine::error::{Error, Result, Status};
 use llama_cpp_sys_2 as sys;
+use std::ffi::CString;
 use std::ptr::NonNull;
 
 /// Sampling settings of one stream (see the C header for each field's meaning).
@@ -17,6 +18,12 @@ pub struct SamplingParams {
     pub repeat_last_n: u32,
     /// `SEED_RANDOM` (u64::MAX): a new seed for each stream.
     pub seed: u64,
+    pub presence_penalty: f32,
+    pub frequency_penalty: f32,
+    /// Added to the logits of these tokens.
+    pub logit_bias: Vec<(Token, f32)>,
+    /// A GBNF grammar (rule `root`) the output must match.
+    pub grammar: Option<String>,
 }
 
 impl Default for SamplingParams {
@@ -29,6 +36,10 @@ impl Default for SamplingParams {
             repeat_penalty: 1.0,
             repeat_last_n: 64,
             seed: u64::MAX,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            logit_bias: Vec::new(),
+            grammar: None,
         }
     }
 }
@@ -67,8 +78,35 @@ impl SamplingParams {
     /// Greedy without penalties: an argmax over the logits does the same as the sampler chain,
     /// without sorting 262,144 candidates.
     pub fn is_plain_greedy(&self) -> bool {
-        self.temperature <= 0.0 && self.repeat_penalty == 1.0
+        self.temperature <= 0.0
+            && self.repeat_penalty == 1.0
+            && self.presence_penalty == 0.0
+            && self.frequency_penalty == 0.0
+            && self.logit_bias.is_empty()
+            && self.grammar.is_none()
     }
+}
+
+/// llama.cpp's conversion of a JSON schema to a GBNF grammar; the error names what it refused.
+pub fn json_schema_to_grammar(schema: &str) -> Result<String> {
+    let schema =
+        CString::new(schema).map_err(|_| Error::invalid("the JSON schema contains a NUL byte"))?;
+    let mut out = std::ptr::null_mut();
+    // SAFETY: schema is NUL-terminated; out receives a malloc'ed string freed below.
+    let rc = unsafe { shim::mshim_json_schema_to_grammar(schema.as_ptr(), &mut out) };
+    check(rc, "the JSON schema").map_err(|e| Error::invalid(e.message))?;
+    if out.is_null() {
+        return Err(Error::new(
+            Status::OutOfMemory,
+            "could not convert the JSON schema",
+        ));
+    }
+    // SAFETY: out is the shim's NUL-terminated copy; freed once, after it is copied.
+    let grammar = unsafe { std::ffi::CStr::from_ptr(out) }
+        .to_string_lossy()
+        .into_owned();
+    unsafe { shim::mshim_string_free(out) };
+    Ok(grammar)
 }
 
 /// SplitMix64's output function: every input bit changes about half of the output bits.
@@ -90,7 +128,18 @@ unsafe impl Send for Sampler {}
 impl Sampler {
     /// The chain for `p`. `window` caps how many recent tokens the repeat penalty keeps (the
     /// stream's context: it never holds more).
-    pub fn new(p: &SamplingParams, n_vocab: usize, window: u32) -> Result<Sampler> {
+    pub fn new(p: &SamplingParams, model: &Model, window: u32) -> Result<Sampler> {
+        let n_vocab = model.n_vocab();
+        let bias: Vec<sys::llama_logit_bias> = p
+            .logit_bias
+            .iter()
+            .map(|&(token, bias)| sys::llama_logit_bias { token, bias })
+            .collect();
+        let grammar = p
+            .grammar
+            .as_deref()
+            .map(|g| CString::new(g).map_err(|_| Error::invalid("the grammar contains a NUL byte")))
+            .transpose()?;
         let spec = shim::Sampling {
             temperature: p.temperature,
             top_k: p.top_k,
@@ -100,13 +149,28 @@ impl Sampler {
             repeat_last_n: p.repeat_last_n.min(window).min(i32::MAX as u32) as i32,
             seed: p.llama_seed(),
             n_vocab: n_vocab.min(i32::MAX as usize) as i32,
+            presence_penalty: p.presence_penalty,
+            frequency_penalty: p.frequency_penalty,
+            logit_bias: bias.as_ptr(),
+            n_logit_bias: bias.len().min(i32::MAX as usize) as i32,
+            vocab: model.vocab(),
+            grammar: grammar.as_ref().map_or(std::ptr::null(), |g| g.as_ptr()),
         };
         let mut raw = std::ptr::null_mut();
-        // SAFETY: spec is a live plain struct; the shim builds the chain or frees what it built.
-        check(
-            unsafe { shim::mshim_sampler_new(&spec, &mut raw) },
-            "creating the sampler",
-        )?;
+        super::take_last_llama_error();
+        // SAFETY: spec and what it points to (bias, grammar) live across the call; the shim
+        // builds the chain or frees what it built.
+        let rc = unsafe { shim::mshim_sampler_new(&spec, &mut raw) };
+        if rc == shim::BAD_GRAMMAR {
+            let _ = check(rc, "");
+            let why = super::take_last_llama_error();
+            return Err(Error::invalid(format!(
+                "the grammar does not parse{}{}",
+                if why.is_empty() { "" } else { ": " },
+                why.trim()
+            )));
+        }
+        check(rc, "creating the sampler")?;
         let raw = NonNull::new(raw)
             .ok_or_else(|| Error::new(Status::OutOfMemory, "could not create the sampler"))?;
         Ok(Sampler { raw })

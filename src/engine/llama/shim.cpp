@@ -10,9 +10,11 @@
 // Only the wrapper shape lives here; what to call and when is decided in Rust (src/engine/llama/).
 
 #include "ggml-backend.h"
+#include "json-schema-to-grammar.h"
 #include "llama.h"
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <new>
@@ -185,10 +187,20 @@ struct mshim_sampling {
     int32_t repeat_last_n;
     uint32_t seed;
     int32_t n_vocab;
+    float presence_penalty;
+    float frequency_penalty;
+    const llama_logit_bias *logit_bias;
+    int32_t n_logit_bias;
+    const llama_vocab *vocab;
+    const char *grammar; // GBNF with a rule "root", or NULL
 };
+
+// What mshim_sampler_new answers when llama.cpp refused the grammar (its words were logged).
+const int MSHIM_BAD_GRAMMAR = 2;
 
 int mshim_sampler_new(const mshim_sampling *p, llama_sampler **out) noexcept {
     llama_sampler *chain = nullptr;
+    bool bad_grammar = false;
     int rc = guarded([&] {
         llama_sampler_chain_params cp = llama_sampler_chain_default_params();
         cp.no_perf = true;
@@ -203,9 +215,20 @@ int mshim_sampler_new(const mshim_sampling *p, llama_sampler **out) noexcept {
                 throw;
             }
         };
-        if (p->repeat_penalty != 1.0f) {
-            add(llama_sampler_init_penalties(p->n_vocab, p->repeat_last_n, p->repeat_penalty, 0.0f,
-                                             0.0f));
+        if (p->n_logit_bias > 0) {
+            add(llama_sampler_init_logit_bias(p->n_vocab, p->n_logit_bias, p->logit_bias));
+        }
+        if (p->repeat_penalty != 1.0f || p->frequency_penalty != 0.0f || p->presence_penalty != 0.0f) {
+            add(llama_sampler_init_penalties(p->n_vocab, p->repeat_last_n, p->repeat_penalty,
+                                             p->frequency_penalty, p->presence_penalty));
+        }
+        if (p->grammar) {
+            llama_sampler *g = llama_sampler_init_grammar(p->vocab, p->grammar, "root");
+            if (!g) {
+                bad_grammar = true;
+                throw std::invalid_argument("the grammar does not parse");
+            }
+            add(g);
         }
         if (p->temperature <= 0.0f) {
             add(llama_sampler_init_greedy());
@@ -222,7 +245,7 @@ int mshim_sampler_new(const mshim_sampling *p, llama_sampler **out) noexcept {
         chain = nullptr;
     }
     *out = chain;
-    return rc;
+    return bad_grammar ? MSHIM_BAD_GRAMMAR : rc;
 }
 
 int mshim_sampler_sample(llama_sampler *s, llama_context *ctx, int32_t i, llama_token *out) noexcept {
@@ -232,5 +255,20 @@ int mshim_sampler_sample(llama_sampler *s, llama_context *ctx, int32_t i, llama_
 int mshim_sampler_accept(llama_sampler *s, llama_token token) noexcept {
     return guarded([&] { llama_sampler_accept(s, token); });
 }
+
+// A JSON schema as a GBNF grammar (llama.cpp's own conversion). *out is malloc'ed: free it with
+// mshim_string_free.
+int mshim_json_schema_to_grammar(const char *schema, char **out) noexcept {
+    *out = nullptr;
+    return guarded([&] {
+        std::string grammar = json_schema_to_grammar(common_json::parse(schema), false);
+        char *copy = static_cast<char *>(std::malloc(grammar.size() + 1));
+        if (!copy) throw std::bad_alloc();
+        std::memcpy(copy, grammar.c_str(), grammar.size() + 1);
+        *out = copy;
+    });
+}
+
+void mshim_string_free(char *s) noexcept { std::free(s); }
 
 } // extern "C"

@@ -16,7 +16,16 @@ pub struct Sampling {
     pub repeat_last_n: i32,
     pub seed: u32,
     pub n_vocab: i32,
+    pub presence_penalty: f32,
+    pub frequency_penalty: f32,
+    pub logit_bias: *const sys::llama_logit_bias,
+    pub n_logit_bias: i32,
+    pub vocab: *const sys::llama_vocab,
+    pub grammar: *const c_char,
 }
+
+/// What `mshim_sampler_new` answers when llama.cpp refused the grammar (its words were logged).
+pub const BAD_GRAMMAR: c_int = 2;
 
 extern "C" {
     fn mshim_take_error(buf: *mut c_char, cap: usize) -> usize;
@@ -103,6 +112,8 @@ extern "C" {
     ) -> c_int;
     pub fn mshim_batch_init(cap: i32, out: *mut sys::llama_batch) -> c_int;
     pub fn mshim_sampler_new(p: *const Sampling, out: *mut *mut sys::llama_sampler) -> c_int;
+    pub fn mshim_json_schema_to_grammar(schema: *const c_char, out: *mut *mut c_char) -> c_int;
+    pub fn mshim_string_free(s: *mut c_char);
     pub fn mshim_sampler_sample(
         s: *mut sys::llama_sampler,
         ctx: *mut sys::llama_context,
