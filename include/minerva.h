@@ -359,7 +359,7 @@ typedef struct minerva_generate_params {
   minerva_finish_callback on_finish;
   /*
    A GBNF grammar (default NULL), with a rule `root`: the output always matches it, and the
-   stream ends (`MINERVA_FINISH_EOS`) when the grammar is complete. A grammar that does not
+   stream ends (`MINERVA_FINISH_EOS`) when the grammar is complete, `ignore_eos` or not. A grammar that does not
    parse is refused by `minerva_stream_new` with llama.cpp's words. Its cost (checking every
    candidate token) falls on its own stream only. Copied during the call.
    */

@@ -333,9 +333,9 @@ impl Engine {
                 e
             }
         })?;
-        // The penalties see the prompt's last tokens. A grammar must not: it constrains the
-        // output only, so with a grammar the penalties see the generated tokens alone.
-        if p.repeat_penalty != 1.0 && p.grammar.is_none() {
+        // The penalties see the prompt's last tokens (the grammar, apart from the chain, does not:
+        // it constrains the output only).
+        if p.repeat_penalty != 1.0 {
             let n = p.repeat_last_n as usize;
             for &t in &prompt[prompt.len().saturating_sub(n)..] {
                 s.accept(t)?;

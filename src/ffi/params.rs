@@ -95,7 +95,7 @@ pub struct minerva_generate_params {
     // Added in 0.2. A program built against the 0.1 header passes a smaller struct_size and gets
     // the defaults for these.
     /// A GBNF grammar (default NULL), with a rule `root`: the output always matches it, and the
-    /// stream ends (`MINERVA_FINISH_EOS`) when the grammar is complete. A grammar that does not
+    /// stream ends (`MINERVA_FINISH_EOS`) when the grammar is complete, `ignore_eos` or not. A grammar that does not
     /// parse is refused by `minerva_stream_new` with llama.cpp's words. Its cost (checking every
     /// candidate token) falls on its own stream only. Copied during the call.
     pub grammar: *const c_char,

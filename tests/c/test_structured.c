@@ -21,6 +21,11 @@ static void test_grammar_constrains(minerva_engine *e) {
     CHECK(st.finish_reason == MINERVA_FINISH_EOS); /* the grammar was complete */
     printf("# yes/no grammar gave '%s'\n", b.data);
     tb_free(&b);
+    /* ignore_eos does not run past a complete grammar. */
+    g.ignore_eos = true;
+    gen(e, "Is the sky blue? Answer:", &g, &b, &st);
+    CHECK(st.finish_reason == MINERVA_FINISH_EOS && b.data && strlen(b.data) <= 3);
+    tb_free(&b);
     /* Sampling too, with a seed. */
     g = greedy(40);
     g.temperature = 1.2f;

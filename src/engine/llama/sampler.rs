@@ -119,6 +119,8 @@ fn mix64(mut z: u64) -> u64 {
 /// A llama.cpp sampler chain.
 pub struct Sampler {
     raw: NonNull<sys::llama_sampler>,
+    /// The grammar, apart from the chain: it checks the chain's pick (see `shim.cpp`).
+    grammar: Option<NonNull<sys::llama_sampler>>,
 }
 
 // SAFETY: owned by one stream and used by one thread at a time (created by the caller that starts
@@ -135,7 +137,7 @@ impl Sampler {
             .iter()
             .map(|&(token, bias)| sys::llama_logit_bias { token, bias })
             .collect();
-        let grammar = p
+        let grammar_text = p
             .grammar
             .as_deref()
             .map(|g| CString::new(g).map_err(|_| Error::invalid("the grammar contains a NUL byte")))
@@ -154,13 +156,16 @@ impl Sampler {
             logit_bias: bias.as_ptr(),
             n_logit_bias: bias.len().min(i32::MAX as usize) as i32,
             vocab: model.vocab(),
-            grammar: grammar.as_ref().map_or(std::ptr::null(), |g| g.as_ptr()),
+            grammar: grammar_text
+                .as_ref()
+                .map_or(std::ptr::null(), |g| g.as_ptr()),
         };
         let mut raw = std::ptr::null_mut();
         super::take_last_llama_error();
         // SAFETY: spec and what it points to (bias, grammar) live across the call; the shim
         // builds the chain or frees what it built.
-        let rc = unsafe { shim::mshim_sampler_new(&spec, &mut raw) };
+        let mut grammar = std::ptr::null_mut();
+        let rc = unsafe { shim::mshim_sampler_new(&spec, &mut raw, &mut grammar) };
         if rc == shim::BAD_GRAMMAR {
             let _ = check(rc, "");
             let why = super::take_last_llama_error();
@@ -173,7 +178,10 @@ impl Sampler {
         check(rc, "creating the sampler")?;
         let raw = NonNull::new(raw)
             .ok_or_else(|| Error::new(Status::OutOfMemory, "could not create the sampler"))?;
-        Ok(Sampler { raw })
+        Ok(Sampler {
+            raw,
+            grammar: NonNull::new(grammar),
+        })
     }
 
     /// Samples from output row `i` of the context's last decode and accepts the token.
@@ -181,7 +189,15 @@ impl Sampler {
         let mut t = 0;
         // SAFETY: valid sampler and context; i is an output row of the last decode.
         check(
-            unsafe { shim::mshim_sampler_sample(self.raw.as_ptr(), ctx.raw(), i, &mut t) },
+            unsafe {
+                shim::mshim_sampler_sample(
+                    self.raw.as_ptr(),
+                    self.grammar.map_or(std::ptr::null_mut(), NonNull::as_ptr),
+                    ctx.raw(),
+                    i,
+                    &mut t,
+                )
+            },
             "sampling",
         )?;
         Ok(t)
@@ -199,8 +215,13 @@ impl Sampler {
 
 impl Drop for Sampler {
     fn drop(&mut self) {
-        // SAFETY: the chain frees the samplers it owns; freed once.
-        unsafe { sys::llama_sampler_free(self.raw.as_ptr()) }
+        // SAFETY: the chain frees the samplers it owns; each is freed once.
+        unsafe {
+            sys::llama_sampler_free(self.raw.as_ptr());
+            if let Some(g) = self.grammar {
+                sys::llama_sampler_free(g.as_ptr());
+            }
+        }
     }
 }
 

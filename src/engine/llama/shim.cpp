@@ -17,6 +17,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <limits>
+#include <vector>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -198,8 +200,13 @@ struct mshim_sampling {
 // What mshim_sampler_new answers when llama.cpp refused the grammar (its words were logged).
 const int MSHIM_BAD_GRAMMAR = 2;
 
-int mshim_sampler_new(const mshim_sampling *p, llama_sampler **out) noexcept {
+// The chain (*out) and, apart from it, the grammar (*grammar_out, NULL without one): the grammar
+// is checked against the token the chain picks, and applied to every candidate only when it
+// rejects that token (as llama.cpp's common sampler does), which keeps its cost off most tokens.
+int mshim_sampler_new(const mshim_sampling *p, llama_sampler **out,
+                      llama_sampler **grammar_out) noexcept {
     llama_sampler *chain = nullptr;
+    llama_sampler *grammar = nullptr;
     bool bad_grammar = false;
     int rc = guarded([&] {
         llama_sampler_chain_params cp = llama_sampler_chain_default_params();
@@ -223,12 +230,11 @@ int mshim_sampler_new(const mshim_sampling *p, llama_sampler **out) noexcept {
                                              p->frequency_penalty, p->presence_penalty));
         }
         if (p->grammar) {
-            llama_sampler *g = llama_sampler_init_grammar(p->vocab, p->grammar, "root");
-            if (!g) {
+            grammar = llama_sampler_init_grammar(p->vocab, p->grammar, "root");
+            if (!grammar) {
                 bad_grammar = true;
                 throw std::invalid_argument("the grammar does not parse");
             }
-            add(g);
         }
         if (p->temperature <= 0.0f) {
             add(llama_sampler_init_greedy());
@@ -242,14 +248,47 @@ int mshim_sampler_new(const mshim_sampling *p, llama_sampler **out) noexcept {
     });
     if (rc != 0) {
         if (chain) llama_sampler_free(chain);
+        if (grammar) llama_sampler_free(grammar);
         chain = nullptr;
+        grammar = nullptr;
     }
     *out = chain;
+    *grammar_out = grammar;
     return bad_grammar ? MSHIM_BAD_GRAMMAR : rc;
 }
 
-int mshim_sampler_sample(llama_sampler *s, llama_context *ctx, int32_t i, llama_token *out) noexcept {
-    return guarded([&] { *out = llama_sampler_sample(s, ctx, i); });
+// Samples output row i with the chain; with a grammar, the chain's pick is checked first, and
+// only a rejected pick makes the grammar filter every candidate before the chain picks again.
+// The token is accepted by both.
+int mshim_sampler_sample(llama_sampler *chain, llama_sampler *grammar, llama_context *ctx,
+                         int32_t i, llama_token *out) noexcept {
+    return guarded([&] {
+        const float *logits = llama_get_logits_ith(ctx, i);
+        if (!logits) throw std::runtime_error("llama.cpp returned no logits");
+        const llama_vocab *vocab = llama_model_get_vocab(llama_get_model(ctx));
+        const int32_t n = llama_vocab_n_tokens(vocab);
+        thread_local std::vector<llama_token_data> cur;
+        auto pick = [&](bool filter) {
+            cur.resize(n);
+            for (llama_token t = 0; t < n; t++) cur[t] = llama_token_data{t, logits[t], 0.0f};
+            llama_token_data_array arr{cur.data(), cur.size(), -1, false};
+            if (filter) llama_sampler_apply(grammar, &arr);
+            llama_sampler_apply(chain, &arr);
+            if (arr.selected < 0 || (size_t)arr.selected >= arr.size)
+                throw std::runtime_error("the sampler selected no token");
+            return arr.data[arr.selected].id;
+        };
+        llama_token id = pick(false);
+        if (grammar) {
+            llama_token_data one{id, 1.0f, 0.0f};
+            llama_token_data_array single{&one, 1, -1, false};
+            llama_sampler_apply(grammar, &single);
+            if (one.logit == -std::numeric_limits<float>::infinity()) id = pick(true);
+            llama_sampler_accept(grammar, id);
+        }
+        llama_sampler_accept(chain, id);
+        *out = id;
+    });
 }
 
 int mshim_sampler_accept(llama_sampler *s, llama_token token) noexcept {

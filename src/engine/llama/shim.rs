@@ -111,11 +111,16 @@ extern "C" {
         max: *mut sys::llama_pos,
     ) -> c_int;
     pub fn mshim_batch_init(cap: i32, out: *mut sys::llama_batch) -> c_int;
-    pub fn mshim_sampler_new(p: *const Sampling, out: *mut *mut sys::llama_sampler) -> c_int;
+    pub fn mshim_sampler_new(
+        p: *const Sampling,
+        out: *mut *mut sys::llama_sampler,
+        grammar_out: *mut *mut sys::llama_sampler,
+    ) -> c_int;
     pub fn mshim_json_schema_to_grammar(schema: *const c_char, out: *mut *mut c_char) -> c_int;
     pub fn mshim_string_free(s: *mut c_char);
     pub fn mshim_sampler_sample(
-        s: *mut sys::llama_sampler,
+        chain: *mut sys::llama_sampler,
+        grammar: *mut sys::llama_sampler,
         ctx: *mut sys::llama_context,
         i: i32,
         out: *mut sys::llama_token,

@@ -95,7 +95,10 @@ impl Active {
     /// Returns how the stream ends, if it does; else the token is decoded next.
     pub fn accept(&mut self, token: Token, model: &Model, context_tokens: usize) -> Option<End> {
         self.record_token();
-        if !self.req.params.ignore_eos && model.is_eog(token) {
+        // A complete grammar allows nothing but end-of-generation: the stream ends there even
+        // with ignore_eos.
+        let grammar = self.req.params.sampling.grammar.is_some();
+        if (!self.req.params.ignore_eos || grammar) && model.is_eog(token) {
             return Some((Status::Ok, FinishReason::Eos, None));
         }
         let t = &mut self.text;
