@@ -71,6 +71,18 @@ impl Bytes<'_> {
 /// characters.
 const UNITS: &[&str] = &["<start_of_turn>", "<end_of_turn>\n", "<bos>", "  \t\n", "é€😀", "word "];
 
+const GRAMMARS: [&str; 4] = [
+    "root ::= \"yes\" | \"no\"",
+    "root ::= [a-z]+ (\" \" [a-z]+)*",
+    "root ::= x\nx ::= \"(\" x? \")\"",
+    "root ::= [^\\x00-\\x1f]{0,8}",
+];
+const SCHEMAS: [&str; 3] = [
+    "{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"integer\"}}}",
+    "{\"type\": \"array\", \"items\": {\"enum\": [1, \"x\", null]}}",
+    "{\"type\": \"string\", \"pattern\": \"^[a-c]{2,3}$\"}",
+];
+
 /// An engine of its own with `threads` and `batch_tokens` drawn from their whole range (and a
 /// small context, so that a load stays fast and small); one stream on it, then freed.
 fn fuzz_engine_params(b: &mut Bytes) {
@@ -120,6 +132,30 @@ fuzz_target!(|data: &[u8]| {
         _ => b.u8() as u32,
     };
     g.seed = b.u32() as u64;
+    g.presence_penalty = if b.u8() % 4 == 0 { f32::from_bits(b.u32()) } else { 0.0 };
+    g.frequency_penalty = if b.u8() % 4 == 0 { f32::from_bits(b.u32()) } else { 0.0 };
+    let biases: Vec<minerva_logit_bias> = (0..(b.u8() % 3))
+        .map(|_| minerva_logit_bias { token: b.u32() as i32 % 300_000, bias: f32::from_bits(b.u32()) })
+        .collect();
+    g.logit_bias = if biases.is_empty() { std::ptr::null() } else { biases.as_ptr() };
+    g.logit_bias_count = biases.len();
+    // A grammar or a JSON schema: one of a few real ones, or fuzz bytes.
+    let structured = b.u8();
+    let mut text_field = |b: &mut Bytes, real: &[&str]| -> Vec<u8> {
+        let mut t = if b.u8() % 2 == 0 {
+            real[(b.u8() as usize) % real.len()].as_bytes().to_vec()
+        } else {
+            let n = (b.u8() % 64) as usize;
+            b.take(n)
+        };
+        t.retain(|&c| c != 0);
+        t.push(0);
+        t
+    };
+    let grammar_text = text_field(&mut b, &GRAMMARS);
+    let schema_text = text_field(&mut b, &SCHEMAS);
+    g.grammar = if structured % 8 == 1 { grammar_text.as_ptr() as *const c_char } else { std::ptr::null() };
+    g.json_schema = if structured % 8 == 2 { schema_text.as_ptr() as *const c_char } else { std::ptr::null() };
     g.ignore_eos = b.u8() % 2 == 0;
     g.cache_prompt = b.u8() % 2 == 0;
     if b.u8() % 8 == 0 {
