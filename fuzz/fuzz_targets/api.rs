@@ -141,7 +141,7 @@ fuzz_target!(|data: &[u8]| {
     g.logit_bias_count = biases.len();
     // A grammar or a JSON schema: one of a few real ones, or fuzz bytes.
     let structured = b.u8();
-    let mut text_field = |b: &mut Bytes, real: &[&str]| -> Vec<u8> {
+    let text_field = |b: &mut Bytes, real: &[&str]| -> Vec<u8> {
         let mut t = if b.u8() % 2 == 0 {
             real[(b.u8() as usize) % real.len()].as_bytes().to_vec()
         } else {
