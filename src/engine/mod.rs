@@ -335,7 +335,7 @@ impl Engine {
         })?;
         // The penalties see the prompt's last tokens (the grammar, apart from the chain, does not:
         // it constrains the output only).
-        if p.repeat_penalty != 1.0 {
+        if p.repeat_penalty != 1.0 || p.presence_penalty != 0.0 || p.frequency_penalty != 0.0 {
             let n = p.repeat_last_n as usize;
             for &t in &prompt[prompt.len().saturating_sub(n)..] {
                 s.accept(t)?;

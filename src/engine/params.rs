@@ -127,6 +127,25 @@ impl GenerateParams {
                 s.logit_bias[i].1
             )));
         }
+        if self.grammar.as_deref().is_some_and(|g| g.trim().is_empty()) {
+            return Err(Error::invalid("grammar is empty (it needs a rule `root`)"));
+        }
+        // llama.cpp's grammar parser and its schema conversion recurse once per nesting level:
+        // a deep enough text would overflow the caller's stack.
+        if let Some(g) = &self.grammar {
+            if nesting(g, b'(', b')', true) > MAX_NESTING {
+                return Err(Error::invalid(format!(
+                    "grammar nests groups more than {MAX_NESTING} deep"
+                )));
+            }
+        }
+        if let Some(s) = &self.json_schema {
+            if nesting(s, b'{', b'}', false).max(nesting(s, b'[', b']', false)) > MAX_NESTING {
+                return Err(Error::invalid(format!(
+                    "json_schema nests more than {MAX_NESTING} deep"
+                )));
+            }
+        }
         if self.grammar.is_some() && self.json_schema.is_some() {
             return Err(Error::invalid(
                 "grammar and json_schema are both set; give one of them",
@@ -174,5 +193,50 @@ impl EngineConfig {
             )));
         }
         Ok(())
+    }
+}
+
+/// How deep `grammar` or `json_schema` may nest (brackets, groups).
+pub const MAX_NESTING: usize = 256;
+
+/// The deepest nesting of `open`/`close` in `text` outside string literals ("..." with
+/// backslash escapes) and, for GBNF, outside character classes (`[...]`).
+fn nesting(text: &str, open: u8, close: u8, gbnf: bool) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'"' | b'[' if b == b'"' || (gbnf && open != b'[') => {
+                let end = if b == b'"' { b'"' } else { b']' };
+                while let Some(c) = bytes.next() {
+                    if c == b'\\' {
+                        bytes.next();
+                    } else if c == end {
+                        break;
+                    }
+                }
+            }
+            _ if b == open => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            _ if b == close => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nesting;
+
+    #[test]
+    fn nesting_outside_literals_and_classes() {
+        assert_eq!(nesting(r#"root ::= ("a" ("b"))"#, b'(', b')', true), 2);
+        assert_eq!(nesting(r#"root ::= "((((" [(((] x"#, b'(', b')', true), 0);
+        assert_eq!(nesting(r#"root ::= "\"((" ( x )"#, b'(', b')', true), 1);
+        assert_eq!(nesting(r#"{"a": [[1], "[[["]}"#, b'[', b']', false), 2);
+        assert_eq!(nesting(&"[".repeat(300), b'[', b']', false), 300);
     }
 }

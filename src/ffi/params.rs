@@ -67,7 +67,8 @@ pub struct minerva_generate_params {
     pub min_p: f32,
     /// Penalty on repeated tokens (default 1); 1: off. Must be finite and > 0.
     pub repeat_penalty: f32,
-    /// How many recent tokens `repeat_penalty` looks at (default 64; 0 to 1048576, larger is
+    /// How many recent tokens (prompt and output) `repeat_penalty`, `presence_penalty` and
+    /// `frequency_penalty` look at (default 64; 0 to 1048576, larger is
     /// `MINERVA_ERR_INVALID_ARGUMENT`). The window never reaches past the stream's context, so
     /// values above `context_tokens` act as `context_tokens`. 0: the penalty is off.
     pub repeat_last_n: u32,
@@ -94,18 +95,25 @@ pub struct minerva_generate_params {
     pub on_finish: minerva_finish_callback,
     // Added in 0.2. A program built against the 0.1 header passes a smaller struct_size and gets
     // the defaults for these.
-    /// A GBNF grammar (default NULL), with a rule `root`: the output always matches it, and the
-    /// stream ends (`MINERVA_FINISH_EOS`) when the grammar is complete, `ignore_eos` or not. A grammar that does not
-    /// parse is refused by `minerva_stream_new` with llama.cpp's words. Its cost (checking every
-    /// candidate token) falls on its own stream only. Copied during the call.
+    /// A GBNF grammar (default NULL), with a rule `root`: the output always follows it, and the
+    /// stream ends (`MINERVA_FINISH_EOS`) when the grammar is complete, `ignore_eos` or not. The
+    /// output is a whole match when the stream ends with `MINERVA_FINISH_EOS`; `max_tokens` or a
+    /// stop string can cut it short (`MINERVA_FINISH_LENGTH`, `_STOP`). An empty grammar, one
+    /// nested more than 256 groups deep, or one that does not parse is refused by
+    /// `minerva_stream_new` (llama.cpp's parser prints its reason on stderr, not to the log).
+    /// The chain picks a token first and the grammar checks that one; only a rejected pick makes
+    /// it check every candidate, on its own stream's time. Copied during the call.
     pub grammar: *const c_char,
-    /// A JSON Schema (default NULL): the output is always JSON valid against it (llama.cpp's
-    /// conversion of the schema to a grammar; what it does not support is refused, named, by
+    /// A JSON Schema (default NULL): the output is JSON valid against it, whole when the stream
+    /// ends with `MINERVA_FINISH_EOS` (as for `grammar`; llama.cpp's conversion of the schema to
+    /// a grammar; a schema it cannot read, or nested more than 256 deep, is refused, named, by
     /// `minerva_stream_new`). Not together with `grammar`. Copied during the call.
     pub json_schema: *const c_char,
-    /// Penalty on tokens already generated, once each (default 0: off). Finite.
+    /// Penalty on tokens among the last `repeat_last_n` of the prompt and the output, once each
+    /// (default 0: off). Finite.
     pub presence_penalty: f32,
-    /// Penalty on tokens already generated, by how often (default 0: off). Finite.
+    /// Penalty on tokens among the last `repeat_last_n` of the prompt and the output, by how
+    /// often they occur there (default 0: off). Finite.
     pub frequency_penalty: f32,
     /// Added to the logits of tokens (default NULL); a bias of -INFINITY bans the token. Token ids
     /// must be in the vocabulary. Copied during the call.

@@ -59,7 +59,18 @@ static void test_bad_input(minerva_engine *e) {
     expect_refused(e, g, "grammar");
     g.grammar = "notroot ::= \"x\"";
     expect_refused(e, g, "grammar");
+    g.grammar = "  ";
+    expect_refused(e, g, "grammar is empty");
+    char deep[2000];
+    strcpy(deep, "root ::= ");
+    for (int i = 0; i < 300; i++) strcat(deep, "(");
+    g.grammar = deep;
+    expect_refused(e, g, "deep");
     g = greedy(4);
+    char deep_schema[700] = {0};
+    for (int i = 0; i < 300; i++) strcat(deep_schema, "[");
+    g.json_schema = deep_schema;
+    expect_refused(e, g, "deep");
     g.json_schema = "{\"type\": \"object\", ";
     expect_refused(e, g, "json_schema");
     g.json_schema = "{\"type\": \"string\"}";

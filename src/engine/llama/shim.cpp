@@ -276,6 +276,8 @@ int mshim_sampler_sample(llama_sampler *chain, llama_sampler *grammar, llama_con
             llama_sampler_apply(chain, &arr);
             if (arr.selected < 0 || (size_t)arr.selected >= arr.size)
                 throw std::runtime_error("the sampler selected no token");
+            if (filter && arr.data[arr.selected].logit == -std::numeric_limits<float>::infinity())
+                throw std::runtime_error("no token is allowed by both the grammar and logit_bias");
             return arr.data[arr.selected].id;
         };
         llama_token id = pick(false);
