@@ -139,6 +139,11 @@ fn c_structured() {
 }
 
 #[test]
+fn c_release() {
+    run_c_test("tests/c/test_release.c");
+}
+
+#[test]
 fn c_concurrent() {
     run_c_test("tests/c/test_concurrent.c");
 }

@@ -295,7 +295,8 @@ impl Engine {
             return Err(Error::invalid("the prompt is empty (it gives no tokens)"));
         }
         let sampler = self.sampler_for(&params.sampling, &tokens)?;
-        let shared = stream::StreamShared::new(on_token.is_none(), created);
+        let callbacks = on_token.is_some() || on_finish.is_some();
+        let shared = stream::StreamShared::new(on_token.is_none(), callbacks, created);
         let req = Request {
             shared: shared.clone(),
             tokens,

@@ -58,6 +58,8 @@ struct State {
 pub struct StreamShared {
     cancel: AtomicBool,
     pull: bool,
+    /// The stream has a token or a finish callback (user code that may still run).
+    callbacks: bool,
     pub(crate) created: Instant,
     state: Mutex<State>,
     cond: Condvar,
@@ -65,10 +67,11 @@ pub struct StreamShared {
 }
 
 impl StreamShared {
-    pub(crate) fn new(pull: bool, created: Instant) -> Arc<StreamShared> {
+    pub(crate) fn new(pull: bool, callbacks: bool, created: Instant) -> Arc<StreamShared> {
         Arc::new(StreamShared {
             cancel: AtomicBool::new(false),
             pull,
+            callbacks,
             created,
             state: Mutex::new(State::default()),
             cond: Condvar::new(),
@@ -160,6 +163,11 @@ impl Stream {
 
     pub fn is_done(&self) -> bool {
         self.shared.is_done()
+    }
+
+    /// Whether user code (a token or finish callback) may run for this stream.
+    pub fn has_callbacks(&self) -> bool {
+        self.shared.callbacks
     }
 
     /// Pull mode: copies up to `buf.len()` bytes of whole characters, waiting up to `timeout` for

@@ -308,9 +308,12 @@ pub unsafe extern "C" fn minerva_stream_error(stream: *const minerva_stream) -> 
 /// Cancels the stream if it is running, waits until its callbacks can no longer run (its finish
 /// callback has returned), and releases the handle. NULL: no-op.
 ///
-/// From inside a callback (of this stream or another) it does not wait: the stream is cancelled
-/// and the handle released at once, and the stream's finish callback still runs, on the engine
-/// thread, after the current callback returns.
+/// A stream with no callbacks (pull mode and no `on_finish`) is released at once: no user code
+/// can run for it, so there is nothing to wait for; the engine drops its work within a step.
+/// From inside a callback (of this stream or another) it does not wait either: the stream is
+/// cancelled and the handle released at once, and the stream's finish callback still runs, on
+/// the engine thread, after the current callback returns. A frame loop uses
+/// `minerva_stream_release` for callback streams, or this on pull-mode streams.
 #[no_mangle]
 pub unsafe extern "C" fn minerva_stream_free(stream: *mut minerva_stream) {
     ffi_export!({
@@ -320,9 +323,26 @@ pub unsafe extern "C" fn minerva_stream_free(stream: *mut minerva_stream) {
         // SAFETY: a non-NULL stream came from minerva_stream_new and is freed once.
         let s = unsafe { Box::from_raw(stream) };
         s.inner.cancel();
-        if !eng::in_callback() && eng::current_engine_thread().is_none() {
+        if s.inner.has_callbacks() && !eng::in_callback() && eng::current_engine_thread().is_none()
+        {
             s.inner.wait(None);
         }
+    });
+}
+
+/// Cancels the stream if it is running and gives the handle back at once: never waits, from any
+/// thread (a frame loop's too). The stream's callbacks may still run on the engine thread until
+/// its finish callback, which still runs last and exactly once: release `user_data` there, not
+/// after this returns. NULL: no-op. Like `minerva_stream_free`, the last call on `stream`.
+#[no_mangle]
+pub unsafe extern "C" fn minerva_stream_release(stream: *mut minerva_stream) {
+    ffi_export!({
+        if stream.is_null() {
+            return;
+        }
+        // SAFETY: a non-NULL stream came from minerva_stream_new and is released once.
+        let s = unsafe { Box::from_raw(stream) };
+        s.inner.cancel();
     });
 }
 
