@@ -6,6 +6,7 @@
 mod batch;
 mod context;
 mod devices;
+mod inspect;
 mod model;
 mod sampler;
 mod shim;
@@ -14,7 +15,8 @@ mod tokenize;
 pub use batch::Batch;
 pub use context::{Context, ContextParams};
 pub use devices::{devices, Device, DeviceKind};
-pub use model::{inspect_gguf, LoadError, Model, ModelLoad, Token};
+pub use inspect::inspect_gguf;
+pub use model::{LoadError, Model, ModelLoad, Token};
 pub use sampler::{argmax, json_schema_to_grammar, Sampler, SamplingParams};
 
 use super::log;
