@@ -192,40 +192,20 @@ impl Model {
         self.vocab.as_ptr()
     }
 
-    /// Tokenizes a prompt as llama.cpp does, adding BOS where the vocabulary asks for one and
-    /// recognizing special tokens written in it; `Ok(Err(n))` once it has more than `limit`
-    /// tokens (n: those counted before stopping). One pass over the text where the vocabulary
-    /// allows it (see `tokenize.rs`), llama.cpp's own tokenizer otherwise.
-    pub fn tokenize_prompt(
-        &self,
-        text: &str,
-        limit: usize,
-    ) -> Result<std::result::Result<Vec<Token>, usize>> {
-        if let Some(specials) = &self.specials {
-            return specials.tokenize(self.vocab(), text.as_bytes(), true, limit);
-        }
-        let mut tokens = Vec::new();
-        raw_tokens(self.vocab(), text.as_bytes(), true, true, &mut tokens)?;
-        Ok(if tokens.len() > limit {
-            Err(tokens.len())
-        } else {
-            Ok(tokens)
-        })
-    }
-
     /// Tokenizes `text` with llama.cpp's rules: BOS/EOS where the vocabulary asks for them with
-    /// `add_special`, special tokens written in the text recognized with `parse_special`. With
-    /// both, the tokens of a prompt (the same path as [`Model::tokenize_prompt`]).
-    pub fn tokenize(
+    /// `add_special`, special tokens written in the text recognized with `parse_special`;
+    /// `Ok(Err(n))` once it has more than `limit` tokens (n: those counted before stopping). With
+    /// `parse_special`, one pass over the text where the vocabulary allows it (see
+    /// `tokenize.rs`), llama.cpp's own tokenizer otherwise.
+    pub fn tokenize_within(
         &self,
         text: &str,
         add_special: bool,
         parse_special: bool,
-    ) -> Result<Vec<Token>> {
+        limit: usize,
+    ) -> Result<std::result::Result<Vec<Token>, usize>> {
         if let (Some(specials), true) = (&self.specials, parse_special) {
-            return Ok(specials
-                .tokenize(self.vocab(), text.as_bytes(), add_special, usize::MAX)?
-                .unwrap_or_default());
+            return specials.tokenize(self.vocab(), text.as_bytes(), add_special, limit);
         }
         let mut tokens = Vec::new();
         raw_tokens(
@@ -235,7 +215,33 @@ impl Model {
             parse_special,
             &mut tokens,
         )?;
-        Ok(tokens)
+        Ok(if tokens.len() > limit {
+            Err(tokens.len())
+        } else {
+            Ok(tokens)
+        })
+    }
+
+    /// A prompt's tokens (BOS where the vocabulary asks, special tokens recognized), or
+    /// `Ok(Err(n))` past `limit`: what a stream starts from.
+    pub fn tokenize_prompt(
+        &self,
+        text: &str,
+        limit: usize,
+    ) -> Result<std::result::Result<Vec<Token>, usize>> {
+        self.tokenize_within(text, true, true, limit)
+    }
+
+    /// [`Model::tokenize_within`] without a limit.
+    pub fn tokenize(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+    ) -> Result<Vec<Token>> {
+        Ok(self
+            .tokenize_within(text, add_special, parse_special, usize::MAX)?
+            .unwrap_or_else(|n| unreachable!("{n} tokens passed no limit")))
     }
 
     /// The text of `tokens` as llama.cpp joins it (special tokens shown with `render_special`,
