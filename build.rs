@@ -31,6 +31,7 @@ fn main() {
 
     let llama = llama_source_dir();
     println!("cargo:rerun-if-changed=src/engine/llama/shim.cpp");
+    println!("cargo:rerun-if-changed=src/engine/llama/chat_reference.cpp");
     cc::Build::new()
         .cpp(true)
         .std("c++17")
@@ -38,9 +39,21 @@ fn main() {
         .include(llama.join("include"))
         .include(llama.join("ggml/include"))
         .include(llama.join("common"))
+        .include(llama.join("vendor"))
         .warnings(true)
         .extra_warnings(true)
         .compile("minerva_shim");
+    // llama.cpp's own chat rendering, for the tests' comparison only (its headers warn).
+    cc::Build::new()
+        .cpp(true)
+        .std("c++17")
+        .file("src/engine/llama/chat_reference.cpp")
+        .include(llama.join("include"))
+        .include(llama.join("ggml/include"))
+        .include(llama.join("common"))
+        .include(llama.join("vendor"))
+        .warnings(false)
+        .compile("minerva_chat_reference");
 
     // cbindgen reads the whole crate: any public item anywhere could reach the header.
     println!("cargo:rerun-if-changed=src");

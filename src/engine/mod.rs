@@ -5,6 +5,7 @@
 //! `scheduler/`; every call into llama.cpp is under `llama/`.
 
 mod callback;
+pub mod chat;
 mod device;
 pub mod error;
 #[doc(hidden)]
@@ -57,6 +58,8 @@ pub struct Engine {
     thread: Option<JoinHandle<()>>,
     model: Arc<Model>,
     info: EngineInfo,
+    /// The ChatML fallback was announced (once per engine).
+    chatml_warned: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
@@ -196,6 +199,7 @@ impl Engine {
             thread: Some(thread),
             model,
             info,
+            chatml_warned: Default::default(),
         })
     }
 

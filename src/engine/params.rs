@@ -48,6 +48,9 @@ pub struct GenerateParams {
     pub grammar: Option<String>,
     /// A JSON Schema the output must be valid JSON against.
     pub json_schema: Option<String>,
+    /// Set by [`Engine::chat_start`](super::Engine::chat_start): the end of the assistant's turn
+    /// and the tool calls to capture.
+    pub chat: Option<super::chat::ChatStream>,
 }
 
 /// The seed value that asks for a new random seed for each stream.
@@ -63,6 +66,7 @@ impl Default for GenerateParams {
             cache_prompt: true,
             grammar: None,
             json_schema: None,
+            chat: None,
         }
     }
 }

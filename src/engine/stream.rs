@@ -64,6 +64,8 @@ pub struct StreamShared {
     state: Mutex<State>,
     cond: Condvar,
     error: OnceLock<String>,
+    /// Chat streams with tools: the calls of the reply (JSON), set when the stream ends.
+    tool_calls: OnceLock<String>,
 }
 
 impl StreamShared {
@@ -76,6 +78,7 @@ impl StreamShared {
             state: Mutex::new(State::default()),
             cond: Condvar::new(),
             error: OnceLock::new(),
+            tool_calls: OnceLock::new(),
         })
     }
 
@@ -101,6 +104,11 @@ impl StreamShared {
 
     pub(crate) fn update_stats(&self, f: impl FnOnce(&mut Stats)) {
         f(&mut self.state.lock().stats);
+    }
+
+    /// Engine thread: the reply's tool calls, before the finish callback runs.
+    pub(crate) fn set_tool_calls(&self, json: String) {
+        let _ = self.tool_calls.set(json);
     }
 
     /// Engine thread: records the end, before the finish callback runs.
@@ -214,6 +222,15 @@ impl Stream {
 
     pub fn stats(&self) -> Stats {
         self.shared.state.lock().stats
+    }
+
+    /// Once the stream has ended: the tool calls of its reply as a JSON array of
+    /// `{"id", "name", "arguments"}` ("[]" when there are none). None while it runs.
+    pub fn tool_calls(&self) -> Option<&str> {
+        if !self.is_done() {
+            return None;
+        }
+        Some(self.shared.tool_calls.get().map_or("[]", String::as_str))
     }
 
     /// The message of the error the stream ended with, "" when none. Lives as long as the stream.

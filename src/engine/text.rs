@@ -62,6 +62,7 @@ impl Utf8Assembler {
 pub struct StopMatcher {
     stops: Vec<String>,
     held: String,
+    matched: Option<usize>,
 }
 
 /// What [`StopMatcher::push`] found.
@@ -80,6 +81,7 @@ impl StopMatcher {
         StopMatcher {
             stops,
             held: String::new(),
+            matched: None,
         }
     }
 
@@ -93,12 +95,14 @@ impl StopMatcher {
         }
         self.held.push_str(text);
         // The earliest complete match wins.
-        if let Some(pos) = self
+        if let Some((pos, i)) = self
             .stops
             .iter()
-            .filter_map(|s| self.held.find(s.as_str()))
+            .enumerate()
+            .filter_map(|(i, s)| self.held.find(s.as_str()).map(|p| (p, i)))
             .min()
         {
+            self.matched = Some(i);
             self.held.truncate(pos);
             return StopResult::Stopped(std::mem::take(&mut self.held));
         }
@@ -108,6 +112,11 @@ impl StopMatcher {
         let cut = self.held.len() - keep;
         let rest = self.held.split_off(cut);
         StopResult::Continue(std::mem::replace(&mut self.held, rest))
+    }
+
+    /// The index (in the list given to `new`) of the stop string that matched.
+    pub fn matched(&self) -> Option<usize> {
+        self.matched
     }
 
     /// Ends the stream without a match: whatever was held back is delivered.

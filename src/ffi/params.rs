@@ -272,6 +272,7 @@ pub(crate) unsafe fn convert_params(
         cache_prompt: p.cache_prompt,
         grammar,
         json_schema,
+        chat: None,
     };
     g.check()
         .map_err(|e| Error::invalid(format!("params.{}", e.message)))?;

@@ -4,6 +4,7 @@
 //! Rust (which would abort the process).
 
 mod batch;
+mod chat;
 mod context;
 mod devices;
 mod inspect;
@@ -13,6 +14,9 @@ mod shim;
 mod tokenize;
 
 pub use batch::Batch;
+pub use chat::builtin_template;
+#[cfg(test)]
+pub use chat::reference_render;
 pub use context::{Context, ContextParams};
 pub use devices::{devices, Device, DeviceKind};
 pub use inspect::inspect_gguf;

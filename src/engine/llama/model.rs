@@ -392,10 +392,7 @@ impl Model {
     }
 
     pub fn has_chat_template(&self) -> bool {
-        let mut t = std::ptr::null();
-        // SAFETY: valid model; the default template is asked for.
-        let rc = unsafe { shim::mshim_model_chat_template(self.raw.as_ptr(), &mut t) };
-        check(rc, "chat template").is_ok() && !t.is_null()
+        self.chat_template().is_some()
     }
 }
 

@@ -53,6 +53,14 @@ template <typename F> int guarded(F &&f) noexcept {
     return 1;
 }
 
+// A malloc'ed copy of s (NUL-terminated) in *out: free it with mshim_string_free.
+void copy_out(const std::string &s, char **out) {
+    char *copy = static_cast<char *>(std::malloc(s.size() + 1));
+    if (!copy) throw std::bad_alloc();
+    std::memcpy(copy, s.c_str(), s.size() + 1);
+    *out = copy;
+}
+
 } // namespace
 
 extern "C" {
@@ -302,14 +310,56 @@ int mshim_sampler_accept(llama_sampler *s, llama_token token) noexcept {
 int mshim_json_schema_to_grammar(const char *schema, char **out) noexcept {
     *out = nullptr;
     return guarded([&] {
-        std::string grammar = json_schema_to_grammar(common_json::parse(schema), false);
-        char *copy = static_cast<char *>(std::malloc(grammar.size() + 1));
-        if (!copy) throw std::bad_alloc();
-        std::memcpy(copy, grammar.c_str(), grammar.size() + 1);
-        *out = copy;
+        copy_out(json_schema_to_grammar(common_json::parse(schema), false), out);
     });
 }
 
 void mshim_string_free(char *s) noexcept { std::free(s); }
+
+// The text of a token as the vocabulary stores it ("<bos>", "<start_of_turn>"); NULL for
+// LLAMA_TOKEN_NULL.
+int mshim_vocab_token_text(const llama_vocab *vocab, llama_token token, const char **out) noexcept {
+    *out = nullptr;
+    return guarded([&] {
+        if (token != LLAMA_TOKEN_NULL) *out = llama_vocab_get_text(vocab, token);
+    });
+}
+
+// Renders messages with one of llama.cpp's built-in (non-Jinja) templates, by name ("chatml",
+// "gemma", "llama3", ...). *known is false when llama.cpp has no template of that name; otherwise
+// *out is the malloc'ed text (free with mshim_string_free).
+int mshim_chat_builtin(const char *name, const char *const *roles, const char *const *contents,
+                       size_t n, bool add_assistant, bool *known, char **out) noexcept {
+    *known = false;
+    *out = nullptr;
+    return guarded([&] {
+        // Only names: llama_chat_apply_template would also guess a template from Jinja text.
+        std::vector<const char *> names(256);
+        int32_t count = llama_chat_builtin_templates(names.data(), names.size());
+        bool found = false;
+        for (int32_t i = 0; i < count && i < (int32_t)names.size(); i++)
+            if (std::strcmp(names[i], name) == 0) found = true;
+        if (!found) return;
+        std::vector<llama_chat_message> chat(n);
+        size_t size = 0;
+        for (size_t i = 0; i < n; i++) {
+            chat[i] = {roles[i], contents[i]};
+            size += std::strlen(roles[i]) + std::strlen(contents[i]);
+        }
+        std::string buf(size * 2 + 256, '\0');
+        int32_t len = llama_chat_apply_template(name, chat.data(), n, add_assistant, buf.data(),
+                                                (int32_t)buf.size());
+        if (len < 0) return;
+        if ((size_t)len > buf.size()) {
+            buf.resize(len);
+            len = llama_chat_apply_template(name, chat.data(), n, add_assistant, buf.data(),
+                                            (int32_t)buf.size());
+            if (len < 0) return;
+        }
+        buf.resize(len);
+        *known = true;
+        copy_out(buf, out);
+    });
+}
 
 } // extern "C"

@@ -126,6 +126,31 @@ extern "C" {
         out: *mut sys::llama_token,
     ) -> c_int;
     pub fn mshim_sampler_accept(s: *mut sys::llama_sampler, token: sys::llama_token) -> c_int;
+    pub fn mshim_vocab_token_text(
+        vocab: *const sys::llama_vocab,
+        token: sys::llama_token,
+        out: *mut *const c_char,
+    ) -> c_int;
+    pub fn mshim_chat_builtin(
+        name: *const c_char,
+        roles: *const *const c_char,
+        contents: *const *const c_char,
+        n: usize,
+        add_assistant: bool,
+        known: *mut bool,
+        out: *mut *mut c_char,
+    ) -> c_int;
+    /// Tests only: llama.cpp's own Jinja rendering (chat_reference.cpp).
+    #[cfg(test)]
+    pub fn mshim_reference_render(
+        tmpl: *const c_char,
+        messages_json: *const c_char,
+        tools_json: *const c_char,
+        add_generation_prompt: bool,
+        bos: *const c_char,
+        eos: *const c_char,
+        out: *mut *mut c_char,
+    ) -> c_int;
 }
 
 /// The message of the exception the last shim call on this thread caught.

@@ -4,6 +4,7 @@
 
 use super::request::Request;
 use crate::engine::callback::callback_scope;
+use crate::engine::chat::{tools, Capture};
 use crate::engine::error::{Error, Status};
 use crate::engine::llama::{Model, Sampler, Token};
 use crate::engine::stream::{Control, FinishReason, StreamShared, TokenFn};
@@ -37,6 +38,11 @@ pub(super) struct Active {
 struct TextOut {
     utf8: Utf8Assembler,
     stop: StopMatcher,
+    /// Stop strings before this index are the caller's (finish STOP); the rest end the chat turn
+    /// (finish EOS).
+    user_stops: usize,
+    /// Chat streams with tools: separates calls from text.
+    capture: Option<Capture>,
     /// The current token's bytes and text (kept to reuse their allocations).
     piece: Vec<u8>,
     text: String,
@@ -67,7 +73,13 @@ impl Active {
     /// A stream placed in sequence `seq`, whose first `reuse` prompt tokens are in the cache.
     pub fn new(mut req: Request, seq: i32, reuse: usize) -> Active {
         let sampler = req.sampler.take();
-        let stops = req.params.stop.clone();
+        let mut stops = req.params.stop.clone();
+        let user_stops = stops.len();
+        let mut capture = None;
+        if let Some(chat) = &req.params.chat {
+            stops.extend(chat.end_markers.iter().cloned());
+            capture = chat.tools.as_ref().map(|t| Capture::new(t, chat.required));
+        }
         req.shared.update_stats(|s| {
             s.prompt_tokens = req.tokens.len() as u32;
             s.cached_prompt_tokens = reuse as u32;
@@ -84,6 +96,8 @@ impl Active {
             text: TextOut {
                 utf8: Utf8Assembler::default(),
                 stop: StopMatcher::new(stops),
+                user_stops,
+                capture,
                 piece: Vec::new(),
                 text: String::new(),
             },
@@ -109,23 +123,36 @@ impl Active {
         t.text.clear();
         t.utf8.push(&t.piece, &mut t.text);
         if !t.text.is_empty() {
-            // Without stop strings the text goes out as it is, without a copy.
-            let (control, stopped) = if t.stop.is_empty() {
+            // Without stop strings or tools the text goes out as it is, without a copy.
+            let (control, stopped) = if t.stop.is_empty() && t.capture.is_none() {
                 (
                     deliver(&self.req.shared, &mut self.req.on_token, &t.text),
                     false,
                 )
             } else {
-                let (out, stopped) = match t.stop.push(&t.text) {
+                let (mut out, stopped) = match t.stop.push(&t.text) {
                     StopResult::Continue(out) => (out, false),
                     StopResult::Stopped(out) => (out, true),
                 };
+                if let Some(c) = &mut t.capture {
+                    out = c.push(&out);
+                }
                 (
                     deliver(&self.req.shared, &mut self.req.on_token, &out),
                     stopped,
                 )
             };
-            if stopped || control == Control::Stop {
+            if stopped {
+                // A chat's end-of-turn marker ends the stream as end-of-generation does.
+                let eot = t.stop.matched().is_some_and(|i| i >= t.user_stops);
+                let reason = if eot {
+                    FinishReason::Eos
+                } else {
+                    FinishReason::Stop
+                };
+                return Some((Status::Ok, reason, None));
+            }
+            if control == Control::Stop {
                 return Some((Status::Ok, FinishReason::Stop, None));
             }
         }
@@ -186,8 +213,19 @@ impl Active {
             FinishReason::Length | FinishReason::Eos | FinishReason::Error
         ) {
             self.text.utf8.finish();
-            let rest = self.text.stop.flush();
+            let mut rest = self.text.stop.flush();
+            if let Some(c) = &mut self.text.capture {
+                rest = c.push(&rest);
+            }
             deliver(&self.req.shared, &mut self.req.on_token, &rest);
+        }
+        // The reply's calls (and the text held while it might have been one), whatever the end.
+        if let Some(c) = &mut self.text.capture {
+            let (rest, calls) = c.finish();
+            if reason != FinishReason::Cancelled {
+                deliver(&self.req.shared, &mut self.req.on_token, &rest);
+            }
+            self.req.shared.set_tool_calls(tools::calls_json(&calls));
         }
         let tps = self.timing.tokens_per_second();
         self.req.shared.update_stats(|s| s.tokens_per_second = tps);

@@ -1,0 +1,458 @@
+//! Tool calls: the tools a chat offers, how the model is told of them, the constraint of
+//! `ToolChoice::Required`, and the capture of calls out of the reply's text.
+//!
+//! Formats read from a reply: minerva's own, `{"tool_calls": [{"name": ..., "arguments": {...}}]}`
+//! as the whole reply (what the tool description asks for, and what `Required` enforces);
+//! Hermes/Qwen blocks, `<tool_call>{"name": ..., "arguments": {...}}</tool_call>`, anywhere in it;
+//! and a whole reply `{"name": ..., "arguments"|"parameters": {...}}` (Llama 3.1's JSON calls).
+//! A call of a tool that was not offered is not a call: its text is delivered as text.
+
+use crate::engine::error::{Error, Result};
+use serde_json::{json, Map, Value};
+
+/// Whether and how the model may call tools. Values are the C API's `minerva_tool_choice`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ToolChoice {
+    /// The model may answer or call tools.
+    #[default]
+    Auto,
+    /// Tools are not offered.
+    None,
+    /// The reply is one or more tool calls.
+    Required,
+}
+
+/// One tool offered to the model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tool {
+    pub name: String,
+    pub description: String,
+    /// JSON Schema of the arguments (an object schema).
+    pub parameters: Value,
+}
+
+/// A parsed call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: Value,
+}
+
+const HERMES_OPEN: &str = "<tool_call>";
+const HERMES_CLOSE: &str = "</tool_call>";
+
+/// Parses and checks an OpenAI-style tools array.
+pub fn parse_tools(json_text: &str) -> Result<(Vec<Tool>, Value)> {
+    let raw: Value = serde_json::from_str(json_text)
+        .map_err(|e| Error::invalid(format!("tools_json is not valid JSON: {e}")))?;
+    let Some(items) = raw.as_array() else {
+        return Err(Error::invalid("tools_json must be a JSON array of tools"));
+    };
+    let mut tools: Vec<Tool> = Vec::with_capacity(items.len());
+    for (i, t) in items.iter().enumerate() {
+        let f = match (t.get("type").and_then(Value::as_str), t.get("function")) {
+            (Some("function") | None, Some(f)) if f.is_object() => f,
+            _ => {
+                return Err(Error::invalid(format!(
+                    "tools_json[{i}] must be {{\"type\": \"function\", \"function\": {{\"name\", \
+                     \"description\", \"parameters\"}}}}"
+                )))
+            }
+        };
+        let name = f.get("name").and_then(Value::as_str).unwrap_or("");
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+        if !valid {
+            return Err(Error::invalid(format!(
+                "tools_json[{i}].function.name must be 1 to 64 of [A-Za-z0-9_.-], got {:?}",
+                f.get("name").unwrap_or(&Value::Null)
+            )));
+        }
+        if tools.iter().any(|t| t.name == name) {
+            return Err(Error::invalid(format!(
+                "tools_json[{i}]: a second tool named '{name}'"
+            )));
+        }
+        let parameters = match f.get("parameters") {
+            None | Some(Value::Null) => json!({"type": "object", "properties": {}}),
+            Some(p) if p.is_object() => p.clone(),
+            Some(_) => {
+                return Err(Error::invalid(format!(
+                    "tools_json[{i}].function.parameters must be a JSON Schema object"
+                )))
+            }
+        };
+        tools.push(Tool {
+            name: name.to_owned(),
+            description: f
+                .get("description")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+            parameters,
+        });
+    }
+    if tools.is_empty() {
+        return Err(Error::invalid("tools_json is an empty array"));
+    }
+    Ok((tools, raw))
+}
+
+/// The schema of a reply that is only calls, in minerva's format: what `Required` constrains the
+/// output to (names as constants, each tool's parameters as its arguments' schema).
+pub fn calls_schema(tools: &[Tool]) -> Value {
+    let one: Vec<Value> = tools
+        .iter()
+        .map(|t| {
+            json!({
+                "type": "object",
+                "properties": {"name": {"const": t.name}, "arguments": t.parameters},
+                "required": ["name", "arguments"],
+                "additionalProperties": false
+            })
+        })
+        .collect();
+    let item = if one.len() == 1 {
+        one.into_iter().next().unwrap()
+    } else {
+        json!({"anyOf": one})
+    };
+    json!({
+        "type": "object",
+        "properties": {"tool_calls": {"type": "array", "items": item, "minItems": 1}},
+        "required": ["tool_calls"],
+        "additionalProperties": false
+    })
+}
+
+/// What a template without tool support gets in its system turn.
+pub fn describe(tools: &[Tool], choice: ToolChoice) -> String {
+    let mut s = String::from("You can call these tools (JSON Schema of each one's arguments):\n");
+    for t in tools {
+        s.push_str(&format!(
+            "- {}: {} Arguments: {}\n",
+            t.name,
+            t.description,
+            serde_json::to_string(&t.parameters).unwrap_or_default()
+        ));
+    }
+    s.push_str(
+        "To call tools, reply with only this JSON and nothing else: \
+         {\"tool_calls\": [{\"name\": \"<tool name>\", \"arguments\": {<arguments>}}]}",
+    );
+    if choice == ToolChoice::Auto {
+        s.push_str("\nOtherwise, answer in plain text.");
+    }
+    s
+}
+
+/// A call as a template's history expects it (OpenAI's shape), from minerva's
+/// `{"id", "name", "arguments"}`.
+pub fn history_calls(json_text: &str, index: usize) -> Result<Value> {
+    let v: Value = serde_json::from_str(json_text).map_err(|e| {
+        Error::invalid(format!(
+            "messages[{index}].tool_calls_json is not valid JSON: {e}"
+        ))
+    })?;
+    let Some(items) = v.as_array() else {
+        return Err(Error::invalid(format!(
+            "messages[{index}].tool_calls_json must be a JSON array of calls"
+        )));
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (k, c) in items.iter().enumerate() {
+        let f = c.get("function").unwrap_or(c);
+        let Some(name) = f.get("name").and_then(Value::as_str) else {
+            return Err(Error::invalid(format!(
+                "messages[{index}].tool_calls_json[{k}] has no \"name\""
+            )));
+        };
+        let arguments = match f.get("arguments") {
+            Some(Value::String(s)) => serde_json::from_str(s).unwrap_or(Value::String(s.clone())),
+            Some(a) => a.clone(),
+            None => json!({}),
+        };
+        let id = c
+            .get("id")
+            .and_then(Value::as_str)
+            .map_or_else(|| format!("call_{k}"), str::to_owned);
+        out.push(json!({
+            "id": id,
+            "type": "function",
+            "function": {"name": name, "arguments": arguments}
+        }));
+    }
+    Ok(Value::Array(out))
+}
+
+/// minerva's format of calls made earlier, as an assistant turn's text for templates that know no
+/// tool calls.
+pub fn calls_as_text(calls: &Value) -> String {
+    let list: Vec<Value> = calls
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| json!({"name": c["function"]["name"], "arguments": c["function"]["arguments"]}))
+                .collect()
+        })
+        .unwrap_or_default();
+    serde_json::to_string(&json!({ "tool_calls": list })).unwrap_or_default()
+}
+
+/// Separates a reply's calls from its text as the text streams out: text that may be (the start
+/// of) a call is held until the call is complete or proves not to be one.
+#[derive(Clone, Debug)]
+pub struct Capture {
+    names: Vec<String>,
+    required: bool,
+    state: State,
+    /// Text held back.
+    held: String,
+    /// Calls found so far.
+    calls: Vec<ToolCall>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum State {
+    /// Only white space so far.
+    Start,
+    /// The reply began with `{`: all of it is held, parsed at the end.
+    WholeJson,
+    /// Plain text; a `<tool_call>` block may still come.
+    Text,
+    /// Inside a `<tool_call>` block.
+    InBlock,
+}
+
+impl Capture {
+    pub fn new(tools: &[Tool], required: bool) -> Capture {
+        Capture {
+            names: tools.iter().map(|t| t.name.clone()).collect(),
+            required,
+            state: State::Start,
+            held: String::new(),
+            calls: Vec::new(),
+        }
+    }
+
+    /// Takes the next text of the reply; returns what can be delivered now.
+    pub fn push(&mut self, text: &str) -> String {
+        if self.required {
+            self.held.push_str(text);
+            return String::new();
+        }
+        self.held.push_str(text);
+        let mut out = String::new();
+        loop {
+            match self.state {
+                State::Start => {
+                    let t = self.held.trim_start();
+                    if t.is_empty() {
+                        return out;
+                    }
+                    self.state = if t.starts_with('{') {
+                        State::WholeJson
+                    } else {
+                        State::Text
+                    };
+                }
+                State::WholeJson => return out,
+                State::Text => match self.held.find(HERMES_OPEN) {
+                    Some(p) => {
+                        out.push_str(&self.held[..p]);
+                        self.held.drain(..p);
+                        self.state = State::InBlock;
+                    }
+                    None => {
+                        let keep = partial_suffix(&self.held, HERMES_OPEN);
+                        let cut = self.held.len() - keep;
+                        out.push_str(&self.held[..cut]);
+                        self.held.drain(..cut);
+                        return out;
+                    }
+                },
+                State::InBlock => match self.held.find(HERMES_CLOSE) {
+                    Some(p) => {
+                        let end = p + HERMES_CLOSE.len();
+                        let block = self.held[HERMES_OPEN.len()..p].to_owned();
+                        match self.call_of(&block) {
+                            Some(call) => self.calls.push(call),
+                            None => out.push_str(&self.held[..end]),
+                        }
+                        self.held.drain(..end);
+                        self.state = State::Text;
+                    }
+                    None => return out,
+                },
+            }
+        }
+    }
+
+    /// The reply has ended: the text still to deliver, and the calls.
+    pub fn finish(&mut self) -> (String, Vec<ToolCall>) {
+        let held = std::mem::take(&mut self.held);
+        let mut text = String::new();
+        match self.state {
+            _ if self.required => {
+                if let Some(calls) = self.whole_json(&held) {
+                    self.calls.extend(calls);
+                }
+            }
+            State::WholeJson => match self.whole_json(&held) {
+                Some(calls) => self.calls.extend(calls),
+                None => text = held,
+            },
+            _ => text = held,
+        }
+        let mut calls = std::mem::take(&mut self.calls);
+        for (i, c) in calls.iter_mut().enumerate() {
+            c.id = format!("call_{i}");
+        }
+        (text, calls)
+    }
+
+    /// A whole reply as calls: minerva's `{"tool_calls": [...]}`, or one `{"name", "arguments"}`.
+    fn whole_json(&self, text: &str) -> Option<Vec<ToolCall>> {
+        let v: Value = serde_json::from_str(text.trim()).ok()?;
+        if let Some(list) = v.get("tool_calls").and_then(Value::as_array) {
+            let calls: Option<Vec<ToolCall>> = list.iter().map(|c| self.call_from(c)).collect();
+            return calls.filter(|c| !c.is_empty());
+        }
+        self.call_from(&v).map(|c| vec![c])
+    }
+
+    fn call_of(&self, json_text: &str) -> Option<ToolCall> {
+        self.call_from(&serde_json::from_str(json_text.trim()).ok()?)
+    }
+
+    fn call_from(&self, v: &Value) -> Option<ToolCall> {
+        let v = v.get("function").unwrap_or(v);
+        let name = v.get("name")?.as_str()?;
+        if !self.names.iter().any(|n| n == name) {
+            return None;
+        }
+        let arguments = match v.get("arguments").or_else(|| v.get("parameters")) {
+            Some(Value::String(s)) => serde_json::from_str(s).ok()?,
+            Some(a @ Value::Object(_)) => a.clone(),
+            None => Value::Object(Map::new()),
+            Some(_) => return None,
+        };
+        Some(ToolCall {
+            id: String::new(),
+            name: name.to_owned(),
+            arguments,
+        })
+    }
+}
+
+/// Calls as the C API gives them: `[{"id", "name", "arguments"}]`.
+pub fn calls_json(calls: &[ToolCall]) -> String {
+    let list: Vec<Value> = calls
+        .iter()
+        .map(|c| json!({"id": c.id, "name": c.name, "arguments": c.arguments}))
+        .collect();
+    serde_json::to_string(&list).unwrap_or_else(|_| "[]".into())
+}
+
+/// The longest suffix of `s` that is a proper prefix of `pat`.
+fn partial_suffix(s: &str, pat: &str) -> usize {
+    let (s, p) = (s.as_bytes(), pat.as_bytes());
+    (1..p.len().min(s.len() + 1))
+        .rev()
+        .find(|&n| s[s.len() - n..] == p[..n])
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tools() -> Vec<Tool> {
+        parse_tools(
+            r#"[{"type":"function","function":{"name":"move","description":"Walk.",
+                "parameters":{"type":"object","properties":{"to":{"type":"string"}}}}}]"#,
+        )
+        .unwrap()
+        .0
+    }
+
+    fn run(required: bool, chunks: &[&str]) -> (String, Vec<ToolCall>) {
+        let mut c = Capture::new(&tools(), required);
+        let mut out = String::new();
+        for ch in chunks {
+            out.push_str(&c.push(ch));
+        }
+        let (rest, calls) = c.finish();
+        out.push_str(&rest);
+        (out, calls)
+    }
+
+    #[test]
+    fn plain_text_passes_and_no_calls() {
+        let (t, c) = run(false, &["Hello ", "there <", "b>"]);
+        assert_eq!(t, "Hello there <b>");
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn minerva_format_is_captured_whole() {
+        let (t, c) = run(
+            false,
+            &[" {\"tool_calls\": [{\"name\": \"mo", "ve\", \"arguments\": {\"to\": \"inn\"}}]}"],
+        );
+        assert_eq!(t, "");
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].name, "move");
+        assert_eq!(c[0].arguments["to"], "inn");
+        assert_eq!(c[0].id, "call_0");
+    }
+
+    #[test]
+    fn hermes_blocks_are_cut_out_of_the_text() {
+        let (t, c) = run(
+            false,
+            &[
+                "Sure.<tool",
+                "_call>{\"name\": \"move\", \"arguments\": {\"to\": \"x\"}}</tool_call> Done",
+            ],
+        );
+        assert_eq!(t, "Sure. Done");
+        assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn unknown_tools_and_bad_json_stay_text() {
+        let (t, c) = run(false, &["{\"name\": \"fly\", \"arguments\": {}}"]);
+        assert_eq!(t, "{\"name\": \"fly\", \"arguments\": {}}");
+        assert!(c.is_empty());
+        let (t, c) = run(false, &["{not json"]);
+        assert_eq!(t, "{not json");
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn required_delivers_no_text() {
+        let (t, c) = run(true, &["{\"tool_calls\": [{\"name\": \"move\", \"arguments\": {}}]}"]);
+        assert_eq!(t, "");
+        assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn bad_tools_are_refused() {
+        for bad in [
+            "[]",
+            "{}",
+            "[{\"type\":\"function\"}]",
+            "[{\"type\":\"function\",\"function\":{\"name\":\"a b\"}}]",
+            "[{\"type\":\"function\",\"function\":{\"name\":\"a\"}},{\"type\":\"function\",\"function\":{\"name\":\"a\"}}]",
+            "[{\"type\":\"function\",\"function\":{\"name\":\"a\",\"parameters\":3}}]",
+            "not json",
+        ] {
+            assert!(parse_tools(bad).is_err(), "{bad}");
+        }
+    }
+}
