@@ -450,6 +450,66 @@ typedef struct minerva_stream_stats {
 typedef int32_t minerva_token;
 
 /*
+ Whether and how the model may call tools (`minerva_chat_params.tool_choice`).
+ */
+typedef uint32_t minerva_tool_choice;
+
+/*
+ How a conversation is rendered. Fill it with `minerva_chat_params_init(&c, sizeof c)`; it is
+ read during the call it is given to.
+ */
+typedef struct minerva_chat_params {
+  /*
+   `sizeof(minerva_chat_params)` as the caller knows it; set by the init function.
+   */
+  uint32_t struct_size;
+  /*
+   NULL (default): the model's own template (`tokenizer.chat_template`), or ChatML with one
+   warning log line when the model has none. Otherwise a Jinja template text, or the name of
+   a template built into llama.cpp ("chatml", "gemma", "llama3", "mistral-v7", "phi4", ...).
+   */
+  const char *chat_template;
+  /*
+   NULL (default) or an OpenAI-style JSON array of tools:
+   `[{"type": "function", "function": {"name", "description", "parameters"}}]`, names of 1 to
+   64 of `[A-Za-z0-9_.-]`, `parameters` a JSON Schema object.
+   */
+  const char *tools_json;
+  /*
+   A `MINERVA_TOOL_CHOICE_*` value (default AUTO).
+   */
+  minerva_tool_choice tool_choice;
+  /*
+   End the rendering with the start of an assistant turn (default true).
+   */
+  bool add_generation_prompt;
+} minerva_chat_params;
+
+/*
+ One turn of a conversation. Every string is UTF-8, NUL-terminated, and only read during the
+ call that is given the message.
+ */
+typedef struct minerva_chat_message {
+  /*
+   "system", "user", "assistant" or "tool"; any other role is refused.
+   */
+  const char *role;
+  /*
+   The text of the turn. NULL only for an assistant turn that only called tools.
+   */
+  const char *content;
+  /*
+   Assistant turns: the calls it made, as `minerva_stream_tool_calls` gave them (a JSON array
+   of `{"id", "name", "arguments"}`); otherwise NULL.
+   */
+  const char *tool_calls_json;
+  /*
+   Tool turns: the id of the call this turn answers; otherwise NULL.
+   */
+  const char *tool_call_id;
+} minerva_chat_message;
+
+/*
  Severity of a log line. A `min_level` above `MINERVA_LOG_NONE` is treated as NONE.
  */
 typedef uint32_t minerva_log_level;
@@ -590,6 +650,22 @@ typedef void (*minerva_log_callback)(void *user_data, minerva_log_level level, c
  The stream failed; its final status and `minerva_stream_error()` say why.
  */
 #define MINERVA_FINISH_ERROR 5
+
+/*
+ The model may answer or call tools.
+ */
+#define MINERVA_TOOL_CHOICE_AUTO 0
+
+/*
+ The tools are not offered to the model.
+ */
+#define MINERVA_TOOL_CHOICE_NONE 1
+
+/*
+ The reply is one or more tool calls: the output is constrained so that it always parses as
+ calls of the given tools, with arguments valid against each tool's `parameters` schema.
+ */
+#define MINERVA_TOOL_CHOICE_REQUIRED 2
 
 /*
  Detail for debugging.
@@ -820,6 +896,71 @@ minerva_status minerva_tokenize(struct minerva_engine *engine, const char *text,
  `MINERVA_ERR_BUFFER_TOO_SMALL`.
  */
 minerva_status minerva_detokenize(struct minerva_engine *engine, const minerva_token *tokens, size_t count, bool render_special, char *buf, size_t cap, size_t *out_len);
+
+/*
+ Fills `params` with the defaults. Call as `minerva_chat_params_init(&c, sizeof c)`. Only the
+ first `struct_size` bytes are written. NULL: no-op.
+ */
+void minerva_chat_params_init(struct minerva_chat_params *params, uint32_t struct_size);
+
+/*
+ Renders `count` messages with the chat template, as the model would see them: the text a chat
+ stream on them starts from (without the BOS the stream adds where the vocabulary asks for one).
+
+ Templates are Jinja, rendered as Hugging Face's `transformers` and llama.cpp's server render
+ them (`messages`, `add_generation_prompt`, `tools`, `bos_token`, `eos_token`,
+ `raise_exception`, `strftime_now`). Rendering is bounded: a template that loops too long or
+ builds too much text (over about 2 million steps or 128 MiB) is stopped with an error within
+ milliseconds. With tools (and `tool_choice` not NONE), a template that reads `tools` describes
+ them itself; any other gets their description and the reply format in its system turn.
+
+ Writes up to `cap` bytes to `buf`, NUL-terminated when there is room, and always the length
+ needed (without the NUL) to `*out_len`: `MINERVA_ERR_BUFFER_TOO_SMALL` when it does not fit
+ (`buf` is then not written), so `minerva_chat_format(e, m, n, c, NULL, 0, &len)` asks for the
+ length. Any thread, a callback too.
+
+ Errors: `MINERVA_ERR_INVALID_ARGUMENT` (NULL engine, messages or out_len; count 0; a NULL or
+ unknown role; a NULL content outside an assistant turn with tool calls; a string not UTF-8;
+ bad `tools_json` or `tool_calls_json`; an unknown template name; a template that fails to
+ render, with the template's own message, e.g. what its `raise_exception` said),
+ `MINERVA_ERR_BUFFER_TOO_SMALL`.
+ */
+minerva_status minerva_chat_format(struct minerva_engine *engine, const struct minerva_chat_message *messages, size_t count, const struct minerva_chat_params *chat, char *buf, size_t cap, size_t *out_len);
+
+/*
+ Renders the messages (as `minerva_chat_format`) and starts a stream on them: the same stream
+ as `minerva_stream_new` gives, with the same arguments and rules, and these on top:
+
+ - The rendered text is tokenized with special tokens recognized and BOS exactly once (a
+   template that writes `bos_token` itself gets no second one).
+ - The stream ends at the template's end-of-turn marker (`<end_of_turn>`, `<|im_end|>`,
+   `<|eot_id|>`, ...: the text the template writes after an assistant turn) as at
+   end-of-generation (`MINERVA_FINISH_EOS`), and the marker is never delivered.
+ - With tools, the text delivered is the reply's content only: tool-call markup is never
+   delivered (text that may begin a call is held back until it is known not to be one); the
+   calls come from `minerva_stream_tool_calls` once the stream has ended. Calls are read in
+   minerva's format (`{"tool_calls": [{"name", "arguments"}]}` as the whole reply), as Hermes
+   blocks (`<tool_call>{"name", "arguments"}</tool_call>`) and as a whole-reply
+   `{"name", "arguments"}`; a call of a tool not offered stays text.
+ - With `MINERVA_TOOL_CHOICE_REQUIRED` the output is constrained to minerva's format with the
+   given tools and their argument schemas (`params` may then carry no grammar or json_schema).
+ - The prompt cache makes the next turn of a conversation cost only its new tokens.
+
+ Errors: those of `minerva_chat_format` and of `minerva_stream_new`. On failure no callback is
+ ever called and `*out` is not written.
+ */
+minerva_status minerva_chat_stream_new(struct minerva_engine *engine, const struct minerva_chat_message *messages, size_t count, const struct minerva_chat_params *chat, const struct minerva_generate_params *params, minerva_token_callback on_token, void *user_data, struct minerva_stream **out);
+
+/*
+ After the stream has ended: the tool calls of its reply, as a JSON array of
+ `{"id": "call_0", "name": "...", "arguments": {...}}` (ids unique within the stream), "[]" when
+ there are none (and for streams without tools). Pass it back as `tool_calls_json` of the
+ assistant turn in the next call. Buffer rules as `minerva_chat_format`. Any thread.
+
+ Errors: `MINERVA_ERR_INVALID_ARGUMENT` (NULL stream or out_len; the stream has not ended:
+ wait for it, or read it until `finished`), `MINERVA_ERR_BUFFER_TOO_SMALL`.
+ */
+minerva_status minerva_stream_tool_calls(const struct minerva_stream *stream, char *buf, size_t cap, size_t *out_len);
 
 /*
  Sends log lines at `min_level` and above to `cb`; NULL `cb` restores the default, stderr. By

@@ -3,6 +3,7 @@
 //! Run with MINERVA_BLESS=1 to update the header after changing the C surface.
 
 use minerva::engine::{log::Level, DeviceKind, FinishReason, Status, SEED_RANDOM};
+use minerva::engine::chat::ToolChoice;
 use std::collections::BTreeMap;
 
 const HEADER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/include/minerva.h");
@@ -87,6 +88,11 @@ fn every_value_in_the_header_is_the_rust_value_it_mirrors() {
         ("ERROR", Level::Error),
         ("NONE", Level::None),
     ];
+    let tool_choices = [
+        ("AUTO", ToolChoice::Auto),
+        ("NONE", ToolChoice::None),
+        ("REQUIRED", ToolChoice::Required),
+    ];
     let names: Vec<(String, u64)> = statuses
         .iter()
         .map(|(n, v)| (format!("MINERVA_{n}"), *v as u64))
@@ -104,6 +110,11 @@ fn every_value_in_the_header_is_the_rust_value_it_mirrors() {
             levels
                 .iter()
                 .map(|(n, v)| (format!("MINERVA_LOG_{n}"), *v as u64)),
+        )
+        .chain(
+            tool_choices
+                .iter()
+                .map(|(n, v)| (format!("MINERVA_TOOL_CHOICE_{n}"), *v as u64)),
         )
         .collect();
     rust.extend(names.iter().map(|(n, v)| (n.as_str(), *v)));

@@ -48,6 +48,27 @@ macro_rules! try_str {
 
 pub(crate) use {try_mut, try_ref, try_str};
 
+/// An optional string argument: NULL is None; otherwise it must be UTF-8 (`name` is its name in
+/// the error).
+///
+/// # Safety
+/// `p` is NULL or a NUL-terminated string that outlives the returned reference.
+pub(crate) unsafe fn opt_str<'a>(p: *const c_char, name: &str) -> Result<Option<&'a str>, Error> {
+    if p.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: as the caller promises.
+    unsafe { std::ffi::CStr::from_ptr(p) }
+        .to_str()
+        .map(Some)
+        .map_err(|e| {
+            Error::invalid(format!(
+                "{name} is not valid UTF-8 (bad byte at offset {})",
+                e.valid_up_to()
+            ))
+        })
+}
+
 /// Reads a caller's parameter struct that begins with `uint32_t struct_size`: the fields that fit
 /// in `struct_size` come from the caller, the rest from `defaults` (a program built against an
 /// older header). `first` is the size of the first published layout: a smaller `struct_size` is

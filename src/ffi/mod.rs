@@ -19,8 +19,11 @@ pub mod params;
 pub mod stream;
 pub mod tokens;
 
+pub mod chat;
+
 pub mod log;
 
+pub use chat::*;
 pub use engine::*;
 pub use error::*;
 pub use log::*;

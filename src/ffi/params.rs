@@ -221,23 +221,9 @@ pub(crate) unsafe fn convert_params(
             stops.push(s.to_owned());
         }
     }
-    let text = |p: *const c_char, field: &str| -> Result<Option<String>, Error> {
-        if p.is_null() {
-            return Ok(None);
-        }
-        // SAFETY: a NUL-terminated string, as the header requires.
-        let s = unsafe { std::ffi::CStr::from_ptr(p) }
-            .to_str()
-            .map_err(|e| {
-                Error::invalid(format!(
-                    "params.{field} is not valid UTF-8 (bad byte at offset {})",
-                    e.valid_up_to()
-                ))
-            })?;
-        Ok(Some(s.to_owned()))
-    };
-    let grammar = text(p.grammar, "grammar")?;
-    let json_schema = text(p.json_schema, "json_schema")?;
+    // SAFETY: NULL or NUL-terminated strings, as the header requires.
+    let grammar = unsafe { opt_str(p.grammar, "params.grammar") }?.map(str::to_owned);
+    let json_schema = unsafe { opt_str(p.json_schema, "params.json_schema") }?.map(str::to_owned);
     let logit_bias = if p.logit_bias_count == 0 {
         Vec::new()
     } else if p.logit_bias.is_null() {

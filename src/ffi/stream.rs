@@ -15,13 +15,13 @@ use std::time::Duration;
 /// called from any thread; `minerva_stream_free(s)` is the last call on `s`. The handle stays
 /// valid after its engine is freed.
 pub struct minerva_stream {
-    inner: Stream,
+    pub(super) inner: Stream,
     /// The stream's error message as C text, made on the first ask after the stream ended.
     error: OnceLock<CString>,
 }
 
 impl minerva_stream {
-    fn new(inner: Stream) -> Self {
+    pub(super) fn new(inner: Stream) -> Self {
         minerva_stream {
             inner,
             error: OnceLock::new(),
@@ -120,6 +120,16 @@ unsafe fn start(
     let prompt = try_str!(prompt, "prompt");
     // SAFETY: params is NULL or the caller's struct.
     let (g, on_finish) = unsafe { convert_params(params) }?;
+    let (token_fn, finish_fn) = callbacks(on_token, on_finish, user_data);
+    engine.inner.start(prompt, g, token_fn, finish_fn)
+}
+
+/// The caller's C callbacks as the engine's closures, with `user_data`.
+pub(super) fn callbacks(
+    on_token: minerva_token_callback,
+    on_finish: minerva_finish_callback,
+    user_data: *mut c_void,
+) -> (Option<eng::TokenFn>, Option<eng::FinishFn>) {
     let ud = UserData(user_data);
     let token_fn = on_token.map(|cb| {
         let mut buf: Vec<u8> = Vec::with_capacity(64);
@@ -144,7 +154,7 @@ unsafe fn start(
             unsafe { cb(ud.0, status_of(status), reason as minerva_finish_reason) }
         }) as eng::FinishFn
     });
-    engine.inner.start(prompt, g, token_fn, finish_fn)
+    (token_fn, finish_fn)
 }
 
 /// A stream's final status as the error of a call that waited for it: the stream's own message,

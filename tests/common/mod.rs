@@ -118,3 +118,119 @@ pub fn greedy(max_tokens: u32) -> GenerateParams {
         ..Default::default()
     }
 }
+
+/// The chat template the test model carries: Gemma 3's own (tests/templates/gemma3.jinja).
+pub const CHAT_TEMPLATE: &str = include_str!("../templates/gemma3.jinja");
+
+/// The test model with a chat template: a copy of the model with `tokenizer.chat_template` added
+/// to its metadata (the default Gemma 3 270M GGUF carries none), made once beside the model and
+/// reused while the template is the same.
+pub fn chat_model_path() -> String {
+    static PATH: OnceLock<String> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let src = model_path();
+        let hash = CHAT_TEMPLATE
+            .bytes()
+            .fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+        let dst = format!("{}.chat-{hash:016x}.gguf", src.trim_end_matches(".gguf"));
+        if !std::path::Path::new(&dst).exists() {
+            let tmp = format!("{dst}.tmp{}", std::process::id());
+            gguf_with_string(&src, &tmp, "tokenizer.chat_template", CHAT_TEMPLATE)
+                .unwrap_or_else(|e| panic!("writing {tmp}: {e}"));
+            std::fs::rename(&tmp, &dst).unwrap();
+        }
+        dst
+    })
+    .clone()
+}
+
+/// Copies the GGUF file `src` to `dst` with one more string key-value pair in its metadata.
+pub fn gguf_with_string(src: &str, dst: &str, key: &str, value: &str) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut f = std::io::BufReader::new(std::fs::File::open(src)?);
+    let mut head = [0u8; 24];
+    f.read_exact(&mut head)?;
+    assert_eq!(&head[..4], b"GGUF", "{src} is not a GGUF file");
+    let n_tensors = u64::from_le_bytes(head[8..16].try_into().unwrap());
+    let n_kv = u64::from_le_bytes(head[16..24].try_into().unwrap());
+    let u32_ = |f: &mut dyn Read| -> std::io::Result<u32> {
+        let mut b = [0u8; 4];
+        f.read_exact(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    };
+    let u64_ = |f: &mut dyn Read| -> std::io::Result<u64> {
+        let mut b = [0u8; 8];
+        f.read_exact(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    };
+    let skip = |f: &mut std::io::BufReader<std::fs::File>, n: u64| f.seek_relative(n as i64);
+    fn size_of(t: u32) -> u64 {
+        match t {
+            0 | 1 | 7 => 1,
+            2 | 3 => 2,
+            4..=6 => 4,
+            10..=12 => 8,
+            _ => panic!("GGUF value type {t} has no fixed size"),
+        }
+    }
+    let mut alignment = 32u64;
+    for _ in 0..n_kv {
+        let klen = u64_(&mut f)?;
+        let mut k = vec![0u8; klen as usize];
+        f.read_exact(&mut k)?;
+        assert_ne!(k, key.as_bytes(), "{src} already has {key}");
+        let t = u32_(&mut f)?;
+        match t {
+            8 => {
+                let n = u64_(&mut f)?;
+                skip(&mut f, n)?;
+            }
+            9 => {
+                let it = u32_(&mut f)?;
+                let n = u64_(&mut f)?;
+                if it == 8 {
+                    for _ in 0..n {
+                        let l = u64_(&mut f)?;
+                        skip(&mut f, l)?;
+                    }
+                } else {
+                    skip(&mut f, n * size_of(it))?;
+                }
+            }
+            4 if k == b"general.alignment" => alignment = u32_(&mut f)? as u64,
+            t => skip(&mut f, size_of(t))?,
+        }
+    }
+    let kv_end = f.stream_position()?;
+    for _ in 0..n_tensors {
+        let l = u64_(&mut f)?;
+        skip(&mut f, l)?;
+        let dims = u32_(&mut f)?;
+        skip(&mut f, dims as u64 * 8 + 4 + 8)?;
+    }
+    let infos_end = f.stream_position()?;
+    let data_start = infos_end.div_ceil(alignment) * alignment;
+
+    let mut src_file = std::fs::File::open(src)?;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(dst)?);
+    out.write_all(&head[..16])?;
+    out.write_all(&(n_kv + 1).to_le_bytes())?;
+    let mut copy = |from: u64, to: u64, out: &mut dyn Write| -> std::io::Result<()> {
+        src_file.seek(SeekFrom::Start(from))?;
+        std::io::copy(&mut (&mut src_file).take(to - from), out)?;
+        Ok(())
+    };
+    copy(24, kv_end, &mut out)?;
+    out.write_all(&(key.len() as u64).to_le_bytes())?;
+    out.write_all(key.as_bytes())?;
+    out.write_all(&8u32.to_le_bytes())?;
+    out.write_all(&(value.len() as u64).to_le_bytes())?;
+    out.write_all(value.as_bytes())?;
+    copy(kv_end, infos_end, &mut out)?;
+    let written = infos_end + 8 + key.len() as u64 + 4 + 8 + value.len() as u64;
+    let pad = written.div_ceil(alignment) * alignment - written;
+    out.write_all(&vec![0u8; pad as usize])?;
+    let end = std::fs::metadata(src)?.len();
+    copy(data_start, end, &mut out)?;
+    out.flush()
+}

@@ -150,7 +150,16 @@ pub fn prepare(
         eos: model.eos_text(),
     };
     let native_tools = matches!(&source, Source::Jinja(t) if t.reads_tools());
-    let mut prompt = render(&source, messages, opts, tools.as_ref(), native_tools, &vars)?;
+    let mut prompt = match render(&source, messages, opts, tools.as_ref(), native_tools, &vars) {
+        Ok(p) => p,
+        // A template that knows no tool turns (Gemma's raises on any role but user and
+        // assistant) gets each tool result as a user turn.
+        Err(e) if !native_tools && messages.iter().any(|m| m.role == "tool") => {
+            let converted: Vec<Message> = messages.iter().map(tool_turn_as_user).collect();
+            render(&source, &converted, opts, tools.as_ref(), native_tools, &vars).map_err(|_| e)?
+        }
+        Err(e) => return Err(e),
+    };
     // The stream adds BOS itself where the vocabulary asks for one: a template that writes it
     // gets no second one.
     if model.adds_bos() && !vars.bos.is_empty() && prompt.starts_with(&vars.bos) {
@@ -171,6 +180,20 @@ pub fn prepare(
         },
         json_schema,
     })
+}
+
+fn tool_turn_as_user(m: &Message) -> Message {
+    if m.role != "tool" {
+        return m.clone();
+    }
+    let content = m.content.as_deref().unwrap_or("");
+    Message::new(
+        "user",
+        &match &m.tool_call_id {
+            Some(id) => format!("Result of tool call {id}: {content}"),
+            None => format!("Tool result: {content}"),
+        },
+    )
 }
 
 struct Vars {

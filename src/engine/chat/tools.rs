@@ -12,14 +12,15 @@ use serde_json::{json, Map, Value};
 
 /// Whether and how the model may call tools. Values are the C API's `minerva_tool_choice`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[repr(u32)]
 pub enum ToolChoice {
     /// The model may answer or call tools.
     #[default]
-    Auto,
+    Auto = 0,
     /// Tools are not offered.
-    None,
+    None = 1,
     /// The reply is one or more tool calls.
-    Required,
+    Required = 2,
 }
 
 /// One tool offered to the model.
@@ -102,6 +103,10 @@ pub fn parse_tools(json_text: &str) -> Result<(Vec<Tool>, Value)> {
     Ok((tools, raw))
 }
 
+/// Most calls in one reply under `Required` (a small base model would otherwise go on adding
+/// calls until `max_tokens`).
+pub const MAX_REQUIRED_CALLS: usize = 4;
+
 /// The schema of a reply that is only calls, in minerva's format: what `Required` constrains the
 /// output to (names as constants, each tool's parameters as its arguments' schema).
 pub fn calls_schema(tools: &[Tool]) -> Value {
@@ -123,7 +128,9 @@ pub fn calls_schema(tools: &[Tool]) -> Value {
     };
     json!({
         "type": "object",
-        "properties": {"tool_calls": {"type": "array", "items": item, "minItems": 1}},
+        "properties": {"tool_calls": {
+            "type": "array", "items": item, "minItems": 1, "maxItems": MAX_REQUIRED_CALLS
+        }},
         "required": ["tool_calls"],
         "additionalProperties": false
     })
