@@ -77,6 +77,7 @@ fn run_c_test(source: &str) {
         .args(["-s", "KILL", &C_TEST_LIMIT_SECS.to_string()])
         .arg(&exe)
         .env("MINERVA_MODEL", model_path())
+        .env("MINERVA_CHAT_MODEL", common::chat_model_path())
         .env(
             "MINERVA_DEFAULT_MODEL",
             if common::is_default_model() { "1" } else { "0" },
@@ -136,6 +137,11 @@ fn c_tokens() {
 #[test]
 fn c_structured() {
     run_c_test("tests/c/test_structured.c");
+}
+
+#[test]
+fn c_chat() {
+    run_c_test("tests/c/test_chat.c");
 }
 
 #[test]
@@ -202,6 +208,7 @@ fn valgrind_stream_example() {
         .arg(root().join("examples-c/build/stream"))
         .args(["--max-tokens", "8", "--threads", "2", "The sky is"])
         .env("MINERVA_MODEL", model_path())
+        .env("MINERVA_CHAT_MODEL", common::chat_model_path())
         .output()
         .expect("run valgrind");
     let stderr = String::from_utf8_lossy(&out.stderr);

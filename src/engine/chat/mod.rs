@@ -79,7 +79,7 @@ pub struct Prepared {
 
 /// The template to render with.
 enum Source {
-    Jinja(Template),
+    Jinja(Box<Template>),
     /// One of llama.cpp's built-in templates, by name.
     Builtin(String),
 }
@@ -121,14 +121,14 @@ pub fn prepare(
         }
     }
     let source = match &opts.template {
-        Some(t) if t == "chatml" => Source::Jinja(Template::new(template::CHATML)?),
+        Some(t) if t == "chatml" => Source::Jinja(Box::new(Template::new(template::CHATML)?)),
         Some(t) if is_name(t) => Source::Builtin(t.clone()),
-        Some(t) => Source::Jinja(Template::new(t)?),
+        Some(t) => Source::Jinja(Box::new(Template::new(t)?)),
         None => match model.chat_template() {
-            Some(t) => Source::Jinja(Template::new(&t)?),
+            Some(t) => Source::Jinja(Box::new(Template::new(&t)?)),
             None => {
                 warn_fallback();
-                Source::Jinja(Template::new(template::CHATML)?)
+                Source::Jinja(Box::new(Template::new(template::CHATML)?))
             }
         },
     };
