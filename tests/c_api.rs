@@ -208,7 +208,6 @@ fn valgrind_stream_example() {
         .arg(root().join("examples-c/build/stream"))
         .args(["--max-tokens", "8", "--threads", "2", "The sky is"])
         .env("MINERVA_MODEL", model_path())
-        .env("MINERVA_CHAT_MODEL", common::chat_model_path())
         .output()
         .expect("run valgrind");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -220,4 +219,36 @@ fn valgrind_stream_example() {
         out.status
     );
     assert!(!stdout.trim().is_empty(), "stream.c printed no text");
+}
+
+/// examples-c/tools.c: a game character decides on an action through a REQUIRED tool call, the
+/// game gives the result back, and the next turn runs.
+#[test]
+fn tools_example_decides_through_a_tool_call() {
+    let _one = common::one_at_a_time();
+    let lib = lib_dir();
+    let st = Command::new("make")
+        .args(["-C", "examples-c", "-s", "build/tools"])
+        .env("MINERVA_LIB_DIR", &lib)
+        .status()
+        .expect("run make");
+    assert!(st.success(), "building examples-c/tools.c failed");
+    let out = Command::new(root().join("examples-c/build/tools"))
+        .env("MINERVA_MODEL", model_path())
+        .output()
+        .expect("run tools");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let calls = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Bram decides: "))
+        .expect("a line with the calls");
+    let calls: serde_json::Value = serde_json::from_str(calls).unwrap();
+    let names = ["walk_to", "draw_weapon", "open_gate"];
+    for c in calls.as_array().unwrap() {
+        assert!(names.contains(&c["name"].as_str().unwrap()), "{c}");
+        assert!(c["arguments"].is_object(), "{c}");
+    }
+    assert!(stdout.contains("Game: "));
 }
