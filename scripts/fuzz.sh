@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Coverage-guided fuzzing (cargo fuzz, libFuzzer) of minerva's GGUF reader and of the C API
-# surface, each for a bounded time. Needs a nightly toolchain and cargo-fuzz:
+# Coverage-guided fuzzing (cargo fuzz, libFuzzer) of minerva's GGUF reader, of chat-template
+# rendering and of the C API surface, each for a bounded time. Needs a nightly toolchain and cargo-fuzz:
 #   rustup toolchain install nightly && cargo install cargo-fuzz
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]     (default 120)
@@ -17,6 +17,10 @@ export MINERVA_MODEL
 MINERVA_FUZZ_SEEDS="$PWD/fuzz/corpus/gguf" cargo test --release --lib fuzz_seed_corpus -q >/dev/null
 cd fuzz
 cargo +nightly fuzz run gguf corpus/gguf -- -max_total_time="$secs" -max_len=4096 2>&1 | tail -n 15
+mkdir -p corpus/chat_template
+cp ../tests/templates/*.jinja corpus/chat_template/
+cargo +nightly fuzz run chat_template --features api corpus/chat_template -- \
+  -max_total_time="$secs" -timeout=2 -rss_limit_mb=2048 -max_len=4096 2>&1 | tail -n 15
 mkdir -p corpus/api
 cargo +nightly fuzz run api --features api corpus/api -- -max_total_time="$secs" -rss_limit_mb=4096 \
   2>&1 | tail -n 15
