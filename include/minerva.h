@@ -255,6 +255,10 @@ typedef struct minerva_engine_info {
    Whether the model file carries a chat template.
    */
   bool has_chat_template;
+  /*
+   The length of the vectors `minerva_embed` gives (the model's embedding size).
+   */
+  uint32_t embedding_dims;
 } minerva_engine_info;
 
 /*
@@ -510,6 +514,29 @@ typedef struct minerva_chat_message {
 } minerva_chat_message;
 
 /*
+ How the vectors of a text's tokens become one (`minerva_embed_params.pooling`).
+ */
+typedef uint32_t minerva_pooling;
+
+/*
+ Settings of `minerva_embed`. Fill it with `minerva_embed_params_init(&p, sizeof p)`.
+ */
+typedef struct minerva_embed_params {
+  /*
+   `sizeof(minerva_embed_params)` as the caller knows it; set by the init function.
+   */
+  uint32_t struct_size;
+  /*
+   A `MINERVA_POOLING_*` value (default DEFAULT).
+   */
+  minerva_pooling pooling;
+  /*
+   L2-normalize each vector (default true), so that a dot product is the cosine similarity.
+   */
+  bool normalize;
+} minerva_embed_params;
+
+/*
  Severity of a log line. A `min_level` above `MINERVA_LOG_NONE` is treated as NONE.
  */
 typedef uint32_t minerva_log_level;
@@ -662,10 +689,30 @@ typedef void (*minerva_log_callback)(void *user_data, minerva_log_level level, c
 #define MINERVA_TOOL_CHOICE_NONE 1
 
 /*
- The reply is one or more tool calls: the output is constrained so that it always parses as
+ The reply is tool calls (one to four): the output is constrained so that it always parses as
  calls of the given tools, with arguments valid against each tool's `parameters` schema.
  */
 #define MINERVA_TOOL_CHOICE_REQUIRED 2
+
+/*
+ The model's own pooling if its file declares one, else MEAN.
+ */
+#define MINERVA_POOLING_DEFAULT 0
+
+/*
+ The mean of the token vectors.
+ */
+#define MINERVA_POOLING_MEAN 1
+
+/*
+ The last token's vector (for causal models trained that way).
+ */
+#define MINERVA_POOLING_LAST 2
+
+/*
+ The first token's vector (BERT-style models).
+ */
+#define MINERVA_POOLING_CLS 3
 
 /*
  Detail for debugging.
@@ -961,6 +1008,37 @@ minerva_status minerva_chat_stream_new(struct minerva_engine *engine, const stru
  wait for it, or read it until `finished`), `MINERVA_ERR_BUFFER_TOO_SMALL`.
  */
 minerva_status minerva_stream_tool_calls(const struct minerva_stream *stream, char *buf, size_t cap, size_t *out_len);
+
+/*
+ Fills `params` with the defaults. Call as `minerva_embed_params_init(&p, sizeof p)`. Only the
+ first `struct_size` bytes are written. NULL: no-op.
+ */
+void minerva_embed_params_init(struct minerva_embed_params *params, uint32_t struct_size);
+
+/*
+ One vector per text, row after row: `count * minerva_engine_info.embedding_dims` floats into
+ `out`. `texts` are `count` UTF-8, NUL-terminated strings, each tokenized as a prompt (BOS where
+ the vocabulary asks for it, special tokens recognized).
+
+ Works on any engine, from any thread, while its streams generate: the vectors are computed on
+ the engine thread in a llama.cpp context of their own (made on the first call; see
+ docs/PERFORMANCE.md for its memory), many texts in one batch, one batch of at most 256 tokens
+ between two generation steps, so running streams slow down but never stop. Each text is its
+ own sequence: its vector does not depend on the other texts of the call (within float
+ rounding). Blocks until the vectors are done: refused inside a callback.
+
+ Buffer rules as `minerva_tokenize`: `*out_len` always gets the number of floats needed, and
+ `minerva_embed(e, t, n, NULL, NULL, 0, &len)` asks for it (without computing anything);
+ `MINERVA_ERR_BUFFER_TOO_SMALL` when `cap` floats do not hold them (`out` is then not written).
+
+ Errors: `MINERVA_ERR_INVALID_ARGUMENT` (NULL engine or out_len; `texts` NULL with count > 0; a
+ NULL or non-UTF-8 text, or one that gives no tokens, named by its index; `out` NULL with
+ `cap` > 0; an unknown pooling; a call from inside a callback), `MINERVA_ERR_CONTEXT_FULL` (a
+ text longer than `context_tokens`, named by its index), `MINERVA_ERR_BUFFER_TOO_SMALL`,
+ `MINERVA_ERR_CANCELLED` (the engine is being freed), `MINERVA_ERR_OUT_OF_MEMORY` or
+ `MINERVA_ERR_BACKEND` (llama.cpp failed).
+ */
+minerva_status minerva_embed(struct minerva_engine *engine, const char *const *texts, size_t count, const struct minerva_embed_params *params, float *out, size_t cap, size_t *out_len);
 
 /*
  Sends log lines at `min_level` and above to `cb`; NULL `cb` restores the default, stderr. By

@@ -53,7 +53,7 @@ fn compile(source: &str, compiler: &str, extra: &[&str]) -> PathBuf {
         .arg(format!("-I{}", root().join("include").display()))
         .arg(root().join(source))
         .arg(format!("-L{}", lib.display()))
-        .args(["-lminerva", "-lpthread"])
+        .args(["-lminerva", "-lpthread", "-lm"])
         .arg(format!("-Wl,-rpath,{}", lib.display()))
         .arg("-o")
         .arg(&exe);
@@ -142,6 +142,11 @@ fn c_structured() {
 #[test]
 fn c_chat() {
     run_c_test("tests/c/test_chat.c");
+}
+
+#[test]
+fn c_embed() {
+    run_c_test("tests/c/test_embed.c");
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 use minerva::engine::{log::Level, DeviceKind, FinishReason, Status, SEED_RANDOM};
 use minerva::engine::chat::ToolChoice;
+use minerva::engine::embed::Pooling;
 use std::collections::BTreeMap;
 
 const HEADER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/include/minerva.h");
@@ -93,6 +94,12 @@ fn every_value_in_the_header_is_the_rust_value_it_mirrors() {
         ("NONE", ToolChoice::None),
         ("REQUIRED", ToolChoice::Required),
     ];
+    let poolings = [
+        ("DEFAULT", Pooling::Default),
+        ("MEAN", Pooling::Mean),
+        ("LAST", Pooling::Last),
+        ("CLS", Pooling::Cls),
+    ];
     let names: Vec<(String, u64)> = statuses
         .iter()
         .map(|(n, v)| (format!("MINERVA_{n}"), *v as u64))
@@ -110,6 +117,11 @@ fn every_value_in_the_header_is_the_rust_value_it_mirrors() {
             levels
                 .iter()
                 .map(|(n, v)| (format!("MINERVA_LOG_{n}"), *v as u64)),
+        )
+        .chain(
+            poolings
+                .iter()
+                .map(|(n, v)| (format!("MINERVA_POOLING_{n}"), *v as u64)),
         )
         .chain(
             tool_choices

@@ -112,13 +112,19 @@ pub(crate) struct Embedder {
 }
 
 impl Embedder {
-    pub fn new(model: Arc<Model>, threads: u32, context_tokens: usize) -> Embedder {
-        let own = match model.pooling_type() {
-            2 => Pooling::Cls,
-            3 => Pooling::Last,
+    /// `pooling_type` and `causal` as the model's file says (see `GgufSummary`).
+    pub fn new(
+        model: Arc<Model>,
+        threads: u32,
+        context_tokens: usize,
+        pooling_type: Option<u32>,
+        causal: bool,
+    ) -> Embedder {
+        let own = match pooling_type {
+            Some(2) => Pooling::Cls,
+            Some(3) => Pooling::Last,
             _ => Pooling::Mean,
         };
-        let causal = model.is_causal();
         Embedder {
             model,
             ctx: None,
@@ -180,8 +186,26 @@ impl Embedder {
             Err(e) => {
                 self.jobs.pop_front();
                 job.finish(Err(e));
+                self.clear_cells();
             }
         }
+    }
+
+    /// Drops every sequence's cells (after a failure part-way through a text).
+    fn clear_cells(&mut self) {
+        if let Some(ctx) = self.ctx.as_mut() {
+            for seq in 0..EMBED_SEQS as i32 {
+                ctx.seq_rm(seq, 0);
+            }
+        }
+    }
+
+    /// Ends the first job with an internal error (after a panic).
+    pub fn fail_first(&mut self, why: &str) {
+        if let Some(job) = self.jobs.pop_front() {
+            job.finish(Err(Error::new(Status::Internal, why)));
+        }
+        self.clear_cells();
     }
 
     /// Ends every job (the engine is shutting down).
@@ -282,5 +306,54 @@ impl Embedder {
         st.next = i;
         st.next_pos = pos;
         Ok(i >= job.texts.len())
+    }
+}
+
+impl super::Engine {
+    /// One vector per text, row after row (`texts.len() * info().embedding_dims` floats),
+    /// computed on the engine thread between generation steps. Blocks until done: refused inside
+    /// a callback and on an engine thread.
+    pub fn embed(&self, texts: &[&str], params: EmbedParams) -> Result<Vec<f32>> {
+        if super::in_callback() || super::current_engine_thread().is_some() {
+            return Err(Error::invalid(
+                "embed waits for the engine thread and cannot be called from inside a callback",
+            ));
+        }
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let context = self.info.context_tokens as usize;
+        let mut tokens = Vec::with_capacity(texts.len());
+        for (i, text) in texts.iter().enumerate() {
+            let too_long = |n: String| {
+                Error::new(
+                    Status::ContextFull,
+                    format!(
+                        "texts[{i}] is {n} tokens; a text holds at most {context} (context_tokens)"
+                    ),
+                )
+            };
+            if self.model.min_tokens(text) > context {
+                return Err(too_long(format!("at least {}", self.model.min_tokens(text))));
+            }
+            let t = match self.model.tokenize_prompt(text, context)? {
+                Ok(t) => t,
+                Err(counted) => return Err(too_long(format!("more than {counted}"))),
+            };
+            if t.is_empty() {
+                return Err(Error::invalid(format!("texts[{i}] is empty (it gives no tokens)")));
+            }
+            tokens.push(t);
+        }
+        let job = EmbedJob::new(tokens, params.pooling, params.normalize);
+        {
+            let mut inc = self.mailbox.incoming.lock();
+            if inc.shutdown {
+                return Err(Error::new(Status::Cancelled, "the engine is shutting down"));
+            }
+            inc.embeds.push_back(job.clone());
+        }
+        self.mailbox.wake.notify_one();
+        job.wait()
     }
 }

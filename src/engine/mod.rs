@@ -7,6 +7,7 @@
 mod callback;
 pub mod chat;
 mod device;
+pub mod embed;
 pub mod error;
 #[doc(hidden)]
 pub mod faults;
@@ -49,6 +50,8 @@ pub struct EngineInfo {
     pub vocab_size: u32,
     pub train_context_tokens: u32,
     pub has_chat_template: bool,
+    /// Length of the vectors `embed` gives.
+    pub embedding_dims: u32,
 }
 
 /// One loaded model, its context and its engine thread.
@@ -143,6 +146,7 @@ impl Engine {
                 n_batch: batch_tokens,
                 n_seq_max: config.max_streams,
                 threads,
+                embeddings: false,
             },
         )?;
         info.total_layers = model.n_layer();
@@ -154,6 +158,7 @@ impl Engine {
         info.vocab_size = model.n_vocab() as u32;
         info.train_context_tokens = model.n_ctx_train();
         info.has_chat_template = model.has_chat_template();
+        info.embedding_dims = model.n_embd() as u32;
         if config.context_tokens > info.train_context_tokens && info.train_context_tokens > 0 {
             log::log_warn!(
                 "context_tokens {} exceeds the model's training context {}",
@@ -172,6 +177,13 @@ impl Engine {
             config.max_streams as usize,
             llama::Batch::new(batch_tokens as usize)?,
             config.context_tokens as usize,
+            embed::Embedder::new(
+                model.clone(),
+                threads,
+                config.context_tokens as usize,
+                summary.pooling_type,
+                summary.causal,
+            ),
         );
         let thread = std::thread::Builder::new()
             .name("minerva-engine".into())

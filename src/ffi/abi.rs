@@ -110,15 +110,16 @@ pub(crate) unsafe fn read_params<T: Copy>(
 }
 
 /// Writes an output struct that begins with `uint32_t struct_size` (set by the caller; 0 means the
-/// first published layout): only the bytes that fit are written, and struct_size is kept.
+/// first published layout, `first` bytes): only the bytes that fit are written, and struct_size is
+/// kept.
 ///
 /// # Safety
-/// `out` points to a writable struct of the caller's `struct_size` (or the full size for 0).
-pub(crate) unsafe fn write_out<T>(out: *mut T, value: &T) {
+/// `out` points to a writable struct of the caller's `struct_size` (or `first` bytes for 0).
+pub(crate) unsafe fn write_out<T>(out: *mut T, value: &T, first: usize) {
     // SAFETY: every output struct begins with a u32 struct_size.
     let size = unsafe { (out as *const u32).read_unaligned() } as usize;
     let full = std::mem::size_of::<T>();
-    let n = if size == 0 { full } else { size.min(full) };
+    let n = if size == 0 { first } else { size }.min(full);
     if n <= 4 {
         return;
     }
@@ -144,7 +145,7 @@ pub(crate) unsafe fn init_params<T>(params: *mut T, struct_size: u32, defaults: 
     // SAFETY: as the caller promises; write_out then writes only what fits in struct_size.
     unsafe {
         (params as *mut u32).write_unaligned(struct_size);
-        write_out(params, &defaults);
+        write_out(params, &defaults, struct_size as usize);
     }
 }
 

@@ -134,7 +134,17 @@ pub struct minerva_engine_info {
     pub train_context_tokens: u32,
     /// Whether the model file carries a chat template.
     pub has_chat_template: bool,
+    /// The length of the vectors `minerva_embed` gives (the model's embedding size).
+    pub embedding_dims: u32,
 }
+
+/// The size of `minerva_engine_info` as published in 0.1 (up to `has_chat_template`, padded), what
+/// a `struct_size` of 0 stands for.
+const INFO_FIRST_LAYOUT: usize = {
+    let end = std::mem::offset_of!(minerva_engine_info, has_chat_template) + 1;
+    let align = std::mem::align_of::<minerva_engine_info>();
+    end.div_ceil(align) * align
+};
 
 /// Fills `params` with the defaults. Call as `minerva_engine_params_init(&p, sizeof p)`. Only the
 /// first `struct_size` bytes are written. NULL: no-op.
@@ -238,8 +248,9 @@ pub unsafe extern "C" fn minerva_engine_get_info(
         v.vocab_size = i.vocab_size;
         v.train_context_tokens = i.train_context_tokens;
         v.has_chat_template = i.has_chat_template;
+        v.embedding_dims = i.embedding_dims;
         // SAFETY: out points to the caller's struct of its struct_size.
-        unsafe { write_out(out, &v) };
+        unsafe { write_out(out, &v, INFO_FIRST_LAYOUT) };
         Ok(())
     })
 }

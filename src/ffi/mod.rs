@@ -20,10 +20,12 @@ pub mod stream;
 pub mod tokens;
 
 pub mod chat;
+pub mod embed;
 
 pub mod log;
 
 pub use chat::*;
+pub use embed::*;
 pub use engine::*;
 pub use error::*;
 pub use log::*;

@@ -282,7 +282,7 @@ pub unsafe extern "C" fn minerva_stream_get_stats(
             return Err(Error::invalid("out is NULL"));
         }
         // SAFETY: out points to the caller's struct of its struct_size.
-        unsafe { write_out(out, &stats_of(&stream.inner)) };
+        unsafe { write_out(out, &stats_of(&stream.inner), size_of::<minerva_stream_stats>()) };
         Ok(())
     })
 }
@@ -376,7 +376,7 @@ pub unsafe extern "C" fn minerva_generate(
         let status = stream.wait(None);
         if !out_stats.is_null() {
             // SAFETY: out_stats is the caller's struct of its struct_size.
-            unsafe { write_out(out_stats, &stats_of(&stream)) };
+            unsafe { write_out(out_stats, &stats_of(&stream), size_of::<minerva_stream_stats>()) };
         }
         final_error(&stream, status)
     })

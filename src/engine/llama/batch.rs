@@ -41,6 +41,11 @@ impl Batch {
         self.cap
     }
 
+    /// Tokens in the batch.
+    pub fn len(&self) -> usize {
+        self.raw.n_tokens as usize
+    }
+
     pub fn is_empty(&self) -> bool {
         self.raw.n_tokens == 0
     }

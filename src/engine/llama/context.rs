@@ -15,6 +15,9 @@ pub struct ContextParams {
     pub n_batch: u32,
     pub n_seq_max: u32,
     pub threads: u32,
+    /// An embedding context: every token's vector is an output (pooling NONE), and a batch is
+    /// computed in one micro-batch.
+    pub embeddings: bool,
 }
 
 /// A llama.cpp context: the KV cache and the compute buffers. Used by the engine thread only.
@@ -43,6 +46,12 @@ impl Context {
         // buffer for the worst case, n_batch rows of logits (512 x 262,144 floats: over 500 MiB for
         // Gemma 3) unless told otherwise.
         cp.n_outputs_max = p.n_seq_max;
+        if p.embeddings {
+            cp.embeddings = true;
+            cp.pooling_type = sys::LLAMA_POOLING_TYPE_NONE;
+            cp.n_ubatch = p.n_batch;
+            cp.n_outputs_max = p.n_batch;
+        }
         cp.n_threads = p.threads as i32;
         cp.n_threads_batch = p.threads as i32;
         cp.no_perf = true;
@@ -101,6 +110,22 @@ impl Context {
         // SAFETY: llama.cpp returned n_vocab floats for an output row of the last decode; they
         // stay valid until the next decode, which needs &mut self.
         unsafe { std::slice::from_raw_parts(p, self.n_vocab) }
+    }
+
+    /// The vector of output row `row` of the last decode (an embedding context), `n` floats.
+    pub fn embeddings(&mut self, row: i32, n: usize) -> Result<&[f32]> {
+        let mut p = std::ptr::null_mut();
+        // SAFETY: valid context; the shim catches what llama.cpp throws for a bad row.
+        let rc = unsafe { shim::mshim_get_embeddings_ith(self.raw.as_ptr(), row, &mut p) };
+        check(rc, "embeddings")?;
+        if p.is_null() {
+            return Err(Error::new(
+                Status::Backend,
+                format!("llama.cpp has no embedding for row {row}"),
+            ));
+        }
+        // SAFETY: llama.cpp returns n_embd floats for an output row, valid until the next decode.
+        Ok(unsafe { std::slice::from_raw_parts(p, n) })
     }
 
     /// Removes the cells of `seq` at positions `p0..` (all of them for p0 = 0). False when the

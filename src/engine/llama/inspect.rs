@@ -13,6 +13,10 @@ pub struct GgufSummary {
     pub head_count_kv: Option<u32>,
     pub key_length: Option<u32>,
     pub value_length: Option<u32>,
+    /// `{arch}.pooling_type`: llama.cpp's pooling (1 mean, 2 cls, 3 last), for embedding models.
+    pub pooling_type: Option<u32>,
+    /// `{arch}.attention.causal` (absent: causal).
+    pub causal: bool,
 }
 
 impl GgufSummary {
@@ -60,5 +64,10 @@ pub fn inspect_gguf(path: &std::path::Path, file_len: u64) -> Result<GgufSummary
         head_count_kv: u32_of("attention.head_count_kv"),
         key_length: u32_of("attention.key_length"),
         value_length: u32_of("attention.value_length"),
+        pooling_type: u32_of("pooling_type"),
+        causal: !matches!(
+            g.metadata.get(&format!("{}.attention.causal", g.architecture)),
+            Some(crate::engine::gguf::Value::Bool(false))
+        ),
     })
 }

@@ -341,6 +341,12 @@ impl Model {
         unsafe { sys::llama_vocab_n_tokens(self.vocab()) }.max(0) as usize
     }
 
+    /// The length of the model's embedding vectors.
+    pub fn n_embd(&self) -> usize {
+        // SAFETY: valid model.
+        unsafe { sys::llama_model_n_embd(self.raw.as_ptr()) }.max(0) as usize
+    }
+
     pub fn n_layer(&self) -> i32 {
         // SAFETY: valid model.
         unsafe { sys::llama_model_n_layer(self.raw.as_ptr()) }

@@ -165,6 +165,10 @@ int mshim_get_logits_ith(llama_context *ctx, int32_t i, float **out) noexcept {
     return guarded([&] { *out = llama_get_logits_ith(ctx, i); });
 }
 
+int mshim_get_embeddings_ith(llama_context *ctx, int32_t i, float **out) noexcept {
+    return guarded([&] { *out = llama_get_embeddings_ith(ctx, i); });
+}
+
 int mshim_memory_seq_rm(llama_context *ctx, llama_seq_id seq, llama_pos p0, bool *out) noexcept {
     return guarded([&] { *out = llama_memory_seq_rm(llama_get_memory(ctx), seq, p0, -1); });
 }

@@ -126,6 +126,11 @@ extern "C" {
         out: *mut sys::llama_token,
     ) -> c_int;
     pub fn mshim_sampler_accept(s: *mut sys::llama_sampler, token: sys::llama_token) -> c_int;
+    pub fn mshim_get_embeddings_ith(
+        ctx: *mut sys::llama_context,
+        i: i32,
+        out: *mut *mut f32,
+    ) -> c_int;
     pub fn mshim_vocab_token_text(
         vocab: *const sys::llama_vocab,
         token: sys::llama_token,

@@ -19,6 +19,7 @@ mod slot;
 
 pub(crate) use request::{Mailbox, Request};
 
+use super::embed::Embedder;
 use super::error::{Error, Status};
 use super::llama::{argmax, Batch, Context, Model, Token};
 use super::stream::FinishReason;
@@ -52,6 +53,8 @@ pub(crate) struct Scheduler {
     context_tokens: usize,
     /// Where the round robin over prompt chunks starts this step.
     rr: usize,
+    /// Embedding calls, one decode of them after each generation step.
+    embedder: Embedder,
 }
 
 impl Scheduler {
@@ -62,6 +65,7 @@ impl Scheduler {
         max_streams: usize,
         batch: Batch,
         context_tokens: usize,
+        embedder: Embedder,
     ) -> Scheduler {
         let batch_tokens = batch.capacity();
         Scheduler {
@@ -77,6 +81,7 @@ impl Scheduler {
             batch_tokens,
             context_tokens,
             rr: 0,
+            embedder,
         }
     }
 
@@ -87,6 +92,13 @@ impl Scheduler {
             let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.step()));
             if step.is_err() {
                 self.recover_from_panic();
+            }
+            // Embedding calls share the thread: one decode of them between generation steps.
+            let embed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.embedder.step()
+            }));
+            if embed.is_err() {
+                self.embedder.fail_first("internal error: a panic while computing embeddings");
             }
         }
         self.shutdown();
@@ -150,10 +162,11 @@ impl Scheduler {
         let was_idle = self.waiting.is_empty() && !self.has_active();
         loop {
             self.waiting.extend(inc.queue.drain(..));
+            self.embedder.jobs.extend(inc.embeds.drain(..));
             if inc.shutdown {
                 return false;
             }
-            if !self.waiting.is_empty() || self.has_active() {
+            if !self.waiting.is_empty() || self.has_active() || self.embedder.has_work() {
                 break;
             }
             self.mailbox.wake.wait(&mut inc);
@@ -384,6 +397,8 @@ impl Scheduler {
     }
 
     fn shutdown(&mut self) {
+        self.embedder.jobs.extend(self.mailbox.incoming.lock().embeds.drain(..));
+        self.embedder.cancel_all();
         for slot in 0..self.slots.len() {
             if self.slots[slot].is_some() {
                 self.end(slot, Status::Cancelled, FinishReason::Cancelled, None);

@@ -62,6 +62,8 @@ impl Drop for Request {
 #[derive(Default)]
 pub(crate) struct Incoming {
     pub queue: VecDeque<Request>,
+    /// Embedding calls waiting for the engine thread.
+    pub embeds: VecDeque<Arc<crate::engine::embed::EmbedJob>>,
     pub shutdown: bool,
 }
 
