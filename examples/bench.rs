@@ -10,6 +10,8 @@
 //! callback; peak resident memory.
 
 use llama_cpp_sys_2 as sys;
+use minerva::ffi::chat::*;
+use minerva::ffi::embed::*;
 use minerva::ffi::engine::*;
 use minerva::ffi::log::*;
 use minerva::ffi::stream::*;
@@ -51,7 +53,7 @@ fn parse_args() -> Args {
             _ => {
                 eprintln!(
                     "usage: bench [--model PATH] [--threads N] [--reps N] \
-                     [--only load,single,batched,callback,memory,chat,structured]"
+                     [--only load,single,batched,callback,memory,chat,structured,tools,embed]"
                 );
                 std::process::exit(2);
             }
@@ -380,28 +382,53 @@ unsafe extern "C" fn collect_token(
     MINERVA_CONTINUE
 }
 
-impl Minerva {
-    /// One chat turn: returns the reply and the stream's stats.
-    fn turn(&self, prompt: &str, gen: u32, cache: bool) -> (String, minerva_stream_stats) {
-        let prompt = CString::new(prompt).unwrap();
-        let mut g = Self::params(gen);
-        g.cache_prompt = cache;
-        let mut st = minerva_stream_stats::default();
-        st.struct_size = std::mem::size_of_val(&st) as u32;
-        let mut reply = String::new();
-        let rc = unsafe {
-            minerva_generate(
-                self.engine,
-                prompt.as_ptr(),
-                &g,
-                Some(collect_token),
-                &mut reply as *mut String as *mut c_void,
-                &mut st,
-            )
-        };
+/// One chat turn through `minerva_chat_stream_new`: the reply and the stream's stats.
+fn chat_turn(
+    m: &Minerva,
+    turns: &[(String, String)],
+    gen: u32,
+    cache: bool,
+) -> (String, minerva_stream_stats) {
+    let texts: Vec<(CString, CString)> = turns
+        .iter()
+        .map(|(r, c)| (CString::new(r.as_str()).unwrap(), CString::new(c.as_str()).unwrap()))
+        .collect();
+    let msgs: Vec<minerva_chat_message> = texts
+        .iter()
+        .map(|(r, c)| minerva_chat_message {
+            role: r.as_ptr(),
+            content: c.as_ptr(),
+            tool_calls_json: std::ptr::null(),
+            tool_call_id: std::ptr::null(),
+        })
+        .collect();
+    let gemma = CString::new("gemma").unwrap();
+    let mut chat: minerva_chat_params = unsafe { std::mem::zeroed() };
+    unsafe { minerva_chat_params_init(&mut chat, std::mem::size_of_val(&chat) as u32) };
+    chat.chat_template = gemma.as_ptr();
+    let mut g = Minerva::params(gen);
+    g.cache_prompt = cache;
+    let mut reply = String::new();
+    let mut s = std::ptr::null_mut();
+    let mut st = minerva_stream_stats::default();
+    st.struct_size = std::mem::size_of_val(&st) as u32;
+    unsafe {
+        let rc = minerva_chat_stream_new(
+            m.engine,
+            msgs.as_ptr(),
+            msgs.len(),
+            &chat,
+            &g,
+            Some(collect_token),
+            &mut reply as *mut String as *mut c_void,
+            &mut s,
+        );
         assert_eq!(rc, MINERVA_OK);
-        (reply, st)
+        assert_eq!(minerva_stream_wait(s, -1), MINERVA_OK);
+        minerva_stream_get_stats(s, &mut st);
+        minerva_stream_free(s);
     }
+    (reply, st)
 }
 
 /// A JSON-schema stream's generation rate against a plain stream's on the same engine, greedy, up
@@ -458,8 +485,9 @@ fn structured_section(args: &Args) {
     );
 }
 
-/// A conversation of 10 turns growing to about 2,000 tokens: each prompt is the previous prompt,
-/// the reply and a new message. Time to first token with the prompt cache (one engine) and
+/// A conversation of 10 turns growing to about 2,000 tokens, through `minerva_chat_stream_new`
+/// (llama.cpp's built-in Gemma template): each turn is the conversation so far, the reply and a
+/// new message. Time to first token with the prompt cache (one engine) and
 /// without (another engine, `cache_prompt = false`), each turn's prompt seen once by each.
 fn chat_section(args: &Args) {
     let (cached, _) = Minerva::new(&args.model, args.threads, 4096, 2);
@@ -481,7 +509,7 @@ fn chat_section(args: &Args) {
         "{:>4} {:>14} {:>14} {:>14} {:>14}",
         "turn", "prompt tokens", "cached tokens", "with cache", "without"
     );
-    let mut history = String::new();
+    let mut turns: Vec<(String, String)> = Vec::new();
     for (turn, topic) in topics.iter().enumerate() {
         let message = format!(
             "Tell me about {topic}. {}",
@@ -489,10 +517,9 @@ fn chat_section(args: &Args) {
              in the plain words of a traveler who has walked a long way. "
                 .repeat(5)
         );
-        let prompt =
-            format!("{history}<start_of_turn>user\n{message}<end_of_turn>\n<start_of_turn>model\n");
-        let (_, without) = plain.turn(&prompt, 1, false);
-        let (reply, with) = cached.turn(&prompt, 48, true);
+        turns.push(("user".into(), message));
+        let (_, without) = chat_turn(&plain, &turns, 1, false);
+        let (reply, with) = chat_turn(&cached, &turns, 48, true);
         println!(
             "{:>4} {:>14} {:>14} {:>11.1} ms {:>11.1} ms",
             turn + 1,
@@ -501,7 +528,280 @@ fn chat_section(args: &Args) {
             with.time_to_first_token_ms,
             without.time_to_first_token_ms
         );
-        history = format!("{prompt}{reply}<end_of_turn>\n");
+        turns.push(("assistant".into(), reply));
+    }
+}
+
+const TOOLS: &str = r#"[
+  {"type": "function", "function": {"name": "move_to", "description": "Walk to a place.",
+    "parameters": {"type": "object", "properties": {
+      "place": {"type": "string", "enum": ["inn", "forge", "well", "gate"]}},
+      "required": ["place"]}}},
+  {"type": "function", "function": {"name": "say", "description": "Say a line.",
+    "parameters": {"type": "object", "properties": {"line": {"type": "string", "maxLength": 60}},
+      "required": ["line"]}}}]"#;
+
+/// 8 chat streams with tools (REQUIRED: each reply is calls, constrained by a grammar and
+/// captured) at once, against 8 plain streams on the very same rendered prompts (tools described,
+/// nothing constrained): generated tokens per second in all, prompts included.
+fn tools_section(args: &Args) {
+    let (m, _) = Minerva::new(&args.model, args.threads, 512, 8);
+    let asks = [
+        "Go to the inn.", "Say hello to the player.", "Walk to the forge.", "Greet the guard.",
+        "Go to the well.", "Tell me a joke.", "Head for the gate.", "Say goodbye.",
+    ];
+    let tools = CString::new(TOOLS).unwrap();
+    let user = CString::new("user").unwrap();
+    let gemma = CString::new("gemma").unwrap();
+    let texts: Vec<CString> = asks.iter().map(|a| CString::new(*a).unwrap()).collect();
+    let message = |t: &CString| minerva_chat_message {
+        role: user.as_ptr(),
+        content: t.as_ptr(),
+        tool_calls_json: std::ptr::null(),
+        tool_call_id: std::ptr::null(),
+    };
+    let mut chat: minerva_chat_params = unsafe { std::mem::zeroed() };
+    unsafe { minerva_chat_params_init(&mut chat, std::mem::size_of_val(&chat) as u32) };
+    chat.chat_template = gemma.as_ptr();
+    chat.tools_json = tools.as_ptr();
+    chat.tool_choice = MINERVA_TOOL_CHOICE_REQUIRED;
+    // The plain streams' prompts: the same conversations, rendered.
+    let rendered: Vec<CString> = texts
+        .iter()
+        .map(|t| {
+            let msg = message(t);
+            let mut buf = vec![0u8; 8192];
+            let mut n = 0;
+            let rc = unsafe {
+                minerva_chat_format(m.engine, &msg, 1, &chat, buf.as_mut_ptr().cast(), buf.len(), &mut n)
+            };
+            assert_eq!(rc, MINERVA_OK);
+            buf.truncate(n);
+            CString::new(buf).unwrap()
+        })
+        .collect();
+    let run = |tools_on: bool| -> (f64, u32) {
+        let mut g = Minerva::params(64);
+        // Tool streams end when their JSON is complete; plain ones run to 64 tokens.
+        g.ignore_eos = !tools_on;
+        g.cache_prompt = false;
+        let t0 = Instant::now();
+        let streams: Vec<*mut minerva_stream> = (0..asks.len())
+            .map(|i| {
+                let mut s = std::ptr::null_mut();
+                let rc = unsafe {
+                    if tools_on {
+                        let msg = message(&texts[i]);
+                        minerva_chat_stream_new(
+                            m.engine, &msg, 1, &chat, &g, None, std::ptr::null_mut(), &mut s,
+                        )
+                    } else {
+                        minerva_stream_new(
+                            m.engine, rendered[i].as_ptr(), &g, None, std::ptr::null_mut(), &mut s,
+                        )
+                    }
+                };
+                assert_eq!(rc, MINERVA_OK);
+                s
+            })
+            .collect();
+        let mut generated = 0;
+        for &s in &streams {
+            assert_eq!(unsafe { minerva_stream_wait(s, -1) }, MINERVA_OK);
+            let mut st = minerva_stream_stats::default();
+            st.struct_size = std::mem::size_of_val(&st) as u32;
+            unsafe { minerva_stream_get_stats(s, &mut st) };
+            generated += st.generated_tokens;
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        for s in streams {
+            unsafe { minerva_stream_free(s) };
+        }
+        (generated as f64 / secs, generated)
+    };
+    let (mut with, mut without, mut n_with) = (vec![], vec![], 0);
+    for rep in 0..args.reps {
+        if rep % 2 == 0 {
+            without.push(run(false).0);
+            let (r, n) = run(true);
+            with.push(r);
+            n_with = n;
+        } else {
+            let (r, n) = run(true);
+            with.push(r);
+            n_with = n;
+            without.push(run(false).0);
+        }
+    }
+    let (w, p) = (best(&with, true), best(&without, true));
+    println!(
+        "\ntool calls: 8 chat streams with REQUIRED tool calls {w:.1} t/s in all ({n_with} tokens), \
+         8 plain streams on the same prompts {p:.1} t/s: {:.2}x",
+        w / p
+    );
+}
+
+/// 64 short texts: minerva_embed against a llama-embedding style loop written on llama.h (the
+/// same batch of 256 tokens, mean pooling by llama.cpp, L2 normalization), texts per second.
+fn embed_section(args: &Args) {
+    let texts: Vec<String> = (0..64)
+        .map(|i| {
+            format!(
+                "{} number {i} walks past the{} on a{} morning.",
+                ["The guard", "A merchant", "The old bard", "A child"][i % 4],
+                WORDS[i % WORDS.len()],
+                WORDS[(i * 7) % WORDS.len()]
+            )
+        })
+        .collect();
+    let (m, _) = Minerva::new(&args.model, args.threads, 512, 1);
+    let ctexts: Vec<CString> = texts.iter().map(|t| CString::new(t.as_str()).unwrap()).collect();
+    let ptrs: Vec<*const c_char> = ctexts.iter().map(|c| c.as_ptr()).collect();
+    let mut info: minerva_engine_info = unsafe { std::mem::zeroed() };
+    info.struct_size = std::mem::size_of_val(&info) as u32;
+    unsafe { minerva_engine_get_info(m.engine, &mut info) };
+    let dims = info.embedding_dims as usize;
+    let mut out = vec![0f32; 64 * dims];
+    let mut run_m = || {
+        let t0 = Instant::now();
+        let mut n = 0;
+        let rc = unsafe {
+            minerva_embed(
+                m.engine,
+                ptrs.as_ptr(),
+                ptrs.len(),
+                std::ptr::null(),
+                out.as_mut_ptr(),
+                out.len(),
+                &mut n,
+            )
+        };
+        assert_eq!(rc, MINERVA_OK);
+        64.0 / t0.elapsed().as_secs_f64()
+    };
+    run_m(); // the embedding context is made on the first call
+    let mut base = EmbedBaseline::new(&args.model, args.threads);
+    base.run(&texts, dims);
+    let (mut rm, mut rb) = (vec![], vec![]);
+    for rep in 0..args.reps.max(3) {
+        if rep % 2 == 0 {
+            rm.push(run_m());
+            rb.push(base.run(&texts, dims));
+        } else {
+            rb.push(base.run(&texts, dims));
+            rm.push(run_m());
+        }
+    }
+    let (a, b) = (best(&rm, true), best(&rb, true));
+    println!(
+        "\nembeddings: 64 short texts, {a:.1} texts/s; llama.h loop {b:.1} texts/s: {:.3}x \
+         (target >= 0.95)",
+        a / b
+    );
+}
+
+/// examples/embedding in llama.cpp, reduced: sequences packed into batches of 256 tokens, every
+/// token an output, pooled (mean) by llama.cpp, normalized.
+struct EmbedBaseline {
+    model: *mut sys::llama_model,
+    ctx: *mut sys::llama_context,
+    batch: sys::llama_batch,
+}
+
+impl EmbedBaseline {
+    fn new(path: &str, threads: u32) -> EmbedBaseline {
+        let cpath = CString::new(path).unwrap();
+        unsafe {
+            let mut mp = sys::llama_model_default_params();
+            mp.n_gpu_layers = 0;
+            let model = sys::llama_model_load_from_file(cpath.as_ptr(), mp);
+            let mut cp = sys::llama_context_default_params();
+            cp.n_ctx = 512;
+            cp.n_batch = 256;
+            cp.n_ubatch = 256;
+            cp.n_seq_max = 64;
+            cp.n_threads = threads as i32;
+            cp.n_threads_batch = threads as i32;
+            cp.embeddings = true;
+            cp.pooling_type = sys::LLAMA_POOLING_TYPE_MEAN;
+            cp.kv_unified = true;
+            cp.no_perf = true;
+            let ctx = sys::llama_init_from_model(model, cp);
+            assert!(!ctx.is_null());
+            EmbedBaseline {
+                model,
+                ctx,
+                batch: sys::llama_batch_init(256, 0, 1),
+            }
+        }
+    }
+
+    fn run(&mut self, texts: &[String], dims: usize) -> f64 {
+        let t0 = Instant::now();
+        let vocab = unsafe { sys::llama_model_get_vocab(self.model) };
+        let mut out = vec![0f32; texts.len() * dims];
+        let mut seqs: Vec<usize> = Vec::new();
+        let flush = |b: &mut sys::llama_batch, seqs: &mut Vec<usize>, out: &mut [f32]| unsafe {
+            sys::llama_memory_clear(sys::llama_get_memory(self.ctx), true);
+            assert_eq!(sys::llama_decode(self.ctx, *b), 0);
+            for (k, &i) in seqs.iter().enumerate() {
+                let e = sys::llama_get_embeddings_seq(self.ctx, k as i32);
+                let v = std::slice::from_raw_parts(e, dims);
+                let n = v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+                for (o, x) in out[i * dims..(i + 1) * dims].iter_mut().zip(v) {
+                    *o = (*x as f64 / n) as f32;
+                }
+            }
+            b.n_tokens = 0;
+            seqs.clear();
+        };
+        for (i, t) in texts.iter().enumerate() {
+            let mut toks = vec![0i32; t.len() + 8];
+            let n = unsafe {
+                sys::llama_tokenize(
+                    vocab,
+                    t.as_ptr() as *const c_char,
+                    t.len() as i32,
+                    toks.as_mut_ptr(),
+                    toks.len() as i32,
+                    true,
+                    true,
+                )
+            };
+            toks.truncate(n as usize);
+            if self.batch.n_tokens as usize + toks.len() > 256 || seqs.len() == 64 {
+                flush(&mut self.batch, &mut seqs, &mut out);
+            }
+            let seq = seqs.len() as i32;
+            for (p, &tok) in toks.iter().enumerate() {
+                let b = &mut self.batch;
+                let j = b.n_tokens as usize;
+                unsafe {
+                    *b.token.add(j) = tok;
+                    *b.pos.add(j) = p as i32;
+                    *b.n_seq_id.add(j) = 1;
+                    *(*b.seq_id.add(j)) = seq;
+                    *b.logits.add(j) = 1;
+                }
+                b.n_tokens += 1;
+            }
+            seqs.push(i);
+        }
+        if !seqs.is_empty() {
+            flush(&mut self.batch, &mut seqs, &mut out);
+        }
+        std::hint::black_box(&out);
+        texts.len() as f64 / t0.elapsed().as_secs_f64()
+    }
+}
+
+impl Drop for EmbedBaseline {
+    fn drop(&mut self) {
+        unsafe {
+            sys::llama_batch_free(self.batch);
+            sys::llama_free(self.ctx);
+            sys::llama_model_free(self.model);
+        }
     }
 }
 
@@ -865,6 +1165,12 @@ fn main() {
     }
     if args.runs("structured") {
         structured_section(&args);
+    }
+    if args.runs("tools") {
+        tools_section(&args);
+    }
+    if args.runs("embed") {
+        embed_section(&args);
     }
     if let Some(&(1, single)) = agg.first() {
         for (n, v) in &agg[1..] {
