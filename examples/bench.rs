@@ -391,7 +391,12 @@ fn chat_turn(
 ) -> (String, minerva_stream_stats) {
     let texts: Vec<(CString, CString)> = turns
         .iter()
-        .map(|(r, c)| (CString::new(r.as_str()).unwrap(), CString::new(c.as_str()).unwrap()))
+        .map(|(r, c)| {
+            (
+                CString::new(r.as_str()).unwrap(),
+                CString::new(c.as_str()).unwrap(),
+            )
+        })
         .collect();
     let msgs: Vec<minerva_chat_message> = texts
         .iter()
@@ -547,8 +552,14 @@ const TOOLS: &str = r#"[
 fn tools_section(args: &Args) {
     let (m, _) = Minerva::new(&args.model, args.threads, 512, 8);
     let asks = [
-        "Go to the inn.", "Say hello to the player.", "Walk to the forge.", "Greet the guard.",
-        "Go to the well.", "Tell me a joke.", "Head for the gate.", "Say goodbye.",
+        "Go to the inn.",
+        "Say hello to the player.",
+        "Walk to the forge.",
+        "Greet the guard.",
+        "Go to the well.",
+        "Tell me a joke.",
+        "Head for the gate.",
+        "Say goodbye.",
     ];
     let tools = CString::new(TOOLS).unwrap();
     let user = CString::new("user").unwrap();
@@ -573,7 +584,15 @@ fn tools_section(args: &Args) {
             let mut buf = vec![0u8; 8192];
             let mut n = 0;
             let rc = unsafe {
-                minerva_chat_format(m.engine, &msg, 1, &chat, buf.as_mut_ptr().cast(), buf.len(), &mut n)
+                minerva_chat_format(
+                    m.engine,
+                    &msg,
+                    1,
+                    &chat,
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    &mut n,
+                )
             };
             assert_eq!(rc, MINERVA_OK);
             buf.truncate(n);
@@ -593,11 +612,23 @@ fn tools_section(args: &Args) {
                     if tools_on {
                         let msg = message(&texts[i]);
                         minerva_chat_stream_new(
-                            m.engine, &msg, 1, &chat, &g, None, std::ptr::null_mut(), &mut s,
+                            m.engine,
+                            &msg,
+                            1,
+                            &chat,
+                            &g,
+                            None,
+                            std::ptr::null_mut(),
+                            &mut s,
                         )
                     } else {
                         minerva_stream_new(
-                            m.engine, rendered[i].as_ptr(), &g, None, std::ptr::null_mut(), &mut s,
+                            m.engine,
+                            rendered[i].as_ptr(),
+                            &g,
+                            None,
+                            std::ptr::null_mut(),
+                            &mut s,
                         )
                     }
                 };
@@ -655,7 +686,10 @@ fn embed_section(args: &Args) {
         })
         .collect();
     let (m, _) = Minerva::new(&args.model, args.threads, 512, 1);
-    let ctexts: Vec<CString> = texts.iter().map(|t| CString::new(t.as_str()).unwrap()).collect();
+    let ctexts: Vec<CString> = texts
+        .iter()
+        .map(|t| CString::new(t.as_str()).unwrap())
+        .collect();
     let ptrs: Vec<*const c_char> = ctexts.iter().map(|c| c.as_ptr()).collect();
     let mut info: minerva_engine_info = unsafe { std::mem::zeroed() };
     info.struct_size = std::mem::size_of_val(&info) as u32;

@@ -244,7 +244,11 @@ fn tools_example_decides_through_a_tool_call() {
         .expect("run tools");
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let calls = stdout
         .lines()
         .find_map(|l| l.strip_prefix("Bram decides: "))

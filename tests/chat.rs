@@ -80,7 +80,9 @@ fn without_a_template_chatml_with_one_warning() {
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));
     let l2 = lines.clone();
     minerva::engine::log::set_sink(
-        Some(Arc::new(move |_, msg: &str| l2.lock().unwrap().push(msg.to_owned()))),
+        Some(Arc::new(move |_, msg: &str| {
+            l2.lock().unwrap().push(msg.to_owned())
+        })),
         minerva::engine::log::Level::Warn,
     );
     let e = engine_on(&model_path(), 1);
@@ -138,14 +140,20 @@ fn templates_given_by_text_and_by_name() {
     assert_eq!(err.status, Status::InvalidArgument);
     assert!(err.message.contains("no-such-template"), "{err}");
     let err = e
-        .chat_format(&msgs, &with("{{ raise_exception('no system turns here') }}"))
+        .chat_format(
+            &msgs,
+            &with("{{ raise_exception('no system turns here') }}"),
+        )
         .unwrap_err();
     assert_eq!(err.status, Status::InvalidArgument);
     assert!(err.message.contains("no system turns here"), "{err}");
     // Bad messages.
     let bad = vec![Message::new("narrator", "x")];
     let err = e.chat_format(&bad, &ChatOptions::default()).unwrap_err();
-    assert!(err.message.contains("messages[0].role is 'narrator'"), "{err}");
+    assert!(
+        err.message.contains("messages[0].role is 'narrator'"),
+        "{err}"
+    );
     assert!(e.chat_format(&[], &ChatOptions::default()).is_err());
 }
 
@@ -197,7 +205,9 @@ const TOOLS: &str = r#"[
 
 /// Checks a call against the tools above, as a real validator would for these schemas.
 fn valid_call(c: &Value) -> Result<(), String> {
-    let args = c["arguments"].as_object().ok_or("arguments is not an object")?;
+    let args = c["arguments"]
+        .as_object()
+        .ok_or("arguments is not an object")?;
     match c["name"].as_str() {
         Some("move_to") => {
             let place = args["place"].as_str().ok_or("place")?;
@@ -339,7 +349,11 @@ fn bad_tool_input_is_refused() {
     let e = engine_on(&model_path(), 1);
     let msgs = vec![Message::new("user", "Hi")];
     for (tools, choice, want) in [
-        (Some("not json"), ToolChoice::Auto, "tools_json is not valid JSON"),
+        (
+            Some("not json"),
+            ToolChoice::Auto,
+            "tools_json is not valid JSON",
+        ),
         (Some("[]"), ToolChoice::Auto, "empty"),
         (None, ToolChoice::Required, "no tools_json"),
     ] {

@@ -31,7 +31,10 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 const TEXTS: [&str; 6] = [
@@ -80,7 +83,10 @@ fn deterministic_normalized_and_independent_of_company() {
     eprintln!(
         "between companies: largest element difference {worst:e}, lowest cosine {worst_cos:.7}"
     );
-    assert!(worst_cos > 0.9995, "vectors depend on the other texts: cosine {worst_cos}");
+    assert!(
+        worst_cos > 0.9995,
+        "vectors depend on the other texts: cosine {worst_cos}"
+    );
     // Versus the distance between different texts:
     eprintln!(
         "cosine of two different texts: {:.4}",
@@ -101,13 +107,19 @@ fn poolings_and_normalization() {
     let default = with(Pooling::Default, true);
     let last = with(Pooling::Last, true);
     let cls = with(Pooling::Cls, true);
-    assert_eq!(mean, default, "Gemma 3 declares no pooling: DEFAULT is MEAN");
+    assert_eq!(
+        mean, default,
+        "Gemma 3 declares no pooling: DEFAULT is MEAN"
+    );
     assert!(max_diff(&mean, &last) > 1e-3 && max_diff(&mean, &cls) > 1e-3);
     assert!(max_diff(&last, &cls) > 1e-3);
     let raw = with(Pooling::Mean, false);
     assert_eq!(raw.len(), dims);
     let n = norm(&raw);
-    assert!((n - 1.0).abs() > 1e-3, "normalize false keeps the length ({n})");
+    assert!(
+        (n - 1.0).abs() > 1e-3,
+        "normalize false keeps the length ({n})"
+    );
     let scaled: Vec<f32> = raw.iter().map(|x| (*x as f64 / n) as f32).collect();
     assert!(max_diff(&scaled, &mean) < 1e-5);
 }
@@ -139,7 +151,10 @@ fn long_texts_and_the_context_limit() {
     if let Err(err) = err {
         assert!(err.message.contains("texts[1]"), "{err}");
     }
-    assert_eq!(e.embed(&[], EmbedParams::default()).unwrap(), Vec::<f32>::new());
+    assert_eq!(
+        e.embed(&[], EmbedParams::default()).unwrap(),
+        Vec::<f32>::new()
+    );
 }
 
 /// While 4 streams generate, an embedding call completes with the same vectors as on an idle
@@ -171,5 +186,8 @@ fn computed_while_four_streams_generate() {
         assert_eq!(s.wait(None), Status::Ok);
         assert_eq!(s.stats().generated_tokens, 96);
     }
-    assert!(during > 0, "the streams ended before the embeddings: nothing was shared");
+    assert!(
+        during > 0,
+        "the streams ended before the embeddings: nothing was shared"
+    );
 }

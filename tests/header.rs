@@ -2,9 +2,9 @@
 //! every `MINERVA_*` value in it must be the Rust value it mirrors.
 //! Run with MINERVA_BLESS=1 to update the header after changing the C surface.
 
-use minerva::engine::{log::Level, DeviceKind, FinishReason, Status, SEED_RANDOM};
 use minerva::engine::chat::ToolChoice;
 use minerva::engine::embed::Pooling;
+use minerva::engine::{log::Level, DeviceKind, FinishReason, Status, SEED_RANDOM};
 use std::collections::BTreeMap;
 
 const HEADER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/include/minerva.h");

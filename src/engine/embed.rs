@@ -289,7 +289,11 @@ impl Embedder {
                     v.iter_mut().for_each(|x| *x /= n);
                 }
                 if job.normalize {
-                    let norm = v.iter().map(|x| (*x as f64) * (*x as f64)).sum::<f64>().sqrt();
+                    let norm = v
+                        .iter()
+                        .map(|x| (*x as f64) * (*x as f64))
+                        .sum::<f64>()
+                        .sqrt();
                     if norm > 0.0 {
                         v.iter_mut().for_each(|x| *x = (*x as f64 / norm) as f32);
                     }
@@ -334,14 +338,19 @@ impl super::Engine {
                 )
             };
             if self.model.min_tokens(text) > context {
-                return Err(too_long(format!("at least {}", self.model.min_tokens(text))));
+                return Err(too_long(format!(
+                    "at least {}",
+                    self.model.min_tokens(text)
+                )));
             }
             let t = match self.model.tokenize_prompt(text, context)? {
                 Ok(t) => t,
                 Err(counted) => return Err(too_long(format!("more than {counted}"))),
             };
             if t.is_empty() {
-                return Err(Error::invalid(format!("texts[{i}] is empty (it gives no tokens)")));
+                return Err(Error::invalid(format!(
+                    "texts[{i}] is empty (it gives no tokens)"
+                )));
             }
             tokens.push(t);
         }

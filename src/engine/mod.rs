@@ -295,27 +295,18 @@ impl Engine {
                 ),
             ));
         }
-        let tokens = match self.model.tokenize_prompt(prompt, context)? {
-            Ok(tokens) => tokens,
-            Err(counted) => {
-                return Err(Error::new(
-                    Status::ContextFull,
-                    format!(
-                        "the prompt is more than {context} tokens (counted {counted} before \
-                         stopping); a stream holds at most {context} (context_tokens)"
-                    ),
-                ))
-            }
-        };
-        if tokens.is_empty() {
+        if prompt.is_empty() && !self.model.adds_bos() {
             return Err(Error::invalid("the prompt is empty (it gives no tokens)"));
         }
-        let sampler = self.sampler_for(&params.sampling, &tokens)?;
+        // The prompt is tokenized by the engine thread (see Scheduler::admit); the penalties get
+        // its last tokens there.
+        let sampler = self.sampler_for(&params.sampling)?;
         let callbacks = on_token.is_some() || on_finish.is_some();
         let shared = stream::StreamShared::new(on_token.is_none(), callbacks, created);
         let req = Request {
             shared: shared.clone(),
-            tokens,
+            prompt: prompt.to_owned(),
+            tokens: Vec::new(),
             params,
             sampler,
             on_token,
@@ -332,33 +323,28 @@ impl Engine {
             drop(submitting);
         }
         self.mailbox.wake.notify_one();
-        Ok(Stream { shared })
+        Ok(Stream {
+            shared,
+            mailbox: Some(self.mailbox.clone()),
+        })
     }
 }
 
 impl Engine {
-    /// The sampler chain of a new stream (None for plain greedy: an argmax is enough), with the
-    /// prompt's last tokens fed to the repeat penalty.
-    fn sampler_for(&self, p: &SamplingParams, prompt: &[llama::Token]) -> Result<Option<Sampler>> {
+    /// The sampler chain of a new stream (None for plain greedy: an argmax is enough).
+    fn sampler_for(&self, p: &SamplingParams) -> Result<Option<Sampler>> {
         if p.is_plain_greedy() {
             return Ok(None);
         }
-        let mut s = Sampler::new(p, &self.model, self.info.context_tokens).map_err(|e| {
-            if e.status == Status::InvalidArgument && p.grammar.is_some() {
-                Error::invalid(format!("grammar: {}", e.message))
-            } else {
-                e
-            }
-        })?;
-        // The penalties see the prompt's last tokens (the grammar, apart from the chain, does not:
-        // it constrains the output only).
-        if p.repeat_penalty != 1.0 || p.presence_penalty != 0.0 || p.frequency_penalty != 0.0 {
-            let n = p.repeat_last_n as usize;
-            for &t in &prompt[prompt.len().saturating_sub(n)..] {
-                s.accept(t)?;
-            }
-        }
-        Ok(Some(s))
+        Sampler::new(p, &self.model, self.info.context_tokens)
+            .map(Some)
+            .map_err(|e| {
+                if e.status == Status::InvalidArgument && p.grammar.is_some() {
+                    Error::invalid(format!("grammar: {}", e.message))
+                } else {
+                    e
+                }
+            })
     }
 }
 

@@ -132,6 +132,8 @@ impl StreamShared {
 #[derive(Clone)]
 pub struct Stream {
     pub(crate) shared: Arc<StreamShared>,
+    /// The engine's queue, where the stream waits until the engine thread takes it.
+    pub(crate) mailbox: Option<Arc<super::scheduler::Mailbox>>,
 }
 
 /// What [`Stream::read`] returned.
@@ -149,6 +151,18 @@ impl Stream {
     /// Asks the stream to end; takes effect within one engine step. Returns at once.
     pub fn cancel(&self) {
         self.shared.cancel.store(true, Ordering::Relaxed);
+    }
+
+    /// Cancels the stream, and if the engine thread has not taken it yet, ends it here and now
+    /// (it never runs: its finish callback runs on this thread, before this returns). Returns
+    /// whether it did; otherwise the engine thread ends it within a step.
+    pub fn cancel_queued(&self) -> bool {
+        self.cancel();
+        let Some(mut req) = self.mailbox.as_ref().and_then(|m| m.unqueue(&self.shared)) else {
+            return false;
+        };
+        req.finish(Status::Cancelled, FinishReason::Cancelled, None);
+        true
     }
 
     /// Waits until the stream has ended and its finish callback has returned. `None` waits

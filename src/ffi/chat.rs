@@ -178,7 +178,16 @@ pub unsafe extern "C" fn minerva_chat_format(
         let (messages, opts) = unsafe { convert(messages, count, chat) }?;
         let text = engine.inner.chat_format(&messages, &opts)?;
         // SAFETY: buf is NULL or the caller's buffer of cap bytes.
-        unsafe { fill_buffer(text.as_bytes(), buf.cast::<u8>(), cap, out_len, Some(0), "buf") }
+        unsafe {
+            fill_buffer(
+                text.as_bytes(),
+                buf.cast::<u8>(),
+                cap,
+                out_len,
+                Some(0),
+                "buf",
+            )
+        }
     })
 }
 
@@ -251,6 +260,15 @@ pub unsafe extern "C" fn minerva_stream_tool_calls(
             ));
         };
         // SAFETY: buf is NULL or the caller's buffer of cap bytes.
-        unsafe { fill_buffer(calls.as_bytes(), buf.cast::<u8>(), cap, out_len, Some(0), "buf") }
+        unsafe {
+            fill_buffer(
+                calls.as_bytes(),
+                buf.cast::<u8>(),
+                cap,
+                out_len,
+                Some(0),
+                "buf",
+            )
+        }
     })
 }

@@ -87,7 +87,9 @@ pub unsafe extern "C" fn minerva_embed(
         let engine = try_ref!(engine, "engine");
         let out_len = try_mut!(out_len, "out_len");
         if texts.is_null() && count > 0 {
-            return Err(Error::invalid(format!("texts is NULL but count is {count}")));
+            return Err(Error::invalid(format!(
+                "texts is NULL but count is {count}"
+            )));
         }
         if out.is_null() && cap > 0 {
             return Err(Error::invalid(format!("out is NULL but its cap is {cap}")));

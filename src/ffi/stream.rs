@@ -69,25 +69,32 @@ pub struct minerva_stream_stats {
 
 /// Starts a generation on `engine` and returns at once; the engine thread does the work.
 ///
-/// `prompt` is UTF-8, NUL-terminated, copied during the call. It is tokenized with the model's BOS
-/// where its vocabulary asks for one, and special tokens written in it are recognized (so chat
-/// formatted prompts work). `params` may be NULL for the defaults.
+/// `prompt` is UTF-8, NUL-terminated, copied during the call. The engine thread tokenizes it (so
+/// that starting a stream costs the caller a copy and a few checks, not a tokenization: a frame
+/// loop may start many), with the model's BOS where its vocabulary asks for one, and special
+/// tokens written in it are recognized (so chat formatted prompts work). `params` may be NULL
+/// for the defaults.
 ///
 /// With `on_token` set, text arrives through it on the engine thread (callback mode); with
 /// `on_token` NULL, pull it with `minerva_stream_read` (pull mode). `user_data` is passed to
 /// `on_token` and `params->on_finish` and never touched after the finish callback.
 ///
 /// Errors: `MINERVA_ERR_INVALID_ARGUMENT` (NULL engine, prompt or out; prompt or a stop string not
-/// UTF-8; a parameter out of range, named in the message), `MINERVA_ERR_CONTEXT_FULL` (the
-/// prompt has more tokens than `context_tokens`. For SentencePiece and byte-level BPE
-/// vocabularies, nearly every LLM's, tokenizing stops as soon as it passes the context, and a
-/// prompt whose length alone proves it is refused before it is tokenized, so that no prompt
-/// costs more than one pass over its bytes; other vocabularies are tokenized whole by llama.cpp,
-/// at its own cost), `MINERVA_ERR_CANCELLED` (the engine is being freed: a finish callback run
-/// by `minerva_engine_free` starts no new stream), `MINERVA_ERR_OUT_OF_MEMORY` or
-/// `MINERVA_ERR_BACKEND` (llama.cpp failed building the stream's tokens or sampler). On failure no
-/// callback is ever called and `*out` is not written. On success `*out` owns the stream: release
-/// it with `minerva_stream_free`.
+/// UTF-8; a parameter out of range, named in the message; a grammar or schema that does not
+/// parse), `MINERVA_ERR_CONTEXT_FULL` (a prompt whose length alone proves it longer than
+/// `context_tokens`: more bytes than `context_tokens` times the vocabulary's longest token),
+/// `MINERVA_ERR_CANCELLED` (the engine is being freed: a finish callback run by
+/// `minerva_engine_free` starts no new stream), `MINERVA_ERR_OUT_OF_MEMORY` or
+/// `MINERVA_ERR_BACKEND` (llama.cpp failed building the stream's sampler). On failure no callback
+/// is ever called and `*out` is not written. On success `*out` owns the stream: release it with
+/// `minerva_stream_free`.
+///
+/// A prompt that turns out longer than `context_tokens` when the engine tokenizes it ends the
+/// stream with `MINERVA_ERR_CONTEXT_FULL` (`MINERVA_FINISH_ERROR`, before any text; the finish
+/// callback runs as for any end): for SentencePiece and byte-level BPE vocabularies, nearly every
+/// LLM's, tokenizing stops as soon as it passes the context, so no prompt costs the engine more
+/// than one pass over its bytes. An empty prompt on a vocabulary without BOS is refused here; one
+/// that gives no tokens otherwise ends the stream with `MINERVA_ERR_INVALID_ARGUMENT`.
 ///
 /// May be called from inside a callback.
 #[no_mangle]
@@ -282,7 +289,13 @@ pub unsafe extern "C" fn minerva_stream_get_stats(
             return Err(Error::invalid("out is NULL"));
         }
         // SAFETY: out points to the caller's struct of its struct_size.
-        unsafe { write_out(out, &stats_of(&stream.inner), size_of::<minerva_stream_stats>()) };
+        unsafe {
+            write_out(
+                out,
+                &stats_of(&stream.inner),
+                size_of::<minerva_stream_stats>(),
+            )
+        };
         Ok(())
     })
 }
@@ -318,8 +331,11 @@ pub unsafe extern "C" fn minerva_stream_error(stream: *const minerva_stream) -> 
 /// Cancels the stream if it is running, waits until its callbacks can no longer run (its finish
 /// callback has returned), and releases the handle. NULL: no-op.
 ///
-/// A stream with no callbacks (pull mode and no `on_finish`) is released at once: no user code
-/// can run for it, so there is nothing to wait for; the engine drops its work within a step.
+/// It returns at once (no wait for the engine) for a stream with no callbacks (pull mode and no
+/// `on_finish`): no user code can run for it; the engine drops its work within a step. And for a
+/// stream still queued (waiting for a free slot, not yet taken by the engine thread): it never
+/// runs, and its finish callback (`MINERVA_FINISH_CANCELLED`) runs on the calling thread before
+/// this returns.
 /// From inside a callback (of this stream or another) it does not wait either: the stream is
 /// cancelled and the handle released at once, and the stream's finish callback still runs, on
 /// the engine thread, after the current callback returns. A frame loop uses
@@ -332,7 +348,9 @@ pub unsafe extern "C" fn minerva_stream_free(stream: *mut minerva_stream) {
         }
         // SAFETY: a non-NULL stream came from minerva_stream_new and is freed once.
         let s = unsafe { Box::from_raw(stream) };
-        s.inner.cancel();
+        if s.inner.cancel_queued() {
+            return; // ended here, its finish callback has returned
+        }
         if s.inner.has_callbacks() && !eng::in_callback() && eng::current_engine_thread().is_none()
         {
             s.inner.wait(None);
@@ -376,7 +394,13 @@ pub unsafe extern "C" fn minerva_generate(
         let status = stream.wait(None);
         if !out_stats.is_null() {
             // SAFETY: out_stats is the caller's struct of its struct_size.
-            unsafe { write_out(out_stats, &stats_of(&stream), size_of::<minerva_stream_stats>()) };
+            unsafe {
+                write_out(
+                    out_stats,
+                    &stats_of(&stream),
+                    size_of::<minerva_stream_stats>(),
+                )
+            };
         }
         final_error(&stream, status)
     })

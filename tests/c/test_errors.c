@@ -228,10 +228,29 @@ static void test_prompt_longer_than_context(void) {
     char prompt[4096] = {0};
     for (int i = 0; i < 100; i++) strcat(prompt, "word ");
     minerva_stream *s = NULL;
-    CHECK_STATUS(minerva_stream_new(e, prompt, NULL, NULL, NULL, &s), MINERVA_ERR_CONTEXT_FULL);
+    /* 100 words in 64 tokens: the engine thread finds it out when it tokenizes the prompt; the
+       stream ends with CONTEXT_FULL before generating anything, its finish callback once. */
+    text_buf early = {0};
+    minerva_generate_params ge = greedy(8);
+    ge.on_finish = tb_on_finish;
+    CHECK_STATUS(minerva_stream_new(e, prompt, &ge, tb_on_token, &early, &s), MINERVA_OK);
+    CHECK_STATUS(minerva_stream_wait(s, -1), MINERVA_ERR_CONTEXT_FULL);
+    CHECK(strstr(minerva_stream_error(s), "context_tokens") != NULL);
+    CHECK(early.finish_calls == 1 && early.calls == 0 &&
+          early.finish_reason == MINERVA_FINISH_ERROR);
+    minerva_stream_free(s);
+    tb_free(&early);
+    s = NULL;
+    CHECK_STATUS(minerva_generate(e, prompt, NULL, NULL, NULL, NULL), MINERVA_ERR_CONTEXT_FULL);
+    /* What its length alone proves too long is refused at once, by minerva_stream_new. */
+    char *huge = (char *)malloc(64 * 1024 + 1);
+    CHECK(huge != NULL);
+    memset(huge, 'x', 64 * 1024);
+    huge[64 * 1024] = 0;
+    CHECK_STATUS(minerva_stream_new(e, huge, NULL, NULL, NULL, &s), MINERVA_ERR_CONTEXT_FULL);
     CHECK(s == NULL);
     CHECK(strstr(minerva_last_error(), "context_tokens") != NULL);
-    CHECK_STATUS(minerva_generate(e, prompt, NULL, NULL, NULL, NULL), MINERVA_ERR_CONTEXT_FULL);
+    free(huge);
 
     /* A stream that fills its context while generating: the text so far stands. */
     text_buf b = {0};

@@ -78,10 +78,58 @@ static void test_free_without_callbacks(minerva_engine *e) {
     PASS("free of pull-mode streams without callbacks; the engine goes on");
 }
 
+typedef struct {
+    volatile int finishes;
+    pthread_t finished_on;
+} on_thread;
+
+static void note_thread(void *ud, minerva_status st, minerva_finish_reason r) {
+    (void)st;
+    on_thread *t = (on_thread *)ud;
+    CHECK(r == MINERVA_FINISH_CANCELLED);
+    t->finished_on = pthread_self();
+    __atomic_add_fetch(&t->finishes, 1, __ATOMIC_SEQ_CST);
+}
+
+static minerva_control never(void *ud, const char *text, size_t len) {
+    (void)ud;
+    (void)text;
+    (void)len;
+    CHECK(!"a freed queued stream ran");
+    return MINERVA_STOP;
+}
+
+/* minerva_stream_free of a stream still queued (max_streams 1, another one running): it never
+   runs, its finish callback runs once, on the freeing thread, before free returns. */
+static void test_free_queued(minerva_engine *e) {
+    counts running = {0, 0, 0, 99};
+    minerva_generate_params g = greedy(0);
+    g.ignore_eos = true;
+    g.on_finish = count_finish;
+    minerva_stream *a = NULL;
+    CHECK_STATUS(minerva_stream_new(e, "Once upon a time", &g, count_token, &running, &a),
+                 MINERVA_OK);
+    wait_for(&running.tokens, 2);
+    for (int i = 0; i < 10; i++) {
+        on_thread t = {0, 0};
+        minerva_generate_params q = greedy(16);
+        q.on_finish = note_thread;
+        minerva_stream *b = NULL;
+        CHECK_STATUS(minerva_stream_new(e, "Far away", &q, never, &t, &b), MINERVA_OK);
+        minerva_stream_free(b);
+        CHECK(t.finishes == 1 && pthread_equal(t.finished_on, pthread_self()));
+    }
+    CHECK(running.finishes == 0); /* the running stream went on */
+    minerva_stream_free(a);
+    CHECK(running.finishes == 1 && running.status == MINERVA_ERR_CANCELLED);
+    PASS("free of a queued stream: it never runs, its finish callback once, before free returns");
+}
+
 int main(void) {
     minerva_engine *e = open_engine(1, 256);
     test_release_running_and_queued(e);
     test_free_without_callbacks(e);
+    test_free_queued(e);
     minerva_engine_free(e);
     printf("%d passed, 0 failed\n", tests_passed);
     return 0;

@@ -129,9 +129,9 @@ pub fn chat_model_path() -> String {
     static PATH: OnceLock<String> = OnceLock::new();
     PATH.get_or_init(|| {
         let src = model_path();
-        let hash = CHAT_TEMPLATE
-            .bytes()
-            .fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+        let hash = CHAT_TEMPLATE.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100000001b3)
+        });
         let dst = format!("{}.chat-{hash:016x}.gguf", src.trim_end_matches(".gguf"));
         if !std::path::Path::new(&dst).exists() {
             let tmp = format!("{dst}.tmp{}", std::process::id());

@@ -156,7 +156,15 @@ pub fn prepare(
         // assistant) gets each tool result as a user turn.
         Err(e) if !native_tools && messages.iter().any(|m| m.role == "tool") => {
             let converted: Vec<Message> = messages.iter().map(tool_turn_as_user).collect();
-            render(&source, &converted, opts, tools.as_ref(), native_tools, &vars).map_err(|_| e)?
+            render(
+                &source,
+                &converted,
+                opts,
+                tools.as_ref(),
+                native_tools,
+                &vars,
+            )
+            .map_err(|_| e)?
         }
         Err(e) => return Err(e),
     };

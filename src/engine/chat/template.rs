@@ -76,8 +76,7 @@ impl Template {
             .env
             .get_template("chat")
             .map_err(|e| template_error(&e))?;
-        t.render(to_value(context))
-            .map_err(|e| template_error(&e))
+        t.render(to_value(context)).map_err(|e| template_error(&e))
     }
 }
 

@@ -76,7 +76,9 @@ fn raise_exception_is_the_error() {
 
 #[test]
 fn syntax_errors_are_refused_with_the_place() {
-    let e = Template::new("{% for m in messages %}{{ m.content }").err().unwrap();
+    let e = Template::new("{% for m in messages %}{{ m.content }")
+        .err()
+        .unwrap();
     assert!(e.message.starts_with("chat template: "), "{e}");
     assert!(e.message.contains("line 1"), "{e}");
 }
@@ -161,7 +163,13 @@ fn same_text_as_llama_cpp() {
         ("phi3", PHI3, &plain, &plain, None),
         ("qwen2.5", QWEN25, &plain, &plain, None),
         ("qwen2.5 tools", QWEN25, &plain, &plain, Some(&tools)),
-        ("qwen2.5 tool turns", QWEN25, &tool_turns_ours, &tool_turns_oai, Some(&tools)),
+        (
+            "qwen2.5 tool turns",
+            QWEN25,
+            &tool_turns_ours,
+            &tool_turns_oai,
+            Some(&tools),
+        ),
     ];
     for (name, t, ours, theirs, tools) in cases {
         for add_gen in [true, false] {

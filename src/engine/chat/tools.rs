@@ -409,7 +409,10 @@ mod tests {
     fn minerva_format_is_captured_whole() {
         let (t, c) = run(
             false,
-            &[" {\"tool_calls\": [{\"name\": \"mo", "ve\", \"arguments\": {\"to\": \"inn\"}}]}"],
+            &[
+                " {\"tool_calls\": [{\"name\": \"mo",
+                "ve\", \"arguments\": {\"to\": \"inn\"}}]}",
+            ],
         );
         assert_eq!(t, "");
         assert_eq!(c.len(), 1);
@@ -443,7 +446,10 @@ mod tests {
 
     #[test]
     fn required_delivers_no_text() {
-        let (t, c) = run(true, &["{\"tool_calls\": [{\"name\": \"move\", \"arguments\": {}}]}"]);
+        let (t, c) = run(
+            true,
+            &["{\"tool_calls\": [{\"name\": \"move\", \"arguments\": {}}]}"],
+        );
         assert_eq!(t, "");
         assert_eq!(c.len(), 1);
     }

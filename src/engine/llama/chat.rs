@@ -87,7 +87,9 @@ pub fn builtin_template(
         return Ok(None);
     }
     // SAFETY: a malloc'ed NUL-terminated string from the shim, freed right after the copy.
-    let text = unsafe { CStr::from_ptr(out) }.to_string_lossy().into_owned();
+    let text = unsafe { CStr::from_ptr(out) }
+        .to_string_lossy()
+        .into_owned();
     unsafe { shim::mshim_string_free(out) };
     Ok(Some(text))
 }
@@ -120,7 +122,9 @@ pub fn reference_render(
         )
     };
     assert!(!out.is_null());
-    let text = unsafe { CStr::from_ptr(out) }.to_string_lossy().into_owned();
+    let text = unsafe { CStr::from_ptr(out) }
+        .to_string_lossy()
+        .into_owned();
     unsafe { shim::mshim_string_free(out) };
     if rc == 0 {
         Ok(text)

@@ -66,7 +66,8 @@ pub fn inspect_gguf(path: &std::path::Path, file_len: u64) -> Result<GgufSummary
         value_length: u32_of("attention.value_length"),
         pooling_type: u32_of("pooling_type"),
         causal: !matches!(
-            g.metadata.get(&format!("{}.attention.causal", g.architecture)),
+            g.metadata
+                .get(&format!("{}.attention.causal", g.architecture)),
             Some(crate::engine::gguf::Value::Bool(false))
         ),
     })

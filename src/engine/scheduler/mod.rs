@@ -23,7 +23,7 @@ use super::embed::Embedder;
 use super::error::{Error, Status};
 use super::llama::{argmax, Batch, Context, Model, Token};
 use super::stream::FinishReason;
-use plan::{place, plan_batch, Work};
+use plan::{place, plan_batch, Pace, Work};
 use slot::Active;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -47,12 +47,11 @@ pub(crate) struct Scheduler {
     /// When each slot was last given a stream (for choosing which cache to overwrite).
     last_used: Vec<u64>,
     clock: u64,
-    waiting: VecDeque<Request>,
     batch: Batch,
     batch_tokens: usize,
     context_tokens: usize,
-    /// Where the round robin over prompt chunks starts this step.
-    rr: usize,
+    /// Step times, for the prompt budget of steps that also generate.
+    pace: Pace,
     /// Embedding calls, one decode of them after each generation step.
     embedder: Embedder,
 }
@@ -76,11 +75,10 @@ impl Scheduler {
             kv: vec![Vec::new(); max_streams],
             last_used: vec![0; max_streams],
             clock: 0,
-            waiting: VecDeque::new(),
             batch,
             batch_tokens,
             context_tokens,
-            rr: 0,
+            pace: Pace::default(),
             embedder,
         }
     }
@@ -94,11 +92,11 @@ impl Scheduler {
                 self.recover_from_panic();
             }
             // Embedding calls share the thread: one decode of them between generation steps.
-            let embed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.embedder.step()
-            }));
+            let embed =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.embedder.step()));
             if embed.is_err() {
-                self.embedder.fail_first("internal error: a panic while computing embeddings");
+                self.embedder
+                    .fail_first("internal error: a panic while computing embeddings");
             }
         }
         self.shutdown();
@@ -110,6 +108,7 @@ impl Scheduler {
         if !self.build_batch() {
             return;
         }
+        let started = Instant::now();
         let rc = match super::faults::take_decode_fault() {
             Some(rc) => rc,
             None => match self.ctx.decode(&self.batch) {
@@ -125,7 +124,22 @@ impl Scheduler {
             self.fail_batch(rc);
             return;
         }
+        let (generated, prompt) = self.batch_mix();
+        self.pace.record(generated, prompt, started.elapsed());
         self.after_decode();
+    }
+
+    /// Generating streams and prompt tokens in the current batch.
+    fn batch_mix(&self) -> (usize, usize) {
+        let mut mix = (0, 0);
+        for a in self.slots.iter().flatten().filter(|a| a.in_batch > 0) {
+            if a.next.is_some() {
+                mix.0 += 1;
+            } else {
+                mix.1 += a.in_batch;
+            }
+        }
+        mix
     }
 
     fn recover_from_panic(&mut self) {
@@ -155,30 +169,27 @@ impl Scheduler {
         self.slots.iter().any(Option::is_some)
     }
 
-    /// Moves new streams into the waiting queue; sleeps while there is nothing to do.
-    /// Returns false when the engine shuts down.
+    /// Sleeps while there is nothing to do. Returns false when the engine shuts down.
     fn intake(&mut self) -> bool {
         let mut inc = self.mailbox.incoming.lock();
-        let was_idle = self.waiting.is_empty() && !self.has_active();
+        let was_idle = !self.has_active();
         loop {
-            self.waiting.extend(inc.queue.drain(..));
             self.embedder.jobs.extend(inc.embeds.drain(..));
             if inc.shutdown {
                 return false;
             }
-            if !self.waiting.is_empty() || self.has_active() || self.embedder.has_work() {
+            if !inc.queue.is_empty() || self.has_active() || self.embedder.has_work() {
                 break;
             }
             self.mailbox.wake.wait(&mut inc);
         }
         if was_idle {
             // Streams started together (a game starting its characters' lines in one frame)
-            // arrive one tokenization apart, a few hundred microseconds. Waking on the first alone
-            // would decode its prompt by itself and the others a whole step later: while a caller
-            // is still inside Engine::start (tokenizing the next prompt of the burst), wait for
-            // it, COALESCE_MAX at most. A lone stream waits for nothing.
+            // arrive microseconds apart. Waking on the first alone would decode its prompt by
+            // itself and the others a whole step later: while a caller is still inside
+            // Engine::start, wait for it, COALESCE_MAX at most. A lone stream waits for nothing.
             let deadline = Instant::now() + COALESCE_MAX;
-            while self.waiting.len() < self.slots.len()
+            while inc.queue.len() < self.slots.len()
                 && self.mailbox.submitting.load(Ordering::Acquire) > 0
             {
                 let now = Instant::now();
@@ -186,7 +197,6 @@ impl Scheduler {
                     break;
                 }
                 self.mailbox.wake.wait_for(&mut inc, deadline - now);
-                self.waiting.extend(inc.queue.drain(..));
                 if inc.shutdown {
                     return false;
                 }
@@ -196,14 +206,21 @@ impl Scheduler {
     }
 
     fn end_cancelled(&mut self) {
-        let mut i = 0;
-        while i < self.waiting.len() {
-            if self.waiting[i].shared.is_cancelled() {
-                let mut req = self.waiting.remove(i).expect("index in range");
-                req.finish(Status::Cancelled, FinishReason::Cancelled, None);
+        // Taken out under the lock, finished after it (a finish callback may start a stream).
+        let cancelled: VecDeque<Request> = {
+            let mut inc = self.mailbox.incoming.lock();
+            if !inc.queue.iter().any(|r| r.shared.is_cancelled()) {
+                VecDeque::new()
             } else {
-                i += 1;
+                let (gone, keep) = std::mem::take(&mut inc.queue)
+                    .into_iter()
+                    .partition(|r| r.shared.is_cancelled());
+                inc.queue = keep;
+                gone
             }
+        };
+        for mut req in cancelled {
+            req.finish(Status::Cancelled, FinishReason::Cancelled, None);
         }
         for slot in 0..self.slots.len() {
             if self.slots[slot]
@@ -215,15 +232,23 @@ impl Scheduler {
         }
     }
 
+    /// Gives free slots to the oldest queued streams, tokenizing each prompt here.
     fn admit(&mut self) {
-        while !self.waiting.is_empty() {
-            let busy: Vec<bool> = self.slots.iter().map(Option::is_some).collect();
-            let req = &self.waiting[0];
-            let cache = req.params.cache_prompt && self.model.can_share_prefix();
-            let Some(place) = place(&self.kv, &busy, &self.last_used, &req.tokens, cache) else {
-                return; // every slot is busy
+        loop {
+            if self.slots.iter().all(Option::is_some) {
+                return;
+            }
+            let Some(mut req) = self.mailbox.incoming.lock().queue.pop_front() else {
+                return;
             };
-            let req = self.waiting.pop_front().expect("not empty");
+            if let Err(e) = self.tokenize(&mut req) {
+                req.finish(e.status, FinishReason::Error, Some(&e));
+                continue;
+            }
+            let busy: Vec<bool> = self.slots.iter().map(Option::is_some).collect();
+            let cache = req.params.cache_prompt && self.model.can_share_prefix();
+            let place = place(&self.kv, &busy, &self.last_used, &req.tokens, cache)
+                .expect("a slot is free");
             let slot = place.slot;
             let seq = slot as i32;
             let mut reuse = place.reuse;
@@ -268,6 +293,39 @@ impl Scheduler {
         }
     }
 
+    /// The prompt's tokens, and the prompt's last tokens fed to the stream's penalties.
+    fn tokenize(&self, req: &mut Request) -> Result<(), Error> {
+        let context = self.context_tokens;
+        req.tokens = match self.model.tokenize_prompt(&req.prompt, context)? {
+            Ok(tokens) => tokens,
+            Err(counted) => {
+                return Err(Error::new(
+                    Status::ContextFull,
+                    format!(
+                        "the prompt is more than {context} tokens (counted {counted} before \
+                         stopping); a stream holds at most {context} (context_tokens)"
+                    ),
+                ))
+            }
+        };
+        if req.tokens.is_empty() {
+            return Err(Error::invalid("the prompt is empty (it gives no tokens)"));
+        }
+        req.prompt = String::new();
+        let p = &req.params.sampling;
+        if let Some(s) = req.sampler.as_mut() {
+            // The penalties see the prompt's last tokens (the grammar, apart from the chain,
+            // constrains the output only).
+            if p.repeat_penalty != 1.0 || p.presence_penalty != 0.0 || p.frequency_penalty != 0.0 {
+                let n = p.repeat_last_n as usize;
+                for &t in &req.tokens[req.tokens.len().saturating_sub(n)..] {
+                    s.accept(t)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Fills the batch. Returns false when there is nothing to decode.
     fn build_batch(&mut self) -> bool {
         self.batch.clear();
@@ -280,8 +338,18 @@ impl Scheduler {
                 Some(a) => Work::Prompt(a.req.tokens.len() - a.n_past),
             })
             .collect();
-        let plan = plan_batch(&work, self.batch_tokens, self.rr);
-        self.rr = (self.rr + 1) % self.slots.len().max(1);
+        // Oldest stream first: a burst of prompts gets its first tokens in turn.
+        let mut order: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| self.slots[i].is_some())
+            .collect();
+        order.sort_by_key(|&i| self.slots[i].as_ref().map(|a| a.req.shared.created));
+        let generating = work.iter().filter(|w| **w == Work::Generate).count();
+        let prompt_budget = if generating > 0 {
+            self.pace.prompt_budget(generating, self.batch_tokens)
+        } else {
+            self.batch_tokens
+        };
+        let plan = plan_batch(&work, self.batch_tokens, prompt_budget, &order);
         for a in self.slots.iter_mut().flatten() {
             a.in_batch = 0;
             a.out_row = None;
@@ -397,7 +465,9 @@ impl Scheduler {
     }
 
     fn shutdown(&mut self) {
-        self.embedder.jobs.extend(self.mailbox.incoming.lock().embeds.drain(..));
+        self.embedder
+            .jobs
+            .extend(self.mailbox.incoming.lock().embeds.drain(..));
         self.embedder.cancel_all();
         for slot in 0..self.slots.len() {
             if self.slots[slot].is_some() {
@@ -406,8 +476,7 @@ impl Scheduler {
         }
         // Callbacks may have started streams while we ended the others: end those too.
         loop {
-            let mut batch: VecDeque<Request> = std::mem::take(&mut self.waiting);
-            batch.extend(self.mailbox.incoming.lock().queue.drain(..));
+            let batch: VecDeque<Request> = std::mem::take(&mut self.mailbox.incoming.lock().queue);
             if batch.is_empty() {
                 break;
             }

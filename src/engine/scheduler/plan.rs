@@ -14,10 +14,16 @@ pub(super) enum Work {
 }
 
 /// Decides what goes into one batch of at most `budget` tokens: every generating stream's token
-/// first (one each keeps every stream moving), then prompt chunks, round robin from slot `rr`, so
-/// that a long prompt cannot hold back the others for more than one batch. Returns
-/// (slot, tokens) pairs in slot order for generation, then in round-robin order for prompts.
-pub(super) fn plan_batch(work: &[Work], budget: usize, rr: usize) -> Vec<(usize, usize)> {
+/// first (one each keeps every stream moving), then prompt chunks, at most `prompt_budget` tokens
+/// in all, to the oldest streams first (`order`: active slots, oldest first), so that a burst of
+/// prompts gets its first tokens in turn rather than all at the end. Returns (slot, tokens) pairs
+/// in slot order for generation, then in `order` for prompts.
+pub(super) fn plan_batch(
+    work: &[Work],
+    budget: usize,
+    prompt_budget: usize,
+    order: &[usize],
+) -> Vec<(usize, usize)> {
     let mut plan = Vec::new();
     let mut left = budget;
     for (slot, w) in work.iter().enumerate() {
@@ -26,12 +32,11 @@ pub(super) fn plan_batch(work: &[Work], budget: usize, rr: usize) -> Vec<(usize,
             left -= 1;
         }
     }
-    let n = work.len();
-    for k in 0..n {
+    let mut left = left.min(prompt_budget);
+    for &slot in order {
         if left == 0 {
             break;
         }
-        let slot = (rr + k) % n;
         if let Work::Prompt(rest) = work[slot] {
             let take = rest.min(left);
             if take > 0 {
@@ -41,6 +46,77 @@ pub(super) fn plan_batch(work: &[Work], budget: usize, rr: usize) -> Vec<(usize,
         }
     }
     plan
+}
+
+/// A step that also generates may take this many times as long as a step of generation alone:
+/// what bounds the time between a generating stream's tokens while prompts are computed.
+const STEP_FACTOR: f64 = 3.0;
+/// Prompt tokens a generating step takes at least, and before the first measurements.
+const MIN_PROMPT_CHUNK: usize = 8;
+const FIRST_PROMPT_CHUNK: usize = 32;
+/// Weight of the newest measurement in the moving averages.
+const ALPHA: f64 = 0.2;
+
+/// The engine's pace, measured on this machine as it runs: how long a step of generation alone
+/// takes, and how much each prompt token adds to a step. From them, the prompt budget of a step
+/// that also generates: as many prompt tokens as keep it within [`STEP_FACTOR`] times a step of
+/// generation alone.
+#[derive(Debug, Default)]
+pub(super) struct Pace {
+    /// Seconds of a step with generation only, per generating stream and fixed part:
+    /// step ~ gen_fixed + gen_per_stream * streams, fitted from the last steps.
+    gen: Option<(f64, f64)>,
+    /// Seconds a prompt token adds to a step.
+    per_prompt_token: Option<f64>,
+}
+
+fn ema(slot: &mut Option<f64>, value: f64) {
+    *slot = Some(match *slot {
+        Some(old) => old + ALPHA * (value - old),
+        None => value,
+    });
+}
+
+impl Pace {
+    /// A decoded step: `generated` streams' tokens and `prompt` prompt tokens took `took`.
+    pub fn record(&mut self, generated: usize, prompt: usize, took: std::time::Duration) {
+        let t = took.as_secs_f64();
+        if prompt == 0 && generated > 0 {
+            // Generation alone: split into a fixed part and a part per stream, assuming half
+            // each at first and following how the time moves with the number of streams.
+            let (fixed, per) = self.gen.unwrap_or((t / 2.0, t / 2.0 / generated as f64));
+            let predicted = fixed + per * generated as f64;
+            let scale = t / predicted;
+            let (mut f, mut p) = (fixed, per);
+            f += ALPHA * (fixed * scale - fixed);
+            p += ALPHA * (per * scale - per);
+            self.gen = Some((f, p));
+        } else if prompt >= MIN_PROMPT_CHUNK {
+            let base = if generated > 0 {
+                self.gen_step(generated).unwrap_or(0.0)
+            } else {
+                0.0
+            };
+            ema(
+                &mut self.per_prompt_token,
+                (t - base).max(0.0) / prompt as f64,
+            );
+        }
+    }
+
+    fn gen_step(&self, generating: usize) -> Option<f64> {
+        self.gen.map(|(f, p)| f + p * generating as f64)
+    }
+
+    /// Prompt tokens for a step in which `generating` streams also get a token; at most `cap`.
+    pub fn prompt_budget(&self, generating: usize, cap: usize) -> usize {
+        match (self.gen_step(generating), self.per_prompt_token) {
+            (Some(g), Some(p)) if p > 0.0 => {
+                (((STEP_FACTOR - 1.0) * g / p) as usize).clamp(MIN_PROMPT_CHUNK, cap.max(1))
+            }
+            _ => FIRST_PROMPT_CHUNK.min(cap),
+        }
+    }
 }
 
 /// Where a new stream goes, and which cached cells it starts from.
@@ -190,7 +266,10 @@ mod tests {
             Work::Idle,
             Work::Generate,
         ];
-        assert_eq!(plan_batch(&work, 8, 0), vec![(1, 1), (3, 1), (0, 6)]);
+        assert_eq!(
+            plan_batch(&work, 8, 512, &[0, 1, 3]),
+            vec![(1, 1), (3, 1), (0, 6)]
+        );
     }
 
     #[test]
@@ -198,7 +277,7 @@ mod tests {
         let mut rest = 1300;
         let mut chunks = Vec::new();
         while rest > 0 {
-            let plan = plan_batch(&[Work::Prompt(rest)], 512, 0);
+            let plan = plan_batch(&[Work::Prompt(rest)], 512, 512, &[0]);
             assert_eq!(plan.len(), 1);
             chunks.push(plan[0].1);
             rest -= plan[0].1;
@@ -207,34 +286,61 @@ mod tests {
     }
 
     #[test]
-    fn prompts_take_turns_round_robin() {
+    fn prompts_go_oldest_first() {
         let work = [Work::Prompt(1000), Work::Prompt(1000), Work::Prompt(10)];
-        assert_eq!(plan_batch(&work, 100, 0), vec![(0, 100)]);
-        assert_eq!(plan_batch(&work, 100, 1), vec![(1, 100)]);
-        assert_eq!(plan_batch(&work, 100, 2), vec![(2, 10), (0, 90)]);
+        assert_eq!(plan_batch(&work, 100, 100, &[1, 0, 2]), vec![(1, 100)]);
+        assert_eq!(
+            plan_batch(&work, 100, 100, &[2, 0, 1]),
+            vec![(2, 10), (0, 90)]
+        );
     }
 
     #[test]
-    fn a_long_prompt_does_not_stop_generation() {
+    fn the_prompt_budget_bounds_a_generating_step() {
         // A stream generating while another one's 10,000-token prompt is processed gets its token
-        // into every batch.
+        // into every batch, and the prompt only its budget.
         let work = [Work::Prompt(10_000), Work::Generate];
-        for rr in 0..4 {
-            let plan = plan_batch(&work, 64, rr);
-            assert_eq!(plan[0], (1, 1));
-            assert_eq!(plan[1], (0, 63));
-        }
+        assert_eq!(plan_batch(&work, 512, 40, &[0, 1]), vec![(1, 1), (0, 40)]);
+        assert_eq!(plan_batch(&work, 30, 40, &[0, 1]), vec![(1, 1), (0, 29)]);
     }
 
     #[test]
     fn budget_smaller_than_generating_streams() {
         let work = [Work::Generate; 5];
-        assert_eq!(plan_batch(&work, 3, 0), vec![(0, 1), (1, 1), (2, 1)]);
+        assert_eq!(
+            plan_batch(&work, 3, 512, &[0, 1, 2, 3, 4]),
+            vec![(0, 1), (1, 1), (2, 1)]
+        );
+    }
+
+    #[test]
+    fn the_pace_sets_the_prompt_budget() {
+        use std::time::Duration;
+        let mut pace = Pace::default();
+        assert_eq!(pace.prompt_budget(1, 512), FIRST_PROMPT_CHUNK);
+        // 20 ms a step of one stream, 2 ms a prompt token: 3x is 40 ms more, 20 tokens.
+        for _ in 0..50 {
+            pace.record(1, 0, Duration::from_millis(20));
+            pace.record(1, 64, Duration::from_millis(20 + 128));
+        }
+        let b = pace.prompt_budget(1, 512);
+        assert!((18..=22).contains(&b), "{b}");
+        // More generating streams make a longer step, and room for more prompt.
+        for _ in 0..50 {
+            pace.record(4, 0, Duration::from_millis(50));
+        }
+        assert!(pace.prompt_budget(4, 512) > b);
+        assert!(pace.prompt_budget(4, 16) <= 16);
+        // A slow machine: never below the minimum.
+        for _ in 0..50 {
+            pace.record(1, 64, Duration::from_secs(10));
+        }
+        assert_eq!(pace.prompt_budget(1, 512), MIN_PROMPT_CHUNK);
     }
 
     #[test]
     fn nothing_to_do() {
-        assert!(plan_batch(&[Work::Idle, Work::Idle], 512, 0).is_empty());
-        assert!(plan_batch(&[], 512, 0).is_empty());
+        assert!(plan_batch(&[Work::Idle, Work::Idle], 512, 512, &[]).is_empty());
+        assert!(plan_batch(&[], 512, 512, &[]).is_empty());
     }
 }

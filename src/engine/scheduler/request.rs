@@ -13,6 +13,10 @@ use std::sync::Arc;
 /// A stream that was started and waits for the engine thread.
 pub(crate) struct Request {
     pub shared: Arc<StreamShared>,
+    /// The prompt's text; the engine thread tokenizes it when it takes the stream (so that
+    /// starting a stream costs its caller no tokenizing).
+    pub prompt: String,
+    /// The prompt's tokens, once the engine thread has made them.
     pub tokens: Vec<Token>,
     pub params: GenerateParams,
     /// The stream's sampler chain, built by the caller (None: plain greedy, an argmax).
@@ -61,6 +65,8 @@ impl Drop for Request {
 /// What callers hand to the engine thread.
 #[derive(Default)]
 pub(crate) struct Incoming {
+    /// Streams not yet taken by the engine thread, oldest first: they wait here for a free
+    /// sequence slot, and a caller freeing one of them takes it back out (it never runs).
     pub queue: VecDeque<Request>,
     /// Embedding calls waiting for the engine thread.
     pub embeds: VecDeque<Arc<crate::engine::embed::EmbedJob>>,
@@ -74,4 +80,16 @@ pub(crate) struct Mailbox {
     pub wake: Condvar,
     /// Callers inside `Engine::start` right now (tokenizing a prompt).
     pub submitting: AtomicUsize,
+}
+
+impl Mailbox {
+    /// Takes the stream out of the queue if the engine thread has not taken it yet.
+    pub fn unqueue(&self, shared: &Arc<StreamShared>) -> Option<Request> {
+        let mut inc = self.incoming.lock();
+        let i = inc
+            .queue
+            .iter()
+            .position(|r| Arc::ptr_eq(&r.shared, shared))?;
+        inc.queue.remove(i)
+    }
 }
