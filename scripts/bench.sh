@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # minerva's benchmark against a baseline written directly against llama.h (same llama.cpp build,
-# same threads and batch sizes), interleaved, best of N. See docs/PERFORMANCE.md.
+# same threads and batch sizes), interleaved, best of N; then the frame-loop benchmark (a 60 fps
+# game loop: per-call latency, time between tokens with prompts arriving, bursts). See
+# docs/PERFORMANCE.md.
 #
-#   scripts/bench.sh [--threads N] [--reps N] [--only load,single,batched,callback,memory,chat]
+#   scripts/bench.sh [--threads N] [--reps N] [--seconds N]
+#                    [--only load,single,batched,callback,memory,chat,structured,tools,embed,frame]
 #   MINERVA_MODEL=/path/model.gguf scripts/bench.sh
 #
 # Extra cargo flags go in BENCH_CARGO_FLAGS (e.g. "--features portable"), extra rustc flags in
@@ -13,5 +16,22 @@ scripts/setup.sh
 MINERVA_MODEL="${MINERVA_MODEL:-$(scripts/fetch-model.sh)}"
 export MINERVA_MODEL
 # shellcheck disable=SC2086
-cargo build --release --example bench ${BENCH_CARGO_FLAGS:-}
-exec "${CARGO_TARGET_DIR:-target}/release/examples/bench" "$@"
+cargo build --release --example bench --example frame_loop ${BENCH_CARGO_FLAGS:-}
+bin="${CARGO_TARGET_DIR:-target}/release/examples"
+
+bench_args=() frame_args=() only=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --threads) bench_args+=("$1" "$2"); frame_args+=("$1" "$2"); shift 2 ;;
+    --seconds) frame_args+=("$1" "$2"); shift 2 ;;
+    --only) only="$2"; bench_args+=("$1" "$2"); shift 2 ;;
+    *) bench_args+=("$1"); shift ;;
+  esac
+done
+if [ -z "$only" ] || [ "$only" != "frame" ]; then
+  "$bin/bench" "${bench_args[@]}"
+fi
+if [ -z "$only" ] || [[ ",$only," == *",frame,"* ]]; then
+  echo
+  "$bin/frame_loop" "${frame_args[@]}"
+fi
