@@ -1042,7 +1042,7 @@ void minerva_embed_params_init(struct minerva_embed_params *params, uint32_t str
 
  Works on any engine, from any thread, while its streams generate: the vectors are computed on
  the engine thread in a llama.cpp context of their own (made on the first call; see
- docs/PERFORMANCE.md for its memory), many texts in one batch, one batch of at most 256 tokens
+ docs/PERFORMANCE.md for its memory), many texts in one batch, one batch of at most 128 tokens
  between two generation steps, so running streams slow down but never stop. Each text is its
  own sequence: its vector does not depend on the other texts of the call (within float
  rounding). Blocks until the vectors are done: refused inside a callback.

@@ -124,7 +124,7 @@ fn poolings_and_normalization() {
     assert!(max_diff(&scaled, &mean) < 1e-5);
 }
 
-/// A text longer than one embedding batch (256 tokens) is computed over several decodes, and
+/// A text longer than one embedding batch (128 tokens) is computed over several decodes, and
 /// gives the same vector alone and among short texts.
 #[test]
 fn long_texts_and_the_context_limit() {

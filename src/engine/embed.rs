@@ -41,8 +41,9 @@ impl Default for EmbedParams {
 
 /// Tokens one embedding decode holds at most (texts are packed up to this; a longer text of a
 /// causal model is decoded over several). llama.cpp keeps a row of logits per token in embedding
-/// mode (262,144 floats a token for Gemma 3), so this bounds that buffer too (256 MiB there).
-pub const EMBED_BATCH: usize = 256;
+/// mode (262,144 floats a token for Gemma 3: 128 MiB for a batch, and as much again in the compute
+/// buffer), so this bounds those buffers too.
+pub const EMBED_BATCH: usize = 128;
 /// Texts in one embedding decode at most.
 const EMBED_SEQS: usize = 64;
 
