@@ -250,6 +250,18 @@ fn story(a: &Args) {
     println!("  generated: {:.1} tokens/s in all", generated as f64 / secs);
 }
 
+/// Waits for the stream's end, and frees it: its stats.
+fn wait_stats_free(s: *mut minerva_stream) -> minerva_stream_stats {
+    let mut st: minerva_stream_stats = unsafe { std::mem::zeroed() };
+    st.struct_size = std::mem::size_of_val(&st) as u32;
+    unsafe {
+        minerva_stream_wait(s, -1);
+        minerva_stream_get_stats(s, &mut st);
+        minerva_stream_free(s);
+    }
+    st
+}
+
 struct Tbt {
     last: Option<Instant>,
     gaps: Vec<f64>,
@@ -314,13 +326,7 @@ fn between_tokens(a: &Args) {
             std::thread::sleep(Duration::from_millis(500));
         }
         for s in arrived {
-            let mut st: minerva_stream_stats = unsafe { std::mem::zeroed() };
-            st.struct_size = std::mem::size_of_val(&st) as u32;
-            unsafe {
-                minerva_stream_wait(s, -1);
-                minerva_stream_get_stats(s, &mut st);
-                minerva_stream_free(s);
-            }
+            let st = wait_stats_free(s);
             if st.prompt_tokens_per_second > 0.0 {
                 prompt_tokens += st.prompt_tokens as u64;
                 prompt_secs += st.prompt_tokens as f64 / st.prompt_tokens_per_second;
@@ -372,13 +378,7 @@ fn burst(a: &Args) {
     let mut ttft = vec![];
     let mut prompt_tokens = 0;
     for s in streams {
-        let mut st: minerva_stream_stats = unsafe { std::mem::zeroed() };
-        st.struct_size = std::mem::size_of_val(&st) as u32;
-        unsafe {
-            minerva_stream_wait(s, -1);
-            minerva_stream_get_stats(s, &mut st);
-            minerva_stream_free(s);
-        }
+        let st = wait_stats_free(s);
         prompt_tokens = st.prompt_tokens;
         ttft.push(st.time_to_first_token_ms);
     }
