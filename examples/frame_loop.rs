@@ -93,7 +93,7 @@ fn spread(v: &mut [f64]) -> (f64, f64, f64) {
     (at(0.5), at(0.99), v[v.len() - 1])
 }
 
-fn print_spread(name: &str, v: &mut Vec<f64>) {
+fn print_spread(name: &str, v: &mut [f64]) {
     let n = v.len();
     let (med, p99, max) = spread(v);
     println!("  {name:<34} {n:>6} calls  median {med:>8.3} ms  p99 {p99:>8.3} ms  max {max:>8.3} ms");
