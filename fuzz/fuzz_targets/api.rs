@@ -1,13 +1,16 @@
 //! Fuzzes the C API surface on the real model: random parameter structs (struct_size included),
 //! `repeat_last_n` over all of u32, prompts (any bytes, or up to 4 MiB of special-token text),
-//! stop strings, engines with `threads` and `batch_tokens` over their whole range, and sequences
-//! of operations on streams (read, wait, cancel, stats, free at any moment). Nothing may crash,
+//! stop strings, engines with `threads` and `batch_tokens` over their whole range, chat messages,
+//! templates and tools, embeddings, and sequences of operations on streams (read, wait, cancel,
+//! stats, tool calls, free at any moment). Nothing may crash,
 //! hang, abort or leak; every failure must carry a status and a message.
 //!
 //!   MINERVA_MODEL=... cargo fuzz run api --features api -- -max_total_time=300
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use minerva::ffi::chat::*;
+use minerva::ffi::embed::*;
 use minerva::ffi::engine::*;
 use minerva::ffi::log::minerva_set_log_callback;
 use minerva::ffi::stream::*;
@@ -83,6 +86,94 @@ const SCHEMAS: [&str; 3] = [
     "{\"type\": \"string\", \"pattern\": \"^[a-c]{2,3}$\"}",
 ];
 
+const ROLES: [&str; 6] = ["system", "user", "assistant", "tool", "narrator", ""];
+const TEMPLATES: [&str; 4] = [
+    "chatml",
+    "gemma",
+    "{% for m in messages %}<{{ m.role }}>{{ m.content | trim }}{% endfor %}{{ tools | tojson }}",
+    "{{ raise_exception('no') }}",
+];
+const TOOLS: [&str; 2] = [
+    "[{\"type\": \"function\", \"function\": {\"name\": \"go\", \"parameters\": {\"type\": \"object\", \"properties\": {\"to\": {\"enum\": [\"a\", \"b\"]}}}}}]",
+    "[{\"type\": \"function\", \"function\": {\"name\": \"say\"}}]",
+];
+
+/// A NUL-terminated text: one of `real`, or fuzz bytes.
+fn text(b: &mut Bytes, real: &[&str]) -> Vec<u8> {
+    let mut t = if b.u8() % 2 == 0 {
+        real[(b.u8() as usize) % real.len()].as_bytes().to_vec()
+    } else {
+        let n = (b.u8() % 64) as usize;
+        b.take(n)
+    };
+    t.retain(|&c| c != 0);
+    t.push(0);
+    t
+}
+
+fn check_failure(rc: minerva_status) {
+    if rc != MINERVA_OK && rc != MINERVA_ERR_BUFFER_TOO_SMALL {
+        let msg = unsafe { std::ffi::CStr::from_ptr(minerva_last_error()) };
+        assert!(!msg.to_bytes().is_empty(), "a failure without a message");
+    }
+}
+
+/// Chat messages, params, templates and tools: formatted into buffers of any size.
+fn fuzz_chat(b: &mut Bytes) -> (Vec<Vec<u8>>, Vec<minerva_chat_message>, minerva_chat_params) {
+    let n = 1 + (b.u8() % 3) as usize;
+    let mut texts: Vec<Vec<u8>> = Vec::new();
+    for _ in 0..n {
+        texts.push(text(b, &ROLES));
+        texts.push(text(b, &["Hello", "Go to a.", "{\"tool_calls\": []}", ""]));
+        texts.push(text(b, &["[{\"id\": \"call_0\", \"name\": \"go\", \"arguments\": {}}]", "[]"]));
+    }
+    let mut msgs = Vec::new();
+    for i in 0..n {
+        let flags = b.u8();
+        msgs.push(minerva_chat_message {
+            role: if flags & 1 == 0 { texts[3 * i].as_ptr().cast() } else { std::ptr::null() },
+            content: if flags & 2 == 0 { texts[3 * i + 1].as_ptr().cast() } else { std::ptr::null() },
+            tool_calls_json: if flags & 4 != 0 { texts[3 * i + 2].as_ptr().cast() } else { std::ptr::null() },
+            tool_call_id: if flags & 8 != 0 { c"call_0".as_ptr() } else { std::ptr::null() },
+        });
+    }
+    texts.push(text(b, &TEMPLATES));
+    texts.push(text(b, &TOOLS));
+    let mut c: minerva_chat_params = unsafe { std::mem::zeroed() };
+    unsafe { minerva_chat_params_init(&mut c, std::mem::size_of_val(&c) as u32) };
+    let flags = b.u8();
+    if flags & 1 != 0 {
+        c.chat_template = texts[3 * n].as_ptr().cast();
+    }
+    if flags & 2 != 0 {
+        c.tools_json = texts[3 * n + 1].as_ptr().cast();
+    }
+    c.tool_choice = (b.u8() % 4) as u32;
+    c.add_generation_prompt = flags & 4 == 0;
+    if flags & 8 != 0 {
+        c.struct_size = b.u32() % 64;
+    }
+    (texts, msgs, c)
+}
+
+/// minerva_embed on 0 to 3 texts, into buffers of any size.
+fn fuzz_embed(e: *mut minerva_engine, b: &mut Bytes) {
+    let texts: Vec<Vec<u8>> = (0..(b.u8() % 4)).map(|_| text(b, &UNITS)).collect();
+    let ptrs: Vec<*const c_char> = texts.iter().map(|t| t.as_ptr().cast()).collect();
+    let mut p: minerva_embed_params = unsafe { std::mem::zeroed() };
+    unsafe { minerva_embed_params_init(&mut p, std::mem::size_of_val(&p) as u32) };
+    p.pooling = (b.u8() % 5) as u32;
+    p.normalize = b.u8() % 2 == 0;
+    let cap = (b.u32() % 4096) as usize;
+    let mut out = vec![0f32; cap];
+    let mut len = 0;
+    let rc = unsafe { minerva_embed(e, ptrs.as_ptr(), ptrs.len(), &p, out.as_mut_ptr(), cap, &mut len) };
+    check_failure(rc);
+    if rc == MINERVA_OK {
+        assert!(out[..len].iter().all(|x| x.is_finite()));
+    }
+}
+
 /// An engine of its own with `threads` and `batch_tokens` drawn from their whole range (and a
 /// small context, so that a load stays fast and small); one stream on it, then freed.
 fn fuzz_engine_params(b: &mut Bytes) {
@@ -113,8 +204,14 @@ fn fuzz_engine_params(b: &mut Bytes) {
 fuzz_target!(|data: &[u8]| {
     let e = engine().0;
     let mut b = Bytes(data);
-    if b.u8() % 32 == 0 {
+    // Short inputs read zeros: they go to the common path, not to a new engine (seconds each).
+    let mode = b.u8();
+    if mode % 32 == 31 {
         fuzz_engine_params(&mut b);
+        return;
+    }
+    if mode % 32 == 30 {
+        fuzz_embed(e, &mut b);
         return;
     }
     let mut g: minerva_generate_params = unsafe { std::mem::zeroed() };
@@ -191,15 +288,38 @@ fuzz_target!(|data: &[u8]| {
     let mut budget: u32 = (b.u8() % 6) as u32;
     let callback = b.u8() % 2 == 0;
     let mut s = std::ptr::null_mut();
-    let rc = unsafe {
-        minerva_stream_new(
-            e,
-            prompt.as_ptr() as *const c_char,
-            &g,
-            if callback { Some(on_token) } else { None },
-            &mut budget as *mut u32 as *mut c_void,
-            &mut s,
-        )
+    let chat = (mode % 4 == 2).then(|| fuzz_chat(&mut b));
+    let rc = match &chat {
+        Some((_texts, msgs, c)) => unsafe {
+            let cap = (b.u8() as usize) * 4;
+            let mut buf = vec![0u8; cap];
+            let mut len = 0;
+            let rc = minerva_chat_format(e, msgs.as_ptr(), msgs.len(), c, buf.as_mut_ptr().cast(), cap, &mut len);
+            check_failure(rc);
+            if rc == MINERVA_OK {
+                assert!(len < cap || (len == cap && cap > 0) || len == 0);
+            }
+            minerva_chat_stream_new(
+                e,
+                msgs.as_ptr(),
+                msgs.len(),
+                c,
+                &g,
+                if callback { Some(on_token) } else { None },
+                &mut budget as *mut u32 as *mut c_void,
+                &mut s,
+            )
+        },
+        None => unsafe {
+            minerva_stream_new(
+                e,
+                prompt.as_ptr() as *const c_char,
+                &g,
+                if callback { Some(on_token) } else { None },
+                &mut budget as *mut u32 as *mut c_void,
+                &mut s,
+            )
+        },
     };
     if rc != MINERVA_OK {
         assert!(s.is_null());
@@ -209,8 +329,18 @@ fuzz_target!(|data: &[u8]| {
     }
     // Operations in any order; free always comes last, at any moment.
     for _ in 0..(b.u8() % 6) {
-        match b.u8() % 5 {
+        match b.u8() % 6 {
             0 => unsafe { minerva_stream_cancel(s) },
+            5 => {
+                let cap = (b.u8() as usize) * 2;
+                let mut buf = vec![0u8; cap];
+                let mut len = 0;
+                let rc = unsafe { minerva_stream_tool_calls(s, buf.as_mut_ptr().cast(), cap, &mut len) };
+                check_failure(rc);
+                if rc == MINERVA_OK {
+                    assert!(std::str::from_utf8(&buf[..len]).is_ok());
+                }
+            }
             1 => {
                 let mut buf = [0u8; 16];
                 let (mut n, mut fin) = (0usize, false);
