@@ -32,9 +32,10 @@
  *
  * Threads. Every function may be called from any thread, except as said at minerva_engine_free
  * and minerva_stream_free. Token, finish callbacks run on the engine's thread, one at a time
- * per engine; a slow callback holds back every stream of its engine. A progress callback runs on
- * the thread that called minerva_engine_new. Log callbacks run on any thread, one at a time;
- * no minerva thread ever waits for them.
+ * per engine (the finish callback of a stream freed while still queued runs on the freeing
+ * thread, still one at a time with the others); a slow callback holds back every stream of its
+ * engine. A progress callback runs on the thread that called minerva_engine_new. Log callbacks
+ * run on any thread, one at a time; no minerva thread ever waits for them.
  *
  * Inside callbacks. A token, finish or progress callback may call minerva_stream_new,
  * minerva_stream_cancel, minerva_stream_get_stats, minerva_stream_error, minerva_stream_read and
@@ -907,7 +908,8 @@ const char *minerva_stream_error(const struct minerva_stream *stream);
  `on_finish`): no user code can run for it; the engine drops its work within a step. And for a
  stream still queued (waiting for a free slot, not yet taken by the engine thread): it never
  runs, and its finish callback (`MINERVA_FINISH_CANCELLED`) runs on the calling thread before
- this returns.
+ this returns, once no other callback of the engine is running (callbacks of one engine never
+ run at the same time), so this waits at most for one callback call, never for the engine.
  From inside a callback (of this stream or another) it does not wait either: the stream is
  cancelled and the handle released at once, and the stream's finish callback still runs, on
  the engine thread, after the current callback returns. A frame loop uses
@@ -1019,7 +1021,8 @@ minerva_status minerva_chat_format(struct minerva_engine *engine, const struct m
 minerva_status minerva_chat_stream_new(struct minerva_engine *engine, const struct minerva_chat_message *messages, size_t count, const struct minerva_chat_params *chat, const struct minerva_generate_params *params, minerva_token_callback on_token, void *user_data, struct minerva_stream **out);
 
 /*
- After the stream has ended: the tool calls of its reply, as a JSON array of
+ Once the stream has ended (from its finish callback on): the tool calls of its reply, as a JSON
+ array of
  `{"id": "call_0", "name": "...", "arguments": {...}}` (ids unique within the stream), "[]" when
  there are none (and for streams without tools). Pass it back as `tool_calls_json` of the
  assistant turn in the next call. Buffer rules as `minerva_chat_format`. Any thread.

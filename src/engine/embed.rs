@@ -222,10 +222,15 @@ impl Embedder {
     /// Decodes the next texts of `job` (or the next piece of a long one). Ok(true): the job is
     /// complete.
     fn decode_some(&mut self, job: &EmbedJob) -> Result<bool> {
-        let cap = self.batch_tokens();
+        // Short texts are packed up to EMBED_BATCH tokens; a non-causal model's longer text has a
+        // batch of its own, of its length (it must be seen whole).
+        let cap = match job.texts.get(job.state.lock().next) {
+            Some(t) if !self.causal && t.len() > EMBED_BATCH => t.len(),
+            _ => EMBED_BATCH.min(self.batch_tokens()),
+        };
         let ctx = self.ctx.as_mut().expect("context made");
         let batch = self.batch.as_mut().expect("batch made");
-        let n_embd = self.model.n_embd();
+        let n_embd = self.model.n_embd_out();
         let pooling = match job.pooling {
             Pooling::Default => self.own,
             p => p,

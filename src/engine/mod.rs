@@ -158,7 +158,7 @@ impl Engine {
         info.vocab_size = model.n_vocab() as u32;
         info.train_context_tokens = model.n_ctx_train();
         info.has_chat_template = model.has_chat_template();
-        info.embedding_dims = model.n_embd() as u32;
+        info.embedding_dims = model.n_embd_out() as u32;
         if config.context_tokens > info.train_context_tokens && info.train_context_tokens > 0 {
             log::log_warn!(
                 "context_tokens {} exceeds the model's training context {}",
@@ -242,7 +242,8 @@ impl Engine {
     }
 
     /// Starts a stream. With `on_token` None the stream is in pull mode ([`Stream::read`]).
-    /// `on_finish` is called exactly once, last, on the engine thread, if this returns Ok.
+    /// `on_finish` is called exactly once, last, if this returns Ok: on the engine thread, or on
+    /// the thread that frees the stream while it is still queued ([`Stream::cancel_queued`]).
     pub fn start(
         &self,
         prompt: &str,
@@ -302,7 +303,12 @@ impl Engine {
         // its last tokens there.
         let sampler = self.sampler_for(&params.sampling)?;
         let callbacks = on_token.is_some() || on_finish.is_some();
-        let shared = stream::StreamShared::new(on_token.is_none(), callbacks, created);
+        let shared = stream::StreamShared::new(
+            on_token.is_none(),
+            callbacks,
+            created,
+            self.mailbox.callback_lock.clone(),
+        );
         let req = Request {
             shared: shared.clone(),
             prompt: prompt.to_owned(),

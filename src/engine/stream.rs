@@ -63,13 +63,20 @@ pub struct StreamShared {
     pub(crate) created: Instant,
     state: Mutex<State>,
     cond: Condvar,
+    /// The engine's callback lock (see `Mailbox::callback_lock`).
+    pub(crate) callback_lock: Arc<Mutex<()>>,
     error: OnceLock<String>,
     /// Chat streams with tools: the calls of the reply (JSON), set when the stream ends.
     tool_calls: OnceLock<String>,
 }
 
 impl StreamShared {
-    pub(crate) fn new(pull: bool, callbacks: bool, created: Instant) -> Arc<StreamShared> {
+    pub(crate) fn new(
+        pull: bool,
+        callbacks: bool,
+        created: Instant,
+        callback_lock: Arc<Mutex<()>>,
+    ) -> Arc<StreamShared> {
         Arc::new(StreamShared {
             cancel: AtomicBool::new(false),
             pull,
@@ -77,6 +84,7 @@ impl StreamShared {
             created,
             state: Mutex::new(State::default()),
             cond: Condvar::new(),
+            callback_lock,
             error: OnceLock::new(),
             tool_calls: OnceLock::new(),
         })
@@ -154,15 +162,18 @@ impl Stream {
     }
 
     /// Cancels the stream, and if the engine thread has not taken it yet, ends it here and now
-    /// (it never runs: its finish callback runs on this thread, before this returns). Returns
-    /// whether it did; otherwise the engine thread ends it within a step.
+    /// (it never runs: its finish callback runs on this thread, before this returns, once no
+    /// other callback of the engine is running). Returns whether it did; otherwise the engine
+    /// thread ends it within a step. Inside a callback or on an engine thread it only cancels
+    /// (waiting for the engine's callbacks there could wait for itself).
     pub fn cancel_queued(&self) -> bool {
         self.cancel();
-        let Some(mut req) = self.mailbox.as_ref().and_then(|m| m.unqueue(&self.shared)) else {
+        if super::in_callback() || super::current_engine_thread().is_some() {
             return false;
-        };
-        req.finish(Status::Cancelled, FinishReason::Cancelled, None);
-        true
+        }
+        self.mailbox
+            .as_ref()
+            .is_some_and(|m| m.end_queued(&self.shared))
     }
 
     /// Waits until the stream has ended and its finish callback has returned. `None` waits
@@ -241,9 +252,8 @@ impl Stream {
     /// Once the stream has ended: the tool calls of its reply as a JSON array of
     /// `{"id", "name", "arguments"}` ("[]" when there are none). None while it runs.
     pub fn tool_calls(&self) -> Option<&str> {
-        if !self.is_done() {
-            return None;
-        }
+        // Recorded before the finish callback runs: readable from inside it too.
+        self.shared.state.lock().status?;
         Some(self.shared.tool_calls.get().map_or("[]", String::as_str))
     }
 

@@ -237,7 +237,8 @@ pub unsafe extern "C" fn minerva_chat_stream_new(
     })
 }
 
-/// After the stream has ended: the tool calls of its reply, as a JSON array of
+/// Once the stream has ended (from its finish callback on): the tool calls of its reply, as a JSON
+/// array of
 /// `{"id": "call_0", "name": "...", "arguments": {...}}` (ids unique within the stream), "[]" when
 /// there are none (and for streams without tools). Pass it back as `tool_calls_json` of the
 /// assistant turn in the next call. Buffer rules as `minerva_chat_format`. Any thread.

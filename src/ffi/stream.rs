@@ -335,7 +335,8 @@ pub unsafe extern "C" fn minerva_stream_error(stream: *const minerva_stream) -> 
 /// `on_finish`): no user code can run for it; the engine drops its work within a step. And for a
 /// stream still queued (waiting for a free slot, not yet taken by the engine thread): it never
 /// runs, and its finish callback (`MINERVA_FINISH_CANCELLED`) runs on the calling thread before
-/// this returns.
+/// this returns, once no other callback of the engine is running (callbacks of one engine never
+/// run at the same time), so this waits at most for one callback call, never for the engine.
 /// From inside a callback (of this stream or another) it does not wait either: the stream is
 /// cancelled and the handle released at once, and the stream's finish callback still runs, on
 /// the engine thread, after the current callback returns. A frame loop uses

@@ -341,10 +341,11 @@ impl Model {
         unsafe { sys::llama_vocab_n_tokens(self.vocab()) }.max(0) as usize
     }
 
-    /// The length of the model's embedding vectors.
-    pub fn n_embd(&self) -> usize {
+    /// The length of the model's output embedding vectors (what llama.cpp gives per token in
+    /// embedding mode; `n_embd` for most models, not for all).
+    pub fn n_embd_out(&self) -> usize {
         // SAFETY: valid model.
-        unsafe { sys::llama_model_n_embd(self.raw.as_ptr()) }.max(0) as usize
+        unsafe { sys::llama_model_n_embd_out(self.raw.as_ptr()) }.max(0) as usize
     }
 
     pub fn n_layer(&self) -> i32 {

@@ -121,6 +121,8 @@ pub struct Sampler {
     raw: NonNull<sys::llama_sampler>,
     /// The grammar, apart from the chain: it checks the chain's pick (see `shim.cpp`).
     grammar: Option<NonNull<sys::llama_sampler>>,
+    /// The sampling temperature (the grammar's screening of candidates depends on it).
+    temperature: f32,
 }
 
 // SAFETY: owned by one stream and used by one thread at a time (created by the caller that starts
@@ -181,6 +183,7 @@ impl Sampler {
         Ok(Sampler {
             raw,
             grammar: NonNull::new(grammar),
+            temperature: p.temperature,
         })
     }
 
@@ -195,6 +198,7 @@ impl Sampler {
                     self.grammar.map_or(std::ptr::null_mut(), NonNull::as_ptr),
                     ctx.raw(),
                     i,
+                    self.temperature,
                     &mut t,
                 )
             },

@@ -274,7 +274,7 @@ int mshim_sampler_new(const mshim_sampling *p, llama_sampler **out,
 // only a rejected pick makes the grammar filter every candidate before the chain picks again.
 // The token is accepted by both.
 int mshim_sampler_sample(llama_sampler *chain, llama_sampler *grammar, llama_context *ctx,
-                         int32_t i, llama_token *out) noexcept {
+                         int32_t i, float temperature, llama_token *out) noexcept {
     return guarded([&] {
         const float *logits = llama_get_logits_ith(ctx, i);
         if (!logits) throw std::runtime_error("llama.cpp returned no logits");
@@ -298,8 +298,9 @@ int mshim_sampler_sample(llama_sampler *chain, llama_sampler *grammar, llama_con
         // whole vocabulary (262,144 for Gemma 3: about 35 ms). When that settles the choice, the
         // rest of the chain picks among the allowed ones: greedy, as soon as one is allowed (the
         // best allowed token is the first in logit order); sampling, when every token outside
-        // the screen is more than MARGIN below the best allowed one (together under 1e-3 of its
-        // probability). Otherwise the grammar filters every candidate, as llama.cpp does.
+        // the screen is more than MARGIN times the temperature (at least 1) below the best
+        // allowed one (together under 1e-3 of its probability after the temperature).
+        // Otherwise the grammar filters every candidate, as llama.cpp does.
         auto screened = [&]() -> llama_token {
             constexpr int32_t SCREEN = 256;
             constexpr float MARGIN = 20.0f;
@@ -329,7 +330,8 @@ int mshim_sampler_sample(llama_sampler *chain, llama_sampler *grammar, llama_con
             for (size_t k = 0; k < (size_t)SCREEN; k++)
                 if (cur[k].logit != -std::numeric_limits<float>::infinity()) cur[allowed++] = cur[k];
             if (allowed == 0) return LLAMA_TOKEN_NULL;
-            if (!greedy && !(cur[0].logit - outside > MARGIN)) return LLAMA_TOKEN_NULL;
+            const float margin = MARGIN * std::max(1.0f, temperature);
+            if (!greedy && !(cur[0].logit - outside > margin)) return LLAMA_TOKEN_NULL;
             llama_token_data_array arr{cur.data(), allowed, -1, true};
             for (int32_t k = n_pre; k < n_chain; k++) llama_sampler_apply(llama_sampler_chain_get(chain, k), &arr);
             if (arr.selected < 0 || (size_t)arr.selected >= arr.size) return LLAMA_TOKEN_NULL;

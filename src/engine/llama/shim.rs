@@ -123,6 +123,7 @@ extern "C" {
         grammar: *mut sys::llama_sampler,
         ctx: *mut sys::llama_context,
         i: i32,
+        temperature: f32,
         out: *mut sys::llama_token,
     ) -> c_int;
     pub fn mshim_sampler_accept(s: *mut sys::llama_sampler, token: sys::llama_token) -> c_int;

@@ -465,6 +465,16 @@ impl Scheduler {
     }
 
     fn shutdown(&mut self) {
+        self.end_all();
+        // Callers ending queued streams on their own threads: their requests go before the
+        // context and the model.
+        let mut inc = self.mailbox.incoming.lock();
+        while inc.finishing > 0 {
+            self.mailbox.wake.wait(&mut inc);
+        }
+    }
+
+    fn end_all(&mut self) {
         self.embedder
             .jobs
             .extend(self.mailbox.incoming.lock().embeds.drain(..));

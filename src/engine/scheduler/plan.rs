@@ -81,6 +81,9 @@ impl Pace {
     /// A decoded step: `generated` streams' tokens and `prompt` prompt tokens took `took`.
     pub fn record(&mut self, generated: usize, prompt: usize, took: std::time::Duration) {
         let t = took.as_secs_f64();
+        if !(t.is_finite() && t > 0.0) {
+            return;
+        }
         if prompt == 0 && generated > 0 {
             // Generation alone: split into a fixed part and a part per stream, assuming half
             // each at first and following how the time moves with the number of streams.
@@ -112,7 +115,9 @@ impl Pace {
     pub fn prompt_budget(&self, generating: usize, cap: usize) -> usize {
         match (self.gen_step(generating), self.per_prompt_token) {
             (Some(g), Some(p)) if p > 0.0 => {
-                (((STEP_FACTOR - 1.0) * g / p) as usize).clamp(MIN_PROMPT_CHUNK, cap.max(1))
+                (((STEP_FACTOR - 1.0) * g / p) as usize)
+                    .max(MIN_PROMPT_CHUNK)
+                    .min(cap)
             }
             _ => FIRST_PROMPT_CHUNK.min(cap),
         }

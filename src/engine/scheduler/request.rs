@@ -32,6 +32,7 @@ impl Request {
         self.shared.set_result(status, reason, err);
         self.on_token = None;
         if let Some(f) = self.on_finish.take() {
+            let _one_at_a_time = self.shared.callback_lock.lock();
             callback_scope(|| {
                 let _ =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(status, reason)));
@@ -70,6 +71,9 @@ pub(crate) struct Incoming {
     pub queue: VecDeque<Request>,
     /// Embedding calls waiting for the engine thread.
     pub embeds: VecDeque<Arc<crate::engine::embed::EmbedJob>>,
+    /// Queued streams that callers took back out and are ending on their own threads (their
+    /// finish callbacks running): the engine thread's shutdown waits for them.
+    pub finishing: usize,
     pub shutdown: bool,
 }
 
@@ -80,16 +84,30 @@ pub(crate) struct Mailbox {
     pub wake: Condvar,
     /// Callers inside `Engine::start` right now (tokenizing a prompt).
     pub submitting: AtomicUsize,
+    /// Held while any of the engine's token or finish callbacks runs, whatever the thread: they
+    /// run one at a time.
+    pub callback_lock: Arc<Mutex<()>>,
 }
 
 impl Mailbox {
-    /// Takes the stream out of the queue if the engine thread has not taken it yet.
-    pub fn unqueue(&self, shared: &Arc<StreamShared>) -> Option<Request> {
-        let mut inc = self.incoming.lock();
-        let i = inc
-            .queue
-            .iter()
-            .position(|r| Arc::ptr_eq(&r.shared, shared))?;
-        inc.queue.remove(i)
+    /// Ends the stream here, on the caller's thread, if the engine thread has not taken it yet:
+    /// it never runs, its finish callback runs now (one at a time with the engine's other
+    /// callbacks). Returns whether it did.
+    pub fn end_queued(&self, shared: &Arc<StreamShared>) -> bool {
+        let req = {
+            let mut inc = self.incoming.lock();
+            let Some(i) = inc.queue.iter().position(|r| Arc::ptr_eq(&r.shared, shared)) else {
+                return false;
+            };
+            inc.finishing += 1;
+            inc.queue.remove(i)
+        };
+        if let Some(mut req) = req {
+            req.finish(Status::Cancelled, FinishReason::Cancelled, None);
+        }
+        // The request (and its sampler) is gone: the engine may shut down.
+        self.incoming.lock().finishing -= 1;
+        self.wake.notify_all();
+        true
     }
 }

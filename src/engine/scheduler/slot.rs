@@ -43,6 +43,8 @@ struct TextOut {
     user_stops: usize,
     /// Chat streams with tools: separates calls from text.
     capture: Option<Capture>,
+    /// The token callback answered STOP (or panicked): it is not called again.
+    callback_stopped: bool,
     /// The current token's bytes and text (kept to reuse their allocations).
     piece: Vec<u8>,
     text: String,
@@ -98,6 +100,7 @@ impl Active {
                 stop: StopMatcher::new(stops),
                 user_stops,
                 capture,
+                callback_stopped: false,
                 piece: Vec::new(),
                 text: String::new(),
             },
@@ -153,6 +156,7 @@ impl Active {
                 return Some((Status::Ok, reason, None));
             }
             if control == Control::Stop {
+                t.callback_stopped = true;
                 return Some((Status::Ok, FinishReason::Stop, None));
             }
         }
@@ -222,7 +226,7 @@ impl Active {
         // The reply's calls (and the text held while it might have been one), whatever the end.
         if let Some(c) = &mut self.text.capture {
             let (rest, calls) = c.finish();
-            if reason != FinishReason::Cancelled {
+            if reason != FinishReason::Cancelled && !self.text.callback_stopped {
                 deliver(&self.req.shared, &mut self.req.on_token, &rest);
             }
             self.req.shared.set_tool_calls(tools::calls_json(&calls));
@@ -239,10 +243,13 @@ fn deliver(shared: &StreamShared, on_token: &mut Option<TokenFn>, text: &str) ->
         return Control::Continue;
     }
     match on_token {
-        Some(f) if !shared.is_pull() => callback_scope(|| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(text)))
-                .unwrap_or(Control::Stop)
-        }),
+        Some(f) if !shared.is_pull() => {
+            let _one_at_a_time = shared.callback_lock.lock();
+            callback_scope(|| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(text)))
+                    .unwrap_or(Control::Stop)
+            })
+        }
         _ => {
             shared.push_text(text);
             Control::Continue
