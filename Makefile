@@ -1,7 +1,7 @@
 # minerva: the commands a user needs.
 #   make run [PROMPT="..."]   set up, build, and stream a completion from the C example
 #   make test                 the whole test suite
-#   make install [PREFIX=/usr/local]   install the library, header and pkg-config file
+#   make install [PREFIX=/usr/local]   install the library, headers (C and C++) and pkg-config file
 PREFIX ?= /usr/local
 PROMPT ?= The best thing about running a language model inside your own program is
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
@@ -19,7 +19,7 @@ test:
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 644 include/minerva.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 include/minerva.h include/minerva.hpp $(DESTDIR)$(PREFIX)/include/
 	install -m 755 target/release/libminerva.so $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 target/release/libminerva.a $(DESTDIR)$(PREFIX)/lib/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' minerva.pc.in \

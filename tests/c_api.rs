@@ -72,7 +72,11 @@ const C_TEST_LIMIT_SECS: u32 = 600;
 
 fn run_c_test(source: &str) {
     let _one = common::one_at_a_time();
-    let exe = compile(source, "cc", &["-std=c11"]);
+    let exe = if source.ends_with(".cpp") {
+        compile(source, "c++", &["-std=c++17"])
+    } else {
+        compile(source, "cc", &["-std=c11"])
+    };
     let out = Command::new("timeout")
         .args(["-s", "KILL", &C_TEST_LIMIT_SECS.to_string()])
         .arg(&exe)
@@ -147,6 +151,12 @@ fn c_chat() {
 #[test]
 fn c_embed() {
     run_c_test("tests/c/test_embed.c");
+}
+
+/// include/minerva.hpp, the C++ binding, under the same sanitizers.
+#[test]
+fn cpp_binding() {
+    run_c_test("tests/c/test_hpp.cpp");
 }
 
 #[test]

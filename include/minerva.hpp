@@ -1,0 +1,262 @@
+// minerva.hpp: the C++ binding of minerva, header only, C++17, over include/minerva.h.
+//
+//     #include <minerva.hpp>
+//     minerva::Engine engine("model.gguf");
+//     auto p = minerva::generate_params();
+//     p.max_tokens = 64;
+//     std::string text = engine.generate("Once upon a time", p);       // blocking
+//     minerva::Stream s = engine.stream("The guard says:", p);         // pull mode
+//     while (!s.finished()) std::cout << s.read(0);                   // once a frame, never waits
+//     engine.stream("Hi", [](std::string_view t) { std::cout << t; }, p).wait();  // callback
+//
+// Rules, as in the C header: every method may be called from any thread; callbacks run on the
+// engine's thread, one at a time; an exception thrown by a callback never crosses into minerva:
+// it stops the stream and is thrown again by Stream::wait(). Failures throw minerva::Error, which
+// carries the minerva_status. Engine and Stream are move-only and free their handle when
+// destroyed; a Stream stays valid after its Engine is destroyed.
+#ifndef MINERVA_HPP
+#define MINERVA_HPP
+
+#include "minerva.h"
+
+#include <exception>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+namespace minerva {
+
+// A failed call: the status and minerva's message naming the problem.
+class Error : public std::runtime_error {
+  public:
+    Error(minerva_status status, const std::string &message)
+        : std::runtime_error(message), status_(status) {}
+    minerva_status status() const noexcept { return status_; }
+
+  private:
+    minerva_status status_;
+};
+
+namespace detail {
+inline void check(minerva_status s) {
+    if (s != MINERVA_OK) {
+        std::string why = minerva_last_error();
+        throw Error(s, why.empty() ? minerva_status_str(s) : why);
+    }
+}
+} // namespace detail
+
+// The C defaults, ready to change.
+inline minerva_generate_params generate_params() {
+    minerva_generate_params p;
+    minerva_generate_params_init(&p, sizeof p);
+    return p;
+}
+
+inline minerva_engine_params engine_params() {
+    minerva_engine_params p;
+    minerva_engine_params_init(&p, sizeof p);
+    return p;
+}
+
+class Engine;
+
+// One generation. Pull its text with read(), or give Engine::stream a callback.
+class Stream {
+  public:
+    Stream(Stream &&o) noexcept : s_(std::exchange(o.s_, nullptr)), state_(std::move(o.state_)) {}
+    Stream &operator=(Stream &&o) noexcept {
+        if (this != &o) {
+            reset();
+            s_ = std::exchange(o.s_, nullptr);
+            state_ = std::move(o.state_);
+        }
+        return *this;
+    }
+    Stream(const Stream &) = delete;
+    Stream &operator=(const Stream &) = delete;
+    // Cancels if running and waits until no callback of the stream can run (minerva_stream_free).
+    ~Stream() { reset(); }
+
+    // Pull mode: the text that has arrived, waiting up to timeout_ms for some (0: never waits;
+    // -1: no limit). Empty once finished() is true.
+    std::string read(int timeout_ms = -1) {
+        char buf[4096];
+        size_t n = 0;
+        bool done = false;
+        detail::check(minerva_stream_read(s_, buf, sizeof buf, &n, &done, timeout_ms));
+        finished_ = done;
+        return std::string(buf, n);
+    }
+    // Pull mode: all the text until the end.
+    std::string read_all() {
+        std::string out;
+        while (!finished_) out += read(-1);
+        return out;
+    }
+    // Whether read() has returned the end (the stream ended and all its text was read).
+    bool finished() const noexcept { return finished_; }
+
+    void cancel() noexcept { minerva_stream_cancel(s_); }
+
+    // Waits for the end (timeout_ms -1: no limit). Returns true when it ended (also when it was
+    // cancelled: stats().finish_reason says so), false on timeout; throws what a callback threw,
+    // and minerva::Error when the stream ended with an error.
+    bool wait(int timeout_ms = -1) {
+        minerva_status st = minerva_stream_wait(s_, timeout_ms);
+        if (st == MINERVA_ERR_TIMEOUT) return false;
+        if (state_ && state_->thrown) std::rethrow_exception(state_->thrown);
+        if (st != MINERVA_OK && st != MINERVA_ERR_CANCELLED) {
+            std::string why = minerva_stream_error(s_);
+            throw Error(st, why.empty() ? minerva_status_str(st) : why);
+        }
+        return true;
+    }
+
+    minerva_stream_stats stats() const {
+        minerva_stream_stats st;
+        st.struct_size = sizeof st;
+        detail::check(minerva_stream_get_stats(s_, &st));
+        return st;
+    }
+
+    // The stream's error message, "" if none.
+    std::string error() const { return minerva_stream_error(s_); }
+
+    // Once ended: the tool calls of a chat stream's reply, as JSON.
+    std::string tool_calls() const {
+        size_t n = 0;
+        minerva_status st = minerva_stream_tool_calls(s_, nullptr, 0, &n);
+        if (st != MINERVA_ERR_BUFFER_TOO_SMALL) detail::check(st);
+        std::string out(n, '\0');
+        detail::check(minerva_stream_tool_calls(s_, out.data(), n, &n));
+        out.resize(n);
+        return out;
+    }
+
+    // Gives the handle back at once, never waiting (minerva_stream_release): for a frame loop.
+    void release() && noexcept { minerva_stream_release(std::exchange(s_, nullptr)); }
+
+    minerva_stream *get() const noexcept { return s_; }
+
+  private:
+    friend class Engine;
+    // What a callback stream shares with the engine thread; the engine's reference is dropped in
+    // the finish callback.
+    struct State {
+        std::function<bool(std::string_view)> on_text;
+        std::exception_ptr thrown;
+    };
+    Stream(minerva_stream *s, std::shared_ptr<State> state) : s_(s), state_(std::move(state)) {}
+    void reset() noexcept {
+        if (s_) minerva_stream_free(std::exchange(s_, nullptr));
+    }
+
+    static minerva_control on_token(void *ud, const char *text, size_t len) noexcept {
+        auto &state = **static_cast<std::shared_ptr<State> *>(ud);
+        try {
+            return state.on_text(std::string_view(text, len)) ? MINERVA_CONTINUE : MINERVA_STOP;
+        } catch (...) {
+            state.thrown = std::current_exception();
+            return MINERVA_STOP;
+        }
+    }
+    static void on_finish(void *ud, minerva_status, minerva_finish_reason) noexcept {
+        delete static_cast<std::shared_ptr<State> *>(ud);
+    }
+
+    minerva_stream *s_ = nullptr;
+    std::shared_ptr<State> state_;
+    bool finished_ = false;
+};
+
+// A loaded model and its engine thread.
+class Engine {
+  public:
+    explicit Engine(const std::string &path) : Engine(path, engine_params()) {}
+    Engine(const std::string &path, const minerva_engine_params &params) {
+        detail::check(minerva_engine_new(path.c_str(), &params, &e_));
+    }
+    Engine(Engine &&o) noexcept : e_(std::exchange(o.e_, nullptr)) {}
+    Engine &operator=(Engine &&o) noexcept {
+        if (this != &o) {
+            minerva_engine_free(e_);
+            e_ = std::exchange(o.e_, nullptr);
+        }
+        return *this;
+    }
+    Engine(const Engine &) = delete;
+    Engine &operator=(const Engine &) = delete;
+    // Cancels the streams, runs their finish callbacks, frees the model.
+    ~Engine() { minerva_engine_free(e_); }
+
+    // Blocking: the whole text of one generation (not from inside a callback).
+    std::string generate(const std::string &prompt,
+                         const minerva_generate_params &params = generate_params()) {
+        std::string out;
+        auto collect = [](void *ud, const char *text, size_t len) noexcept -> minerva_control {
+            try {
+                static_cast<std::string *>(ud)->append(text, len);
+                return MINERVA_CONTINUE;
+            } catch (...) {
+                return MINERVA_STOP;
+            }
+        };
+        detail::check(minerva_generate(e_, prompt.c_str(), &params, collect, &out, nullptr));
+        return out;
+    }
+
+    // A pull-mode stream (params.on_finish is kept).
+    Stream stream(const std::string &prompt,
+                  const minerva_generate_params &params = generate_params()) {
+        minerva_stream *s = nullptr;
+        detail::check(minerva_stream_new(e_, prompt.c_str(), &params, nullptr, nullptr, &s));
+        return Stream(s, nullptr);
+    }
+
+    // A callback stream: on_text(std::string_view) runs on the engine thread for each piece of
+    // text; it may return bool (false stops the stream) or nothing. params.on_finish is replaced.
+    template <class F, class = std::enable_if_t<std::is_invocable_v<F &, std::string_view>>>
+    Stream stream(const std::string &prompt, F on_text,
+                  const minerva_generate_params &params = generate_params()) {
+        auto state = std::make_shared<Stream::State>();
+        state->on_text = [f = std::move(on_text)](std::string_view t) mutable -> bool {
+            if constexpr (std::is_same_v<std::invoke_result_t<F &, std::string_view>, void>) {
+                f(t);
+                return true;
+            } else {
+                return static_cast<bool>(f(t));
+            }
+        };
+        auto *engine_ref = new std::shared_ptr<Stream::State>(state);
+        minerva_generate_params p = params;
+        p.on_finish = &Stream::on_finish;
+        minerva_stream *s = nullptr;
+        minerva_status st = minerva_stream_new(e_, prompt.c_str(), &p, &Stream::on_token, engine_ref, &s);
+        if (st != MINERVA_OK) {
+            delete engine_ref; // no callback runs for a stream that failed to start
+            detail::check(st);
+        }
+        return Stream(s, std::move(state));
+    }
+
+    minerva_engine_info info() const {
+        minerva_engine_info i;
+        i.struct_size = sizeof i;
+        detail::check(minerva_engine_get_info(e_, &i));
+        return i;
+    }
+
+    minerva_engine *get() const noexcept { return e_; }
+
+  private:
+    minerva_engine *e_ = nullptr;
+};
+
+} // namespace minerva
+
+#endif

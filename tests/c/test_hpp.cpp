@@ -1,0 +1,132 @@
+// include/minerva.hpp on the real model, under ASan/UBSan/LSan: blocking, pull and callback
+// streams, exceptions thrown by callbacks, errors as minerva::Error, moves and release.
+#include <minerva.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#define CHECK(c)                                                                  \
+    do {                                                                          \
+        if (!(c)) {                                                               \
+            std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c); \
+            std::exit(1);                                                         \
+        }                                                                         \
+    } while (0)
+
+static int passed = 0;
+static void pass(const char *name) {
+    std::printf("ok - %s\n", name);
+    std::fflush(stdout);
+    passed++;
+}
+
+static minerva_generate_params greedy(uint32_t n) {
+    auto p = minerva::generate_params();
+    p.max_tokens = n;
+    p.temperature = 0.0f;
+    p.ignore_eos = true;
+    p.cache_prompt = false;
+    return p;
+}
+
+int main() {
+    const char *path = std::getenv("MINERVA_MODEL");
+    CHECK(path);
+    auto ep = minerva::engine_params();
+    ep.max_streams = 4;
+    ep.context_tokens = 512;
+    minerva::Engine engine(path, ep);
+    CHECK(engine.info().vocab_size > 0);
+
+    std::string blocking = engine.generate("The lighthouse keeper said", greedy(16));
+    CHECK(!blocking.empty());
+    {
+        minerva::Stream s = engine.stream("The lighthouse keeper said", greedy(16));
+        std::string pulled = s.read_all();
+        CHECK(s.finished() && s.wait());
+        CHECK(pulled == blocking);
+        CHECK(s.stats().generated_tokens == 16);
+    }
+    pass("generate and a pull stream give the same greedy text");
+
+    {
+        std::string got;
+        int pieces = 0;
+        minerva::Stream s = engine.stream(
+            "The lighthouse keeper said", [&](std::string_view t) { got += t; pieces++; }, greedy(16));
+        CHECK(s.wait());
+        CHECK(got == blocking && pieces > 0);
+        // A callable that returns false stops the stream.
+        int calls = 0;
+        minerva::Stream stop = engine.stream(
+            "Once upon a time", [&](std::string_view) { return ++calls < 3; }, greedy(32));
+        CHECK(stop.wait());
+        CHECK(calls == 3 && stop.stats().finish_reason == MINERVA_FINISH_STOP);
+    }
+    pass("callback streams: lambdas with captures, false stops");
+
+    {
+        minerva::Stream s = engine.stream(
+            "Once upon a time",
+            [](std::string_view) -> bool { throw std::runtime_error("from the callback"); },
+            greedy(32));
+        bool caught = false;
+        try {
+            s.wait();
+        } catch (const std::runtime_error &e) {
+            caught = std::strcmp(e.what(), "from the callback") == 0;
+        }
+        CHECK(caught);
+        CHECK(s.stats().generated_tokens == 1);
+    }
+    pass("an exception thrown by a callback stops the stream and comes out of wait()");
+
+    {
+        bool threw = false;
+        try {
+            minerva::Engine missing("/nonexistent/model.gguf");
+        } catch (const minerva::Error &e) {
+            threw = e.status() == MINERVA_ERR_IO && std::strstr(e.what(), "nonexistent");
+        }
+        CHECK(threw);
+        auto bad = greedy(4);
+        bad.temperature = -1.0f;
+        threw = false;
+        try {
+            engine.generate("x", bad);
+        } catch (const minerva::Error &e) {
+            threw = e.status() == MINERVA_ERR_INVALID_ARGUMENT && std::strstr(e.what(), "temperature");
+        }
+        CHECK(threw);
+    }
+    pass("failures throw minerva::Error with the status and the message");
+
+    {
+        std::vector<minerva::Stream> many;
+        for (int i = 0; i < 6; i++) many.push_back(engine.stream("A story:", greedy(64)));
+        minerva::Stream moved = std::move(many[0]);
+        CHECK(moved.get() != nullptr && many[0].get() == nullptr);
+        std::move(many[1]).release(); // gives the handle back at once
+        CHECK(many[1].get() == nullptr);
+        std::string first = moved.read(0); // never waits
+        (void)first;
+        moved.cancel();
+        CHECK(moved.wait()); // a cancelled stream ends: no exception
+        CHECK(moved.stats().finish_reason == MINERVA_FINISH_CANCELLED ||
+              moved.stats().finish_reason == MINERVA_FINISH_LENGTH);
+    } // the rest are freed here, running or queued
+    {
+        minerva::Engine second(path, ep);
+        minerva::Stream outlives = second.stream("Hello", greedy(8));
+        minerva::Engine gone = std::move(second);
+        (void)gone;
+    } // the engine is destroyed before the stream: the stream's handle stays valid
+    pass("moves, release, streams freed running or queued");
+
+    std::printf("%d passed, 0 failed\n", passed);
+    return 0;
+}
