@@ -96,7 +96,9 @@ fn spread(v: &mut [f64]) -> (f64, f64, f64) {
 fn print_spread(name: &str, v: &mut [f64]) {
     let n = v.len();
     let (med, p99, max) = spread(v);
-    println!("  {name:<34} {n:>6} calls  median {med:>8.3} ms  p99 {p99:>8.3} ms  max {max:>8.3} ms");
+    println!(
+        "  {name:<34} {n:>6} calls  median {med:>8.3} ms  p99 {p99:>8.3} ms  max {max:>8.3} ms"
+    );
 }
 
 fn ms(d: Duration) -> f64 {
@@ -157,14 +159,24 @@ fn story(a: &Args) {
                         let mut s = std::ptr::null_mut();
                         let t = Instant::now();
                         let rc = unsafe {
-                            minerva_stream_new(e, p.as_ptr(), &g, None, std::ptr::null_mut(), &mut s)
+                            minerva_stream_new(
+                                e,
+                                p.as_ptr(),
+                                &g,
+                                None,
+                                std::ptr::null_mut(),
+                                &mut s,
+                            )
                         };
                         let d = t.elapsed();
                         in_minerva += d;
                         t_new.push(ms(d));
                         assert_eq!(rc, MINERVA_OK);
                         let cancel_at = (rand(4) == 0).then(|| f + 10 + rand(60));
-                        *slot = Some(Line { stream: s, cancel_at });
+                        *slot = Some(Line {
+                            stream: s,
+                            cancel_at,
+                        });
                     }
                 }
                 Some(line) => {
@@ -247,7 +259,10 @@ fn story(a: &Args) {
         "  the main thread's wake-up for a frame was late by: median {lm:.2} ms, p99 {lp:.2} ms, \
          max {lx:.2} ms"
     );
-    println!("  generated: {:.1} tokens/s in all", generated as f64 / secs);
+    println!(
+        "  generated: {:.1} tokens/s in all",
+        generated as f64 / secs
+    );
 }
 
 /// Waits for the stream's end, and frees it: its stats.
@@ -282,7 +297,12 @@ fn between_tokens(a: &Args) {
     let e = engine(a, 6);
     let run = |arrivals: bool| -> (Vec<f64>, f64) {
         let mut tbt: Vec<Box<Tbt>> = (0..4)
-            .map(|_| Box::new(Tbt { last: None, gaps: vec![] }))
+            .map(|_| {
+                Box::new(Tbt {
+                    last: None,
+                    gaps: vec![],
+                })
+            })
             .collect();
         let prompts: Vec<CString> = (0..4)
             .map(|i| CString::new(format!("Character {i} tells a long story:")).unwrap())
@@ -339,7 +359,11 @@ fn between_tokens(a: &Args) {
             }
         }
         let gaps: Vec<f64> = tbt.iter().flat_map(|t| t.gaps.iter().copied()).collect();
-        let rate = if prompt_secs > 0.0 { prompt_tokens as f64 / prompt_secs } else { 0.0 };
+        let rate = if prompt_secs > 0.0 {
+            prompt_tokens as f64 / prompt_secs
+        } else {
+            0.0
+        };
         (gaps, rate)
     };
     let (mut quiet, _) = run(false);
@@ -359,7 +383,9 @@ fn between_tokens(a: &Args) {
 /// Part 3: a burst of 8 equal long prompts started in one frame.
 fn burst(a: &Args) {
     let e = engine(a, 8);
-    let prompts: Vec<CString> = (0..8).map(|_| CString::new(long_prompt(1)).unwrap()).collect();
+    let prompts: Vec<CString> = (0..8)
+        .map(|_| CString::new(long_prompt(1)).unwrap())
+        .collect();
     let mut g = params(4, 1);
     g.cache_prompt = false;
     let streams: Vec<*mut minerva_stream> = prompts

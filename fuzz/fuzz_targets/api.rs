@@ -238,19 +238,8 @@ fuzz_target!(|data: &[u8]| {
     g.logit_bias_count = biases.len();
     // A grammar or a JSON schema: one of a few real ones, or fuzz bytes.
     let structured = b.u8();
-    let text_field = |b: &mut Bytes, real: &[&str]| -> Vec<u8> {
-        let mut t = if b.u8() % 2 == 0 {
-            real[(b.u8() as usize) % real.len()].as_bytes().to_vec()
-        } else {
-            let n = (b.u8() % 64) as usize;
-            b.take(n)
-        };
-        t.retain(|&c| c != 0);
-        t.push(0);
-        t
-    };
-    let grammar_text = text_field(&mut b, &GRAMMARS);
-    let schema_text = text_field(&mut b, &SCHEMAS);
+    let grammar_text = text(&mut b, &GRAMMARS);
+    let schema_text = text(&mut b, &SCHEMAS);
     g.grammar = if structured % 8 == 1 { grammar_text.as_ptr() as *const c_char } else { std::ptr::null() };
     g.json_schema = if structured % 8 == 2 { schema_text.as_ptr() as *const c_char } else { std::ptr::null() };
     g.ignore_eos = b.u8() % 2 == 0;

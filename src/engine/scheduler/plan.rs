@@ -114,11 +114,9 @@ impl Pace {
     /// Prompt tokens for a step in which `generating` streams also get a token; at most `cap`.
     pub fn prompt_budget(&self, generating: usize, cap: usize) -> usize {
         match (self.gen_step(generating), self.per_prompt_token) {
-            (Some(g), Some(p)) if p > 0.0 => {
-                (((STEP_FACTOR - 1.0) * g / p) as usize)
-                    .max(MIN_PROMPT_CHUNK)
-                    .min(cap)
-            }
+            (Some(g), Some(p)) if p > 0.0 => (((STEP_FACTOR - 1.0) * g / p) as usize)
+                .max(MIN_PROMPT_CHUNK)
+                .min(cap),
             _ => FIRST_PROMPT_CHUNK.min(cap),
         }
     }

@@ -82,7 +82,7 @@ pub(crate) struct Incoming {
 pub(crate) struct Mailbox {
     pub incoming: Mutex<Incoming>,
     pub wake: Condvar,
-    /// Callers inside `Engine::start` right now (tokenizing a prompt).
+    /// Callers inside `Engine::start` right now.
     pub submitting: AtomicUsize,
     /// Held while any of the engine's token or finish callbacks runs, whatever the thread: they
     /// run one at a time.
@@ -96,7 +96,11 @@ impl Mailbox {
     pub fn end_queued(&self, shared: &Arc<StreamShared>) -> bool {
         let req = {
             let mut inc = self.incoming.lock();
-            let Some(i) = inc.queue.iter().position(|r| Arc::ptr_eq(&r.shared, shared)) else {
+            let Some(i) = inc
+                .queue
+                .iter()
+                .position(|r| Arc::ptr_eq(&r.shared, shared))
+            else {
                 return false;
             };
             inc.finishing += 1;
