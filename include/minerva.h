@@ -270,6 +270,12 @@ typedef struct minerva_engine_info {
    The length of the vectors `minerva_embed` gives (the model's embedding size).
    */
   uint32_t embedding_dims;
+  /*
+   The CPU backend in use: the instruction sets it was built for and, in a build with run-time
+   dispatch (the default), the variant chosen for this CPU, e.g. "x86-64 AVX-512 VBMI VNNI
+   (icelake)"; "(built in)" for a build with one fixed CPU backend. NUL-terminated UTF-8.
+   */
+  char cpu_variant[64];
 } minerva_engine_info;
 
 /*

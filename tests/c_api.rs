@@ -4,35 +4,9 @@
 
 mod common;
 
-use common::model_path;
+use common::{lib_dir, model_path, root};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Builds libminerva.so (cargo test does not build the cdylib by itself); a no-op when fresh.
-fn lib_dir() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let st = Command::new(cargo)
-                .args(["build", "--release", "--lib"])
-                .current_dir(root())
-                .status()
-                .expect("run cargo build");
-            assert!(st.success(), "cargo build --release --lib failed");
-            let dir = root().join("target/release");
-            assert!(
-                dir.join("libminerva.so").exists(),
-                "no libminerva.so in {dir:?}"
-            );
-            dir
-        })
-        .clone()
-}
 
 fn compile(source: &str, compiler: &str, extra: &[&str]) -> PathBuf {
     let lib = lib_dir();

@@ -141,8 +141,17 @@ pub(crate) fn load_model(
     if devices.is_empty() {
         return Err(Error::new(
             Status::Backend,
-            "no compute backend is loaded (a portable build needs its libggml-cpu-*.so files \
-             beside libminerva or in $MINERVA_BACKEND_DIR)",
+            format!(
+                "no compute backend is loaded{}{} (the default build needs its \
+                 libggml-cpu-*.so files in the minerva/ folder beside libminerva, or in \
+                 $MINERVA_BACKEND_DIR)",
+                if llama::backend_error().is_empty() {
+                    ""
+                } else {
+                    ": "
+                },
+                llama::backend_error()
+            ),
         ));
     }
     let gpu = devices

@@ -52,6 +52,8 @@ pub struct EngineInfo {
     pub has_chat_template: bool,
     /// Length of the vectors `embed` gives.
     pub embedding_dims: u32,
+    /// The CPU backend in use, e.g. "x86-64 AVX-512 VBMI VNNI (icelake)".
+    pub cpu_variant: String,
 }
 
 /// One loaded model, its context and its engine thread.
@@ -159,6 +161,7 @@ impl Engine {
         info.train_context_tokens = model.n_ctx_train();
         info.has_chat_template = model.has_chat_template();
         info.embedding_dims = model.n_embd_out() as u32;
+        info.cpu_variant = llama::cpu_variant();
         if config.context_tokens > info.train_context_tokens && info.train_context_tokens > 0 {
             log::log_warn!(
                 "context_tokens {} exceeds the model's training context {}",
@@ -198,9 +201,10 @@ impl Engine {
                 )
             })?;
         log::log_info!(
-            "engine {id}: {} on {} ({} threads, {} streams x {} tokens)",
+            "engine {id}: {} on {}, CPU backend {} ({} threads, {} streams x {} tokens)",
             info.model_description,
             info.device_name,
+            info.cpu_variant,
             threads,
             config.max_streams,
             config.context_tokens

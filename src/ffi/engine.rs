@@ -136,6 +136,10 @@ pub struct minerva_engine_info {
     pub has_chat_template: bool,
     /// The length of the vectors `minerva_embed` gives (the model's embedding size).
     pub embedding_dims: u32,
+    /// The CPU backend in use: the instruction sets it was built for and, in a build with run-time
+    /// dispatch (the default), the variant chosen for this CPU, e.g. "x86-64 AVX-512 VBMI VNNI
+    /// (icelake)"; "(built in)" for a build with one fixed CPU backend. NUL-terminated UTF-8.
+    pub cpu_variant: [c_char; 64],
 }
 
 /// The size of `minerva_engine_info` as published in 0.1 (up to `has_chat_template`, padded), what
@@ -249,6 +253,7 @@ pub unsafe extern "C" fn minerva_engine_get_info(
         v.train_context_tokens = i.train_context_tokens;
         v.has_chat_template = i.has_chat_template;
         v.embedding_dims = i.embedding_dims;
+        fill_chars(&mut v.cpu_variant, &i.cpu_variant);
         // SAFETY: out points to the caller's struct of its struct_size.
         unsafe { write_out(out, &v, INFO_FIRST_LAYOUT) };
         Ok(())

@@ -57,6 +57,34 @@ pub fn is_default_model() -> bool {
 }
 
 /// The machine has few cores, and faults are process-wide: tests that load engines take turns.
+/// The repository's root.
+pub fn root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The folder of the built libminerva.so, built first if needed (cargo test does not build the
+/// cdylib by itself; a no-op when fresh).
+pub fn lib_dir() -> std::path::PathBuf {
+    static BUILT: OnceLock<std::path::PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let st = std::process::Command::new(cargo)
+                .args(["build", "--release", "--lib"])
+                .current_dir(root())
+                .status()
+                .expect("run cargo build");
+            assert!(st.success(), "cargo build --release --lib failed");
+            let dir = root().join("target/release");
+            assert!(
+                dir.join("libminerva.so").exists(),
+                "no libminerva.so in {dir:?}"
+            );
+            dir
+        })
+        .clone()
+}
+
 pub fn one_at_a_time() -> MutexGuard<'static, ()> {
     static ONE: Mutex<()> = Mutex::new(());
     ONE.lock().unwrap_or_else(|e| e.into_inner())

@@ -30,6 +30,14 @@ use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr};
 use std::sync::OnceLock;
 
+/// Why loading the backends failed, if it did (the engine's error then says it).
+static BACKEND_ERROR: OnceLock<String> = OnceLock::new();
+
+/// Why no backend could be loaded ("" if they were).
+pub fn backend_error() -> &'static str {
+    BACKEND_ERROR.get().map_or("", |s| s.as_str())
+}
+
 /// Initialises llama.cpp's backends and routes its logging, once per process.
 pub fn init_backend() {
     static INIT: OnceLock<()> = OnceLock::new();
@@ -48,36 +56,77 @@ pub fn init_backend() {
             "backend init",
         ) {
             log::log(log::Level::Error, &e.message);
+            let _ = BACKEND_ERROR.set(e.message);
         }
     });
 }
 
-/// The portable build's backends are separate files (one CPU backend per instruction set, GPU
-/// backends). They are loaded from $MINERVA_BACKEND_DIR if set, else from the folder that holds
-/// libminerva itself (ship them side by side), else from where the build put them.
+/// The CPU backend in use, e.g. "x86-64 AVX-512 VBMI VNNI (icelake)": the instruction sets it
+/// was built for and, in a run-time dispatch build, the variant chosen. Call after
+/// [`init_backend`].
+pub fn cpu_variant() -> String {
+    static VARIANT: OnceLock<String> = OnceLock::new();
+    VARIANT
+        .get_or_init(|| {
+            let mut buf = [0 as c_char; 96];
+            // SAFETY: buf is writable for its length; the shim writes a NUL-terminated string.
+            match check(
+                unsafe { shim::mshim_cpu_variant(buf.as_mut_ptr(), buf.len()) },
+                "cpu variant",
+            ) {
+                Ok(()) => unsafe { CStr::from_ptr(buf.as_ptr()) }
+                    .to_string_lossy()
+                    .into_owned(),
+                Err(_) => String::new(),
+            }
+        })
+        .clone()
+}
+
+/// A run-time dispatch build's backends are separate files (one CPU backend per instruction set,
+/// GPU backends), which the build puts beside llama.cpp's own libraries in minerva's private
+/// folder. They are loaded from the first of:
+/// 1. `$MINERVA_BACKEND_DIR`, if set;
+/// 2. the folder of the ggml library this process loaded (the private folder, wherever the
+///    library was installed or copied: it travels with libminerva, or with a program linked to
+///    libminerva.a);
+/// 3. the folder of libminerva itself, or its `minerva/` subfolder;
+/// 4. where the build put them.
 #[cfg(feature = "portable")]
 fn backend_dir() -> Option<std::ffi::CString> {
-    let own_dir = || {
+    fn has_cpu_backend(dir: &std::path::Path) -> bool {
+        std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("libggml-cpu"))
+        })
+    }
+    /// The folder of the loaded file that holds `addr`.
+    fn dir_of(addr: *const c_void) -> Option<std::path::PathBuf> {
         let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
-        // SAFETY: dladdr only reads the address of a function of this library and fills `info`;
-        // dli_fname, when set, is a NUL-terminated path owned by the dynamic loader.
-        let found = unsafe { libc::dladdr(backend_dir as *const c_void, &mut info) } != 0;
+        // SAFETY: dladdr only reads the address and fills `info`; dli_fname, when set, is a
+        // NUL-terminated path owned by the dynamic loader.
+        let found = unsafe { libc::dladdr(addr, &mut info) } != 0;
         if !found || info.dli_fname.is_null() {
             return None;
         }
-        let path = unsafe { CStr::from_ptr(info.dli_fname) }
-            .to_string_lossy()
-            .into_owned();
-        let dir = std::path::Path::new(&path).parent()?.to_path_buf();
-        let has_cpu_backend = std::fs::read_dir(&dir)
-            .ok()?
-            .flatten()
-            .any(|e| e.file_name().to_string_lossy().starts_with("libggml-cpu"));
-        has_cpu_backend.then(|| dir.to_string_lossy().into_owned())
-    };
+        let path = unsafe { CStr::from_ptr(info.dli_fname) }.to_string_lossy();
+        Some(std::path::Path::new(&*path).parent()?.to_path_buf())
+    }
+    let ggml_dir = dir_of(sys::ggml_backend_load_all_from_path as *const c_void);
+    let own_dir = dir_of(backend_dir as *const c_void);
+    let candidates = ggml_dir
+        .into_iter()
+        .chain(own_dir.iter().cloned())
+        .chain(own_dir.iter().map(|d| d.join("minerva")));
     std::env::var("MINERVA_BACKEND_DIR")
         .ok()
-        .or_else(own_dir)
+        .or_else(|| {
+            candidates
+                .into_iter()
+                .find(|d| has_cpu_backend(d))
+                .map(|d| d.to_string_lossy().into_owned())
+        })
         .or_else(|| sys::BACKENDS_DIR.map(String::from))
         .and_then(|d| std::ffi::CString::new(d).ok())
 }

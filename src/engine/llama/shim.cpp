@@ -13,6 +13,8 @@
 #include "json-schema-to-grammar.h"
 #include "llama.h"
 
+#include <dlfcn.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -87,9 +89,82 @@ int mshim_backend_init(const char *backend_dir, bool load_dynamic) noexcept {
             } else {
                 ggml_backend_load_all();
             }
+            // llama_backend_init would look again in ggml's default places (the build's
+            // folder, the executable's): a folder that was named and holds no backend is an error.
+            if (ggml_backend_reg_count() == 0) {
+                throw std::runtime_error(std::string("no ggml backend could be loaded from ") +
+                                         (backend_dir ? backend_dir : "ggml's default folders"));
+            }
         }
         llama_backend_init();
         (void)ggml_backend_dev_count();
+    });
+}
+
+// Names the CPU backend in use into buf (NUL-terminated, truncated to cap), e.g.
+// "x86-64 AVX-512 VBMI VNNI (icelake)": the architecture, the instruction sets of the backend's
+// build (its "ggml_backend_get_features"), and, for a run-time dispatch build, the variant whose
+// file was chosen (libggml-cpu-<variant>.so, found by the address of that function).
+int mshim_cpu_variant(char *buf, size_t cap) noexcept {
+    return guarded([&] {
+        std::string out;
+#if defined(__x86_64__) || defined(_M_X64)
+        out = "x86-64";
+#elif defined(__aarch64__) || defined(_M_ARM64)
+        out = "arm64";
+#else
+        out = "cpu";
+#endif
+        ggml_backend_reg_t reg = ggml_backend_reg_by_name("CPU");
+        auto get_features = reg ? (ggml_backend_get_features_t)ggml_backend_reg_get_proc_address(
+                                      reg, "ggml_backend_get_features")
+                                : nullptr;
+        std::vector<std::string> have;
+        if (get_features) {
+            for (auto *f = get_features(reg); f && f->name; f++) {
+                if (f->value && std::strcmp(f->value, "1") == 0) have.emplace_back(f->name);
+            }
+        }
+        auto has = [&](const char *n) { return std::find(have.begin(), have.end(), n) != have.end(); };
+        if (has("AVX512")) {
+            out += " AVX-512";
+            if (has("AVX512_VBMI")) out += " VBMI";
+            if (has("AVX512_VNNI")) out += " VNNI";
+            if (has("AVX512_BF16")) out += " BF16";
+            if (has("AMX_INT8")) out += " AMX";
+        } else if (has("AVX2")) {
+            out += " AVX2";
+            if (has("AVX_VNNI")) out += " AVX-VNNI";
+        } else if (has("AVX")) {
+            out += " AVX";
+        } else if (has("SSSE3")) {
+            out += " SSE4.2";
+        } else if (has("NEON")) {
+            out += " NEON";
+            if (has("DOTPROD")) out += " DOTPROD";
+            if (has("MATMUL_INT8")) out += " I8MM";
+            if (has("SVE")) out += " SVE";
+            if (has("SME")) out += " SME";
+        } else {
+            out += " baseline";
+        }
+        Dl_info info{};
+        std::string variant = "built in";
+        if (get_features && dladdr(reinterpret_cast<void *>(get_features), &info) && info.dli_fname) {
+            std::string file = info.dli_fname;
+            file = file.substr(file.find_last_of('/') + 1);
+            const std::string prefix = "libggml-cpu-";
+            if (file.compare(0, prefix.size(), prefix) == 0) {
+                variant = file.substr(prefix.size());
+                variant = variant.substr(0, variant.find('.'));
+            }
+        }
+        out += " (" + variant + ")";
+        if (cap > 0) {
+            size_t k = std::min(out.size(), cap - 1);
+            std::memcpy(buf, out.data(), k);
+            buf[k] = 0;
+        }
     });
 }
 

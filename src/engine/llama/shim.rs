@@ -30,6 +30,7 @@ pub const BAD_GRAMMAR: c_int = 2;
 extern "C" {
     fn mshim_take_error(buf: *mut c_char, cap: usize) -> usize;
     pub fn mshim_backend_init(backend_dir: *const c_char, load_dynamic: bool) -> c_int;
+    pub fn mshim_cpu_variant(buf: *mut c_char, cap: usize) -> c_int;
     pub fn mshim_dev_memory(
         dev: sys::ggml_backend_dev_t,
         free: *mut usize,
