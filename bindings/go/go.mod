@@ -1,0 +1,3 @@
+module github.com/minerva-ai/minerva/bindings/go
+
+go 1.23
