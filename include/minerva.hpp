@@ -8,6 +8,8 @@
 //     minerva::Stream s = engine.stream("The guard says:", p);         // pull mode
 //     while (!s.finished()) std::cout << s.read(0);                   // once a frame, never waits
 //     engine.stream("Hi", [](std::string_view t) { std::cout << t; }, p).wait();  // callback
+//     auto reply = engine.chat({{"user", "Hello!"}}).read_all();       // chat template
+//     auto ids = engine.tokenize("Hello");  auto vecs = engine.embed({"a", "b"});
 //
 // Rules, as in the C header: every method may be called from any thread; callbacks run on the
 // engine's thread, one at a time; an exception thrown by a callback never crosses into minerva:
@@ -27,6 +29,7 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace minerva {
 
@@ -61,6 +64,51 @@ inline minerva_engine_params engine_params() {
     minerva_engine_params p;
     minerva_engine_params_init(&p, sizeof p);
     return p;
+}
+
+inline minerva_chat_params chat_params() {
+    minerva_chat_params p;
+    minerva_chat_params_init(&p, sizeof p);
+    return p;
+}
+
+inline minerva_embed_params embed_params() {
+    minerva_embed_params p;
+    minerva_embed_params_init(&p, sizeof p);
+    return p;
+}
+
+// One turn of a conversation. tool_calls_json: an assistant turn's calls, as
+// Stream::tool_calls() gave them; tool_call_id: the call a "tool" turn answers.
+struct Message {
+    std::string role;
+    std::string content;
+    std::string tool_calls_json = {};
+    std::string tool_call_id = {};
+};
+
+namespace detail {
+// The C view of messages; valid while `messages` lives.
+inline std::vector<minerva_chat_message> c_messages(const std::vector<Message> &messages) {
+    std::vector<minerva_chat_message> out;
+    out.reserve(messages.size());
+    for (const auto &m : messages) {
+        minerva_chat_message c;
+        c.role = m.role.c_str();
+        c.content = m.content.empty() && !m.tool_calls_json.empty() ? nullptr : m.content.c_str();
+        c.tool_calls_json = m.tool_calls_json.empty() ? nullptr : m.tool_calls_json.c_str();
+        c.tool_call_id = m.tool_call_id.empty() ? nullptr : m.tool_call_id.c_str();
+        out.push_back(c);
+    }
+    return out;
+}
+} // namespace detail
+
+// Sends minerva's log lines at `min_level` and above to `cb` (a plain function, called from any
+// thread); nullptr restores the default, stderr.
+inline void set_log_callback(minerva_log_callback cb, void *user_data = nullptr,
+                             minerva_log_level min_level = MINERVA_LOG_INFO) {
+    minerva_set_log_callback(cb, user_data, min_level);
 }
 
 class Engine;
@@ -213,9 +261,9 @@ class Engine {
     // A pull-mode stream (params.on_finish is kept).
     Stream stream(const std::string &prompt,
                   const minerva_generate_params &params = generate_params()) {
-        minerva_stream *s = nullptr;
-        detail::check(minerva_stream_new(e_, prompt.c_str(), &params, nullptr, nullptr, &s));
-        return Stream(s, nullptr);
+        return start(nullptr, [&](minerva_token_callback cb, void *ud, minerva_stream **s) {
+            return minerva_stream_new(e_, prompt.c_str(), &params, cb, ud, s);
+        });
     }
 
     // A callback stream: on_text(std::string_view) runs on the engine thread for each piece of
@@ -223,25 +271,91 @@ class Engine {
     template <class F, class = std::enable_if_t<std::is_invocable_v<F &, std::string_view>>>
     Stream stream(const std::string &prompt, F on_text,
                   const minerva_generate_params &params = generate_params()) {
-        auto state = std::make_shared<Stream::State>();
-        state->on_text = [f = std::move(on_text)](std::string_view t) mutable -> bool {
-            if constexpr (std::is_same_v<std::invoke_result_t<F &, std::string_view>, void>) {
-                f(t);
-                return true;
-            } else {
-                return static_cast<bool>(f(t));
-            }
-        };
-        auto *engine_ref = new std::shared_ptr<Stream::State>(state);
         minerva_generate_params p = params;
-        p.on_finish = &Stream::on_finish;
-        minerva_stream *s = nullptr;
-        minerva_status st = minerva_stream_new(e_, prompt.c_str(), &p, &Stream::on_token, engine_ref, &s);
-        if (st != MINERVA_OK) {
-            delete engine_ref; // no callback runs for a stream that failed to start
-            detail::check(st);
+        return start(wrap(std::move(on_text)),
+                     [&](minerva_token_callback cb, void *ud, minerva_stream **s) {
+                         p.on_finish = &Stream::on_finish;
+                         return minerva_stream_new(e_, prompt.c_str(), &p, cb, ud, s);
+                     });
+    }
+
+    // A chat reply as a pull-mode stream: the messages rendered with the model's chat template
+    // (or chat.template_name), tools and tool choice from `chat`. Once the stream has ended,
+    // Stream::tool_calls() gives the calls it made.
+    Stream chat(const std::vector<Message> &messages,
+                const minerva_chat_params &chat = chat_params(),
+                const minerva_generate_params &params = generate_params()) {
+        auto c = detail::c_messages(messages);
+        return start(nullptr, [&](minerva_token_callback cb, void *ud, minerva_stream **s) {
+            return minerva_chat_stream_new(e_, c.data(), c.size(), &chat, &params, cb, ud, s);
+        });
+    }
+
+    // A chat reply with a callback, as stream(prompt, on_text, params).
+    template <class F, class = std::enable_if_t<std::is_invocable_v<F &, std::string_view>>>
+    Stream chat(const std::vector<Message> &messages, F on_text,
+                const minerva_chat_params &chat = chat_params(),
+                const minerva_generate_params &params = generate_params()) {
+        auto c = detail::c_messages(messages);
+        minerva_generate_params p = params;
+        return start(wrap(std::move(on_text)),
+                     [&](minerva_token_callback cb, void *ud, minerva_stream **s) {
+                         p.on_finish = &Stream::on_finish;
+                         return minerva_chat_stream_new(e_, c.data(), c.size(), &chat, &p, cb, ud, s);
+                     });
+    }
+
+    // The text the model would see for these messages (the chat template's rendering).
+    std::string chat_format(const std::vector<Message> &messages,
+                            const minerva_chat_params &chat = chat_params()) const {
+        auto c = detail::c_messages(messages);
+        return read_text([&](char *buf, size_t cap, size_t *len) {
+            return minerva_chat_format(e_, c.data(), c.size(), &chat, buf, cap, len);
+        });
+    }
+
+    // The model's tokens for `text`.
+    std::vector<minerva_token> tokenize(const std::string &text, bool add_special = true,
+                                        bool parse_special = false) const {
+        size_t n = 0;
+        minerva_status st = minerva_tokenize(e_, text.c_str(), add_special, parse_special,
+                                             nullptr, 0, &n);
+        if (st != MINERVA_OK && st != MINERVA_ERR_BUFFER_TOO_SMALL) detail::check(st);
+        std::vector<minerva_token> out(n);
+        detail::check(minerva_tokenize(e_, text.c_str(), add_special, parse_special, out.data(),
+                                       out.size(), &n));
+        out.resize(n);
+        return out;
+    }
+
+    // The text of tokens, as the model would write them.
+    std::string detokenize(const std::vector<minerva_token> &tokens,
+                           bool render_special = false) const {
+        return read_text([&](char *buf, size_t cap, size_t *len) {
+            return minerva_detokenize(e_, tokens.data(), tokens.size(), render_special, buf, cap,
+                                      len);
+        });
+    }
+
+    // One vector (info().embedding_dims floats) per text. Blocks: not from inside a callback.
+    std::vector<std::vector<float>> embed(const std::vector<std::string> &texts,
+                                          const minerva_embed_params &params = embed_params()) {
+        std::vector<const char *> c;
+        c.reserve(texts.size());
+        for (const auto &t : texts) c.push_back(t.c_str());
+        size_t n = 0;
+        minerva_status st = minerva_embed(e_, c.data(), c.size(), &params, nullptr, 0, &n);
+        if (st != MINERVA_OK && st != MINERVA_ERR_BUFFER_TOO_SMALL) detail::check(st);
+        std::vector<float> flat(n);
+        detail::check(minerva_embed(e_, c.data(), c.size(), &params, flat.data(), flat.size(), &n));
+        std::vector<std::vector<float>> out;
+        if (texts.empty()) return out;
+        size_t dims = n / texts.size();
+        for (size_t i = 0; i < texts.size(); i++) {
+            out.emplace_back(flat.begin() + static_cast<std::ptrdiff_t>(i * dims),
+                             flat.begin() + static_cast<std::ptrdiff_t>((i + 1) * dims));
         }
-        return Stream(s, std::move(state));
+        return out;
     }
 
     minerva_engine_info info() const {
@@ -254,6 +368,47 @@ class Engine {
     minerva_engine *get() const noexcept { return e_; }
 
   private:
+    template <class F> static std::shared_ptr<Stream::State> wrap(F on_text) {
+        auto state = std::make_shared<Stream::State>();
+        state->on_text = [f = std::move(on_text)](std::string_view t) mutable -> bool {
+            if constexpr (std::is_same_v<std::invoke_result_t<F &, std::string_view>, void>) {
+                f(t);
+                return true;
+            } else {
+                return static_cast<bool>(f(t));
+            }
+        };
+        return state;
+    }
+
+    // Starts a stream through `create(on_token, user_data, &out)`: with a callback when `state`
+    // is set (its reference is released by the finish callback), in pull mode when not.
+    template <class Create> Stream start(std::shared_ptr<Stream::State> state, Create create) {
+        minerva_stream *s = nullptr;
+        if (!state) {
+            detail::check(create(nullptr, nullptr, &s));
+            return Stream(s, nullptr);
+        }
+        auto *ref = new std::shared_ptr<Stream::State>(state);
+        minerva_status st = create(&Stream::on_token, ref, &s);
+        if (st != MINERVA_OK) {
+            delete ref; // no callback runs for a stream that failed to start
+            detail::check(st);
+        }
+        return Stream(s, std::move(state));
+    }
+
+    // Text from a C function with minerva's buffer rules (ask for the length, then fill).
+    template <class Fill> static std::string read_text(Fill fill) {
+        size_t n = 0;
+        minerva_status st = fill(nullptr, 0, &n);
+        if (st != MINERVA_OK && st != MINERVA_ERR_BUFFER_TOO_SMALL) detail::check(st);
+        std::string out(n + 1, '\0');
+        detail::check(fill(out.data(), out.size(), &n));
+        out.resize(n);
+        return out;
+    }
+
     minerva_engine *e_ = nullptr;
 };
 

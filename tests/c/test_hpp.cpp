@@ -1,5 +1,6 @@
 // include/minerva.hpp on the real model, under ASan/UBSan/LSan: blocking, pull and callback
-// streams, exceptions thrown by callbacks, errors as minerva::Error, moves and release.
+// streams, exceptions thrown by callbacks, errors as minerva::Error, moves and release; chat with
+// a tool call, tokens and embeddings.
 #include <minerva.hpp>
 
 #include <cstdio>
@@ -126,6 +127,52 @@ int main() {
         (void)gone;
     } // the engine is destroyed before the stream: the stream's handle stays valid
     pass("moves, release, streams freed running or queued");
+
+    {
+        auto tokens = engine.tokenize("The lighthouse keeper said", false);
+        CHECK(!tokens.empty());
+        CHECK(engine.detokenize(tokens) == "The lighthouse keeper said");
+        auto vectors = engine.embed({"a cat", "a dog", "the stock market"});
+        CHECK(vectors.size() == 3 && vectors[0].size() == engine.info().embedding_dims);
+        bool threw = false;
+        try {
+            engine.tokenize(std::string("bad \xff utf-8"));
+        } catch (const minerva::Error &e) {
+            threw = e.status() == MINERVA_ERR_INVALID_ARGUMENT;
+        }
+        CHECK(threw);
+    }
+    pass("tokenize, detokenize, embed");
+
+    {
+        const char *chat_path = std::getenv("MINERVA_CHAT_MODEL");
+        CHECK(chat_path);
+        minerva::Engine chat_engine(chat_path, ep);
+        std::vector<minerva::Message> turns = {
+            {"system", "You are Bram, the guard of the town gate."},
+            {"user", "A thief ran toward the tavern! Stop him!"},
+        };
+        std::string rendered = chat_engine.chat_format(turns);
+        CHECK(rendered.find("the guard of the town gate") != std::string::npos);
+        auto chat = minerva::chat_params();
+        chat.tools_json = R"([{"type": "function", "function": {"name": "walk_to",
+            "parameters": {"type": "object", "properties": {"place": {"enum": ["tavern", "gate"]}},
+            "required": ["place"]}}}])";
+        chat.tool_choice = MINERVA_TOOL_CHOICE_REQUIRED;
+        auto p = greedy(200);
+        p.ignore_eos = false;
+        std::string text;
+        minerva::Stream s = chat_engine.chat(turns, [&](std::string_view t) { text += t; }, chat, p);
+        CHECK(s.wait());
+        std::string calls = s.tool_calls();
+        CHECK(calls.find("\"walk_to\"") != std::string::npos);
+        turns.push_back({"assistant", "", calls});
+        turns.push_back({"tool", "The thief is caught.", "", "call_0"});
+        minerva::Stream next = chat_engine.chat(turns, minerva::chat_params(), greedy(8));
+        next.read_all();
+        CHECK(next.wait());
+    }
+    pass("chat: a required tool call, its result as the next turn");
 
     std::printf("%d passed, 0 failed\n", passed);
     return 0;
