@@ -157,14 +157,19 @@ fn main() {
         // tests in <profile>/deps/.
         println!("cargo:rustc-link-arg-examples=-Wl,-rpath,$ORIGIN/../minerva");
         println!("cargo:rustc-link-arg-tests=-Wl,-rpath,$ORIGIN/../minerva");
+        // minerva-rpc-server: beside the library in the build, in <prefix>/bin when installed.
+        println!("cargo:rustc-link-arg-bins=-Wl,-rpath,$ORIGIN/minerva:$ORIGIN/../lib/minerva");
     }
     println!("cargo:rerun-if-changed=src/engine/llama/shim.cpp");
+    println!("cargo:rerun-if-changed=src/engine/llama/rpc.cpp");
     println!("cargo:rerun-if-changed=src/engine/llama/chat_reference.cpp");
     cc::Build::new()
         .cpp(true)
         .std("c++17")
         .file("src/engine/llama/shim.cpp")
+        .file("src/engine/llama/rpc.cpp")
         .include(llama.join("include"))
+        .include(llama.join("ggml/src"))
         .include(llama.join("ggml/include"))
         .include(llama.join("common"))
         .include(llama.join("vendor"))

@@ -152,10 +152,12 @@ typedef struct minerva_engine_params {
    */
   uint32_t struct_size;
   /*
-   Layers to offload to the best GPU. -1 (default; any negative value): as many as fit in
-   its free memory; 0: CPU only; N: at most N. If loading there fails, it is retried with
-   half the layers, down to one, then on the CPU. Without a usable GPU the engine runs on
-   the CPU, which is never an error (`minerva_engine_info.fallback_reason` says why).
+   Layers to offload to the best GPU and the `rpc_servers`' devices, spread over them in
+   proportion to their free memory, as llama.cpp spreads them (the output layer counts as
+   one). -1 (default; any negative value): as many as fit in their free memory; 0: CPU only;
+   N: at most N. If loading there fails, it is retried with half the layers, down to one,
+   then on the CPU. Without a usable device the engine runs on the CPU, which is never an
+   error (`minerva_engine_info.fallback_reason` says why).
    */
   int32_t gpu_layers;
   /*
@@ -193,6 +195,18 @@ typedef struct minerva_engine_params {
    Passed to `progress`.
    */
   void *progress_user_data;
+  /*
+   Other machines' devices through ggml's RPC protocol (default NULL; NULL or "": none):
+   "host:port" entries separated by commas, at most 16, each a `minerva-rpc-server` (or
+   llama.cpp's `rpc-server` of the same version). Each is checked first (a connection and
+   the protocol's handshake, 5 s each): a server that cannot be reached or is not one gives
+   `MINERVA_ERR_BACKEND` naming it. Their devices join the local GPU for `gpu_layers`.
+   A server that dies while the engine uses it ends the process: llama.cpp's RPC client
+   aborts (minerva logs which server first, and ignores SIGPIPE if the program left it at
+   its default so that the abort can say so). The protocol has no authentication: use
+   servers on loopback or a trusted network only (docs/RPC.md).
+   */
+  const char *rpc_servers;
 } minerva_engine_params;
 
 /*
@@ -276,6 +290,11 @@ typedef struct minerva_engine_info {
    (icelake)"; "(built in)" for a build with one fixed CPU backend. NUL-terminated UTF-8.
    */
   char cpu_variant[64];
+  /*
+   Each device that holds layers, with how many (llama.cpp's count: the output layer is
+   one), e.g. "RPC0 (10.0.0.2:50052): 12 layers, CPU: 7 layers". NUL-terminated UTF-8.
+   */
+  char devices[256];
 } minerva_engine_info;
 
 /*
@@ -666,6 +685,11 @@ typedef void (*minerva_log_callback)(void *user_data, minerva_log_level level, c
 #define MINERVA_DEVICE_OTHER 4
 
 /*
+ The device of an RPC server (`minerva_engine_params.rpc_servers`).
+ */
+#define MINERVA_DEVICE_RPC 5
+
+/*
  The stream has not ended yet.
  */
 #define MINERVA_FINISH_RUNNING 0
@@ -1053,8 +1077,9 @@ void minerva_embed_params_init(struct minerva_embed_params *params, uint32_t str
  the engine thread in a llama.cpp context of their own (made on the first call; see
  docs/PERFORMANCE.md for its memory), many texts in one batch, one batch of at most 128 tokens
  between two generation steps, so running streams slow down but never stop. Each text is its
- own sequence: its vector does not depend on the other texts of the call (within float
- rounding). Blocks until the vectors are done: refused inside a callback.
+ own sequence: its vector does not depend on the other texts of the call, up to the arithmetic
+ of batching (a text embedded alone and beside others: cosine similarity above 0.999, each
+ value within about 0.005). Blocks until the vectors are done: refused inside a callback.
 
  Buffer rules as `minerva_tokenize`: `*out_len` always gets the number of floats needed, and
  `minerva_embed(e, t, n, NULL, NULL, 0, &len)` asks for it (without computing anything);

@@ -81,6 +81,7 @@ fn every_value_in_the_header_is_the_rust_value_it_mirrors() {
         ("METAL", DeviceKind::Metal),
         ("VULKAN", DeviceKind::Vulkan),
         ("OTHER", DeviceKind::Other),
+        ("RPC", DeviceKind::Rpc),
     ];
     let levels = [
         ("DEBUG", Level::Debug),

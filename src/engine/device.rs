@@ -6,6 +6,7 @@ use super::error::{Error, Result, Status};
 use super::llama::{self, DeviceKind, Model, ModelLoad};
 use super::log;
 use super::params::EngineConfig;
+use super::rpc;
 use std::ffi::CStr;
 
 /// The CPUs this process may run on (affinity and cgroup quota included).
@@ -63,14 +64,20 @@ pub(crate) fn available_memory() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// How many layers to offload for `gpu_layers = -1`: all when the file fits in the device's free
-/// memory with room to spare, else as many as fit.
-fn layers_that_fit(dev: &llama::Device, file_bytes: u64, block_count: Option<u32>) -> i32 {
+/// How many layers to offload for `gpu_layers = -1`: all when the file fits in the devices' free
+/// memory with room to spare (a tenth of each, at least 512 MiB, for its compute buffers), else
+/// as many as fit.
+fn layers_that_fit(devs: &[llama::Device], file_bytes: u64, block_count: Option<u32>) -> i32 {
     let Some(n) = block_count.filter(|&n| n > 0) else {
         return -1;
     };
-    let reserve = (dev.free_bytes as u64 / 10).max(512 << 20);
-    let budget = (dev.free_bytes as u64).saturating_sub(reserve);
+    let budget: u64 = devs
+        .iter()
+        .map(|d| {
+            let free = d.free_bytes as u64;
+            free.saturating_sub((free / 10).max(512 << 20))
+        })
+        .sum();
     let per_layer = (file_bytes / (n as u64 + 1)).max(1);
     let fit = budget / per_layer;
     if fit > n as u64 {
@@ -78,6 +85,40 @@ fn layers_that_fit(dev: &llama::Device, file_bytes: u64, block_count: Option<u32
     } else {
         fit as i32
     }
+}
+
+/// The layers llama.cpp puts on each device when `gpu_layers` of the model's `n_layer` + 1 (the
+/// output layer counts as one) go to `devs`, split by free memory as llama.cpp splits them
+/// (llama-model.cpp, load_tensors): one count per device, then the CPU's.
+pub(crate) fn layer_split(devs: &[llama::Device], gpu_layers: i32, n_layer: i32) -> Vec<i32> {
+    let units = n_layer + 1;
+    let ngl = if gpu_layers < 0 {
+        units
+    } else {
+        gpu_layers.min(units)
+    };
+    let mut counts = vec![0; devs.len() + 1];
+    let mut splits: Vec<f32> = devs.iter().map(|d| d.free_bytes as f32).collect();
+    let mut sum = 0.0f32;
+    for s in splits.iter_mut() {
+        sum += *s;
+        *s = sum;
+    }
+    for s in splits.iter_mut() {
+        *s /= if sum > 0.0 { sum } else { 1.0 };
+    }
+    let start = (units - ngl).max(0);
+    let active = if devs.is_empty() { 0 } else { ngl };
+    for il in 0..units {
+        if il < start || il - start >= active {
+            counts[devs.len()] += 1;
+        } else {
+            let x = (il - start) as f32 / active as f32;
+            let i = splits.partition_point(|&s| s <= x).min(devs.len() - 1);
+            counts[i] += 1;
+        }
+    }
+    counts
 }
 
 /// Loads with `first` layers offloaded (negative: all `n_layers`), and after each failure with
@@ -123,12 +164,17 @@ pub(crate) struct Placed {
     pub device_name: String,
     pub fallback_reason: String,
     pub gpu_layers: i32,
-    /// Free memory of the GPU that holds layers (None on the CPU).
+    /// Free memory of the devices that hold layers (None on the CPU).
     pub gpu_free_bytes: Option<u64>,
+    /// Each device used with its layers, e.g. "RPC0 (127.0.0.1:50052): 19 layers".
+    pub devices: String,
+    /// The RPC servers in use, released once the model is gone.
+    pub rpc: Option<rpc::Lease>,
 }
 
-/// Loads the model on the best GPU with `config.gpu_layers` (as many as fit for -1), retrying
-/// with fewer layers after a failure, else on the CPU. `progress` may abort the load.
+/// Loads the model on the GPU with the most free memory and the RPC servers' devices, with
+/// `config.gpu_layers` (as many as fit for -1) spread over them as llama.cpp spreads them,
+/// retrying with fewer layers after a failure, else on the CPU. `progress` may abort the load.
 pub(crate) fn load_model(
     path: &str,
     cpath: &CStr,
@@ -154,18 +200,43 @@ pub(crate) fn load_model(
             ),
         ));
     }
-    let gpu = devices
+    let cpu_name = devices
+        .iter()
+        .find(|d| d.kind == DeviceKind::Cpu)
+        .map(|d| d.description.clone())
+        .unwrap_or_else(|| "CPU".into());
+    // The servers first (each checked: ggml aborts on one it cannot reach), then their devices.
+    let mut lease = None;
+    let mut remote = Vec::new();
+    if !config.rpc_servers.is_empty() {
+        lease = Some(rpc::acquire(&config.rpc_servers)?);
+        rpc::ignore_sigpipe();
+        for e in &config.rpc_servers {
+            let devs = llama::rpc_devices(e)
+                .map_err(|why| Error::new(Status::Backend, format!("RPC server {e}: {why}")))?;
+            remote.extend(devs);
+        }
+    }
+    let offload: Vec<llama::Device> = devices
         .into_iter()
         .filter(|d| d.is_gpu)
-        .max_by_key(|d| d.free_bytes);
+        .max_by_key(|d| d.free_bytes)
+        .into_iter()
+        .chain(remote)
+        .collect();
+    let label = |d: &llama::Device| match d.kind {
+        DeviceKind::Rpc => format!("{} ({})", d.name, d.description),
+        _ => d.description.clone(),
+    };
+    let names = offload.iter().map(label).collect::<Vec<_>>().join(", ");
     let mut progress_wrapped = progress
         .as_mut()
         .map(|f| move |p: f32| callback_scope(|| f(p)));
-    let mut load = |device: Option<&llama::Device>, layers: i32| {
+    let mut load = |devs: &[llama::Device], layers: i32| {
         Model::load(
             cpath,
             ModelLoad {
-                device,
+                devices: devs,
                 gpu_layers: layers,
                 use_mmap: config.use_mmap,
                 progress: progress_wrapped
@@ -182,56 +253,67 @@ pub(crate) fn load_model(
     };
     let mut fallback_reason = String::new();
     if config.gpu_layers != 0 {
-        match &gpu {
-            None => {
-                fallback_reason = if cfg!(any(
-                    feature = "cuda",
-                    feature = "vulkan",
-                    feature = "metal"
-                )) {
-                    "no usable GPU device was found".into()
-                } else {
-                    "minerva was built without a GPU backend (cargo features cuda, vulkan, metal)"
-                        .into()
-                };
-            }
-            Some(dev) => {
-                let layers = if config.gpu_layers < 0 {
-                    layers_that_fit(dev, file_bytes, block_count)
-                } else {
-                    config.gpu_layers
-                };
-                if layers == 0 {
-                    fallback_reason = format!(
-                        "{} has {} MiB free, too little for one layer",
-                        dev.description,
-                        dev.free_bytes >> 20
-                    );
-                } else {
-                    // Out of device memory: retry with half the layers, down to one, then the CPU.
-                    let n_layers = block_count.unwrap_or(1).max(1) as i32;
-                    match load_with_retries(layers, n_layers, &dev.description, |l| {
-                        load(Some(dev), l)
-                    }) {
-                        Ok((model, used)) => {
-                            let n = model.n_layer();
-                            return Ok(Placed {
-                                gpu_layers: if used < 0 { n } else { used.min(n) },
-                                model,
-                                device_kind: dev.kind,
-                                device_name: dev.description.clone(),
-                                fallback_reason,
-                                gpu_free_bytes: Some(dev.free_bytes as u64),
-                            });
+        if offload.is_empty() {
+            fallback_reason = if cfg!(any(feature = "cuda", feature = "vulkan", feature = "metal"))
+            {
+                "no usable GPU device was found".into()
+            } else {
+                "minerva was built without a GPU backend (cargo features cuda, vulkan, metal) \
+                 and no rpc_servers were given"
+                    .into()
+            };
+        } else {
+            let layers = if config.gpu_layers < 0 {
+                layers_that_fit(&offload, file_bytes, block_count)
+            } else {
+                config.gpu_layers
+            };
+            let free: u64 = offload.iter().map(|d| d.free_bytes as u64).sum();
+            if layers == 0 {
+                fallback_reason = format!(
+                    "{names} {} {} MiB free, too little for one layer",
+                    if offload.len() == 1 { "has" } else { "have" },
+                    free >> 20
+                );
+            } else {
+                // Out of device memory: retry with half the layers, down to one, then the CPU.
+                let n_layers = block_count.unwrap_or(1).max(1) as i32;
+                match load_with_retries(layers, n_layers, &names, |l| load(&offload, l)) {
+                    Ok((model, used)) => {
+                        let n = model.n_layer();
+                        let split = layer_split(&offload, used, n);
+                        let (most, _) = split[..offload.len()]
+                            .iter()
+                            .enumerate()
+                            .max_by_key(|&(i, c)| (*c, std::cmp::Reverse(i)))
+                            .expect("at least one device");
+                        let mut devices: Vec<String> = offload
+                            .iter()
+                            .zip(&split)
+                            .filter(|(_, &c)| c > 0)
+                            .map(|(d, c)| format!("{}: {c} layers", label(d)))
+                            .collect();
+                        if split[offload.len()] > 0 {
+                            devices.push(format!("CPU: {} layers", split[offload.len()]));
                         }
-                        Err(None) => return Err(aborted()),
-                        Err(Some(reason)) => fallback_reason = reason,
+                        return Ok(Placed {
+                            gpu_layers: if used < 0 { n } else { used.min(n) },
+                            device_kind: offload[most].kind,
+                            device_name: label(&offload[most]),
+                            fallback_reason,
+                            gpu_free_bytes: Some(free),
+                            devices: devices.join(", "),
+                            model,
+                            rpc: lease,
+                        });
                     }
+                    Err(None) => return Err(aborted()),
+                    Err(Some(reason)) => fallback_reason = reason,
                 }
             }
         }
     }
-    let model = load(None, 0).map_err(|e| match e {
+    let model = load(&[], 0).map_err(|e| match e {
         llama::LoadError::Aborted => aborted(),
         llama::LoadError::Failed(why) => Error::new(
             Status::Model,
@@ -245,17 +327,16 @@ pub(crate) fn load_model(
             ),
         ),
     })?;
+    let n = model.n_layer() + 1;
     Ok(Placed {
         model,
         device_kind: DeviceKind::Cpu,
-        device_name: llama::devices()
-            .into_iter()
-            .find(|d| d.kind == DeviceKind::Cpu)
-            .map(|d| d.description)
-            .unwrap_or_else(|| "CPU".into()),
+        device_name: cpu_name,
         fallback_reason,
         gpu_layers: 0,
         gpu_free_bytes: None,
+        devices: format!("CPU: {n} layers"),
+        rpc: lease,
     })
 }
 

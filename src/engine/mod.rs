@@ -15,6 +15,7 @@ pub mod gguf;
 pub(crate) mod llama;
 pub mod log;
 pub mod params;
+pub mod rpc;
 mod scheduler;
 pub mod stream;
 pub mod text;
@@ -54,6 +55,8 @@ pub struct EngineInfo {
     pub embedding_dims: u32,
     /// The CPU backend in use, e.g. "x86-64 AVX-512 VBMI VNNI (icelake)".
     pub cpu_variant: String,
+    /// Each device that holds layers, with how many.
+    pub devices: String,
 }
 
 /// One loaded model, its context and its engine thread.
@@ -65,6 +68,8 @@ pub struct Engine {
     info: EngineInfo,
     /// The ChatML fallback was announced (once per engine).
     chatml_warned: std::sync::atomic::AtomicBool,
+    /// The RPC servers in use (after `model`: released once the model is dropped).
+    _rpc: Option<rpc::Lease>,
 }
 
 impl Engine {
@@ -110,8 +115,10 @@ impl Engine {
             device_name: placed.device_name,
             fallback_reason: placed.fallback_reason,
             gpu_layers: placed.gpu_layers,
+            devices: placed.devices,
             ..Default::default()
         };
+        let rpc_lease = placed.rpc;
         let model = placed.model;
         let model = Arc::new(model);
         let n_ctx = config.context_tokens * config.max_streams;
@@ -216,6 +223,7 @@ impl Engine {
             model,
             info,
             chatml_warned: Default::default(),
+            _rpc: rpc_lease,
         })
     }
 

@@ -12,6 +12,8 @@ pub struct EngineConfig {
     pub threads: u32,
     pub batch_tokens: u32,
     pub use_mmap: bool,
+    /// RPC servers ("host:port") whose devices take layers (see engine::rpc).
+    pub rpc_servers: Vec<String>,
 }
 
 impl Default for EngineConfig {
@@ -23,6 +25,7 @@ impl Default for EngineConfig {
             threads: 0,
             batch_tokens: 512,
             use_mmap: true,
+            rpc_servers: Vec::new(),
         }
     }
 }

@@ -60,8 +60,9 @@ pub unsafe extern "C" fn minerva_embed_params_init(
 /// the engine thread in a llama.cpp context of their own (made on the first call; see
 /// docs/PERFORMANCE.md for its memory), many texts in one batch, one batch of at most 128 tokens
 /// between two generation steps, so running streams slow down but never stop. Each text is its
-/// own sequence: its vector does not depend on the other texts of the call (within float
-/// rounding). Blocks until the vectors are done: refused inside a callback.
+/// own sequence: its vector does not depend on the other texts of the call, up to the arithmetic
+/// of batching (a text embedded alone and beside others: cosine similarity above 0.999, each
+/// value within about 0.005). Blocks until the vectors are done: refused inside a callback.
 ///
 /// Buffer rules as `minerva_tokenize`: `*out_len` always gets the number of floats needed, and
 /// `minerva_embed(e, t, n, NULL, NULL, 0, &len)` asks for it (without computing anything);

@@ -2,7 +2,7 @@
 //! `minerva_engine_free`.
 
 use super::*;
-use crate::engine::{self as eng, DeviceKind, Engine, EngineConfig, Error};
+use crate::engine::{self as eng, rpc, DeviceKind, Engine, EngineConfig, Error};
 use std::ffi::{c_char, c_void};
 use std::mem::offset_of;
 
@@ -27,6 +27,8 @@ pub const MINERVA_DEVICE_METAL: minerva_device_kind = 2;
 pub const MINERVA_DEVICE_VULKAN: minerva_device_kind = 3;
 /// Another accelerator.
 pub const MINERVA_DEVICE_OTHER: minerva_device_kind = 4;
+/// The device of an RPC server (`minerva_engine_params.rpc_servers`).
+pub const MINERVA_DEVICE_RPC: minerva_device_kind = 5;
 
 /// An engine: one loaded GGUF model, the device chosen for it (a GPU set up at creation, the CPU
 /// as the fallback), one KV cache, and one engine thread that decodes all of the engine's live
@@ -53,10 +55,12 @@ pub type minerva_progress_callback =
 pub struct minerva_engine_params {
     /// `sizeof(minerva_engine_params)` as the caller knows it; set by the init function.
     pub struct_size: u32,
-    /// Layers to offload to the best GPU. -1 (default; any negative value): as many as fit in
-    /// its free memory; 0: CPU only; N: at most N. If loading there fails, it is retried with
-    /// half the layers, down to one, then on the CPU. Without a usable GPU the engine runs on
-    /// the CPU, which is never an error (`minerva_engine_info.fallback_reason` says why).
+    /// Layers to offload to the best GPU and the `rpc_servers`' devices, spread over them in
+    /// proportion to their free memory, as llama.cpp spreads them (the output layer counts as
+    /// one). -1 (default; any negative value): as many as fit in their free memory; 0: CPU only;
+    /// N: at most N. If loading there fails, it is retried with half the layers, down to one,
+    /// then on the CPU. Without a usable device the engine runs on the CPU, which is never an
+    /// error (`minerva_engine_info.fallback_reason` says why).
     pub gpu_layers: i32,
     /// Tokens ONE stream can hold, prompt plus generated text (default 2048; 8 to 1048576). The KV
     /// cache holds `context_tokens * max_streams` tokens.
@@ -79,6 +83,16 @@ pub struct minerva_engine_params {
     pub progress: minerva_progress_callback,
     /// Passed to `progress`.
     pub progress_user_data: *mut c_void,
+    /// Other machines' devices through ggml's RPC protocol (default NULL; NULL or "": none):
+    /// "host:port" entries separated by commas, at most 16, each a `minerva-rpc-server` (or
+    /// llama.cpp's `rpc-server` of the same version). Each is checked first (a connection and
+    /// the protocol's handshake, 5 s each): a server that cannot be reached or is not one gives
+    /// `MINERVA_ERR_BACKEND` naming it. Their devices join the local GPU for `gpu_layers`.
+    /// A server that dies while the engine uses it ends the process: llama.cpp's RPC client
+    /// aborts (minerva logs which server first, and ignores SIGPIPE if the program left it at
+    /// its default so that the abort can say so). The protocol has no authentication: use
+    /// servers on loopback or a trusted network only (docs/RPC.md).
+    pub rpc_servers: *const c_char,
 }
 
 impl Default for minerva_engine_params {
@@ -94,6 +108,7 @@ impl Default for minerva_engine_params {
             use_mmap: d.use_mmap,
             progress: None,
             progress_user_data: std::ptr::null_mut(),
+            rpc_servers: std::ptr::null(),
         }
     }
 }
@@ -140,6 +155,9 @@ pub struct minerva_engine_info {
     /// dispatch (the default), the variant chosen for this CPU, e.g. "x86-64 AVX-512 VBMI VNNI
     /// (icelake)"; "(built in)" for a build with one fixed CPU backend. NUL-terminated UTF-8.
     pub cpu_variant: [c_char; 64],
+    /// Each device that holds layers, with how many (llama.cpp's count: the output layer is
+    /// one), e.g. "RPC0 (10.0.0.2:50052): 12 layers, CPU: 7 layers". NUL-terminated UTF-8.
+    pub devices: [c_char; 256],
 }
 
 /// The size of `minerva_engine_info` as published in 0.1 (up to `has_chat_template`, padded), what
@@ -196,6 +214,8 @@ pub unsafe extern "C" fn minerva_engine_new(
                 &engine_params_bools(),
             )
         }?;
+        // SAFETY: rpc_servers is NULL or a NUL-terminated string of the caller's.
+        let rpc_servers = unsafe { opt_str(p.rpc_servers, "rpc_servers") }?.unwrap_or("");
         let config = EngineConfig {
             gpu_layers: p.gpu_layers.max(-1),
             context_tokens: p.context_tokens,
@@ -203,6 +223,7 @@ pub unsafe extern "C" fn minerva_engine_new(
             threads: p.threads,
             batch_tokens: p.batch_tokens,
             use_mmap: p.use_mmap,
+            rpc_servers: rpc::parse_servers(rpc_servers)?,
         };
         let ud = UserData(p.progress_user_data);
         let mut progress_fn = p.progress.map(|cb| {
@@ -254,6 +275,7 @@ pub unsafe extern "C" fn minerva_engine_get_info(
         v.has_chat_template = i.has_chat_template;
         v.embedding_dims = i.embedding_dims;
         fill_chars(&mut v.cpu_variant, &i.cpu_variant);
+        fill_chars(&mut v.devices, &i.devices);
         // SAFETY: out points to the caller's struct of its struct_size.
         unsafe { write_out(out, &v, INFO_FIRST_LAYOUT) };
         Ok(())

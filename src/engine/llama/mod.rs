@@ -18,7 +18,7 @@ pub use chat::builtin_template;
 #[cfg(test)]
 pub use chat::reference_render;
 pub use context::{Context, ContextParams};
-pub use devices::{devices, Device, DeviceKind};
+pub use devices::{devices, rpc_devices, Device, DeviceKind};
 pub use inspect::inspect_gguf;
 pub use model::{LoadError, Model, ModelLoad, Token};
 pub use sampler::{argmax, json_schema_to_grammar, Sampler, SamplingParams};
@@ -45,6 +45,8 @@ pub fn init_backend() {
         // SAFETY: called once, before any other llama.cpp call of minerva; the trampoline is a
         // plain function that lives for the whole process.
         unsafe { sys::llama_log_set(Some(llama_log_trampoline), std::ptr::null_mut()) };
+        // SAFETY: as above; the callback is a plain function for the whole process.
+        unsafe { sys::ggml_set_abort_callback(Some(abort_trampoline)) };
         #[cfg(feature = "portable")]
         let (dir, dynamic) = (backend_dir(), true);
         #[cfg(not(feature = "portable"))]
@@ -59,6 +61,24 @@ pub fn init_backend() {
             let _ = BACKEND_ERROR.set(e.message);
         }
     });
+}
+
+/// Serves this machine's best device (a GPU if any, else the CPU) to RPC clients at `endpoint`
+/// ("host:port") until the process ends, advertising `mem_bytes` of memory (0: the device's
+/// own). Returns only when it cannot serve.
+pub fn rpc_serve(endpoint: &str, mem_bytes: usize, threads: usize) -> String {
+    init_backend();
+    let Ok(c) = std::ffi::CString::new(endpoint) else {
+        return "a NUL in the address".into();
+    };
+    // SAFETY: c is NUL-terminated and outlives the call.
+    match check(
+        unsafe { shim::mshim_rpc_serve(c.as_ptr(), mem_bytes, threads) },
+        "RPC server",
+    ) {
+        Ok(()) => "the RPC server stopped".into(),
+        Err(e) => e.message,
+    }
 }
 
 /// The CPU backend in use, e.g. "x86-64 AVX-512 VBMI VNNI (icelake)": the instruction sets it
@@ -129,6 +149,26 @@ fn backend_dir() -> Option<std::ffi::CString> {
         })
         .or_else(|| sys::BACKENDS_DIR.map(String::from))
         .and_then(|d| std::ffi::CString::new(d).ok())
+}
+
+/// ggml's last words before it aborts the process (a lost RPC server, a failed assertion): said
+/// through minerva's log, so that a program's log callback gets the reason. The abort follows;
+/// nothing short of patching ggml prevents it.
+unsafe extern "C" fn abort_trampoline(message: *const c_char) {
+    let text = if message.is_null() {
+        String::new()
+    } else {
+        // SAFETY: ggml passes a NUL-terminated message valid for this call.
+        unsafe { CStr::from_ptr(message) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    let _ = std::panic::catch_unwind(|| {
+        log::log(
+            log::Level::Error,
+            &format!("llama.cpp is ending the process: {}", text.trim()),
+        );
+    });
 }
 
 thread_local! {

@@ -13,7 +13,8 @@ pub type Token = sys::llama_token;
 
 /// How to load a model.
 pub struct ModelLoad<'a> {
-    pub device: Option<&'a Device>,
+    /// The devices to put `gpu_layers` on, split by their free memory (none: the CPU only).
+    pub devices: &'a [Device],
     pub gpu_layers: i32,
     pub use_mmap: bool,
     /// Called with load progress 0..1; returning false aborts the load.
@@ -65,18 +66,14 @@ impl Model {
         init_backend();
         // SAFETY: plain value returned by llama.cpp.
         let mut mp = unsafe { sys::llama_model_default_params() };
-        let mut devs: [sys::ggml_backend_dev_t; 2] = [std::ptr::null_mut(); 2];
-        match opts.device {
-            Some(d) => {
-                devs[0] = d.raw;
-                mp.n_gpu_layers = opts.gpu_layers;
-            }
-            None => {
-                // CPU only: no device list entry and no layers offloaded.
-                mp.n_gpu_layers = 0;
-            }
-        }
-        // A NULL-terminated list: only the chosen GPU (or none, which leaves the CPU).
+        // A NULL-terminated list: only the chosen devices (none leaves the CPU).
+        let mut devs: Vec<sys::ggml_backend_dev_t> = opts.devices.iter().map(|d| d.raw).collect();
+        devs.push(std::ptr::null_mut());
+        mp.n_gpu_layers = if opts.devices.is_empty() {
+            0
+        } else {
+            opts.gpu_layers
+        };
         mp.devices = devs.as_mut_ptr();
         mp.load_mode = if opts.use_mmap {
             sys::LLAMA_LOAD_MODE_MMAP
@@ -426,7 +423,7 @@ mod tests {
         let model = Model::load(
             &path,
             ModelLoad {
-                device: None,
+                devices: &[],
                 gpu_layers: 0,
                 use_mmap: true,
                 progress: None,

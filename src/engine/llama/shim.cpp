@@ -81,6 +81,11 @@ size_t mshim_take_error(char *buf, size_t cap) noexcept {
     return n;
 }
 
+// guarded() for the wrappers of other files (rpc.cpp): runs fn(ctx) behind the same boundary.
+int mshim_guard(void (*fn)(void *), void *ctx) noexcept {
+    return guarded([&] { fn(ctx); });
+}
+
 int mshim_backend_init(const char *backend_dir, bool load_dynamic) noexcept {
     return guarded([&] {
         if (load_dynamic) {

@@ -31,6 +31,11 @@ extern "C" {
     fn mshim_take_error(buf: *mut c_char, cap: usize) -> usize;
     pub fn mshim_backend_init(backend_dir: *const c_char, load_dynamic: bool) -> c_int;
     pub fn mshim_cpu_variant(buf: *mut c_char, cap: usize) -> c_int;
+    pub fn mshim_rpc_add_server(
+        endpoint: *const c_char,
+        out: *mut sys::ggml_backend_reg_t,
+    ) -> c_int;
+    pub fn mshim_rpc_serve(endpoint: *const c_char, mem_bytes: usize, threads: usize) -> c_int;
     pub fn mshim_dev_memory(
         dev: sys::ggml_backend_dev_t,
         free: *mut usize,

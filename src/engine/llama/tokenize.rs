@@ -347,7 +347,7 @@ mod tests {
         let path = std::env::var("MINERVA_MODEL").ok()?;
         let path = std::ffi::CString::new(path).unwrap();
         let load = ModelLoad {
-            device: None,
+            devices: &[],
             gpu_layers: 0,
             use_mmap: true,
             progress: None,
