@@ -53,7 +53,7 @@ fn parse_args() -> Args {
             _ => {
                 eprintln!(
                     "usage: bench [--model PATH] [--threads N] [--reps N] \
-                     [--only load,single,batched,callback,memory,chat,structured,tools,embed]"
+                     [--only load,single,batched,callback,memory,chat,structured,tools,embed,rpc]"
                 );
                 std::process::exit(2);
             }
@@ -282,6 +282,18 @@ unsafe extern "C" fn noop_token(_: *mut c_void, _: *const c_char, _: usize) -> m
 
 impl Minerva {
     fn new(path: &str, threads: u32, context_tokens: u32, max_streams: u32) -> (Minerva, f64) {
+        Self::on(path, threads, context_tokens, max_streams, 0, None)
+    }
+
+    /// An engine with `gpu_layers` on the devices of the RPC servers `rpc` (none: local).
+    fn on(
+        path: &str,
+        threads: u32,
+        context_tokens: u32,
+        max_streams: u32,
+        gpu_layers: i32,
+        rpc: Option<&CString>,
+    ) -> (Minerva, f64) {
         let cpath = CString::new(path).unwrap();
         let t0 = Instant::now();
         let mut engine = std::ptr::null_mut();
@@ -292,10 +304,14 @@ impl Minerva {
             p.context_tokens = context_tokens;
             p.max_streams = max_streams;
             p.batch_tokens = 512;
-            p.gpu_layers = 0;
+            p.gpu_layers = gpu_layers;
+            p.rpc_servers = rpc.map_or(std::ptr::null(), |r| r.as_ptr());
+            let rc = minerva_engine_new(cpath.as_ptr(), &p, &mut engine);
             assert_eq!(
-                minerva_engine_new(cpath.as_ptr(), &p, &mut engine),
-                MINERVA_OK
+                rc,
+                MINERVA_OK,
+                "{}",
+                std::ffi::CStr::from_ptr(minerva_last_error()).to_string_lossy()
             );
         }
         (Minerva { engine }, t0.elapsed().as_secs_f64())
@@ -674,6 +690,91 @@ fn tools_section(args: &Args) {
 
 /// 64 short texts: minerva_embed against a llama-embedding style loop written on llama.h (the
 /// same batch of 256 tokens, mean pooling by llama.cpp, L2 normalization), texts per second.
+/// What the network hop costs: the whole model on a minerva-rpc-server on 127.0.0.1 (the same
+/// CPU, `threads` threads) against the same engine computing locally.
+fn rpc_section(args: &Args) {
+    let server_bin = std::env::current_exe()
+        .ok()
+        .and_then(|e| Some(e.parent()?.parent()?.join("minerva-rpc-server")))
+        .filter(|p| p.exists());
+    let Some(server_bin) = server_bin else {
+        println!("rpc: no minerva-rpc-server beside the examples (cargo build --release --bins)");
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = std::process::Command::new(server_bin)
+        .args(["--port", &port.to_string(), "--mem", "4096"])
+        .args(["--threads", &args.threads.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start minerva-rpc-server");
+    let endpoint = format!("127.0.0.1:{port}");
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(&endpoint).is_err() && t0.elapsed().as_secs() < 30 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (local, _) = Minerva::new(&args.model, args.threads, 1024, 1);
+    let rpc = CString::new(endpoint).unwrap();
+    let (remote, _) = Minerva::on(&args.model, args.threads, 1024, 1, -1, Some(&rpc));
+    let mut info: minerva_engine_info = unsafe { std::mem::zeroed() };
+    info.struct_size = std::mem::size_of_val(&info) as u32;
+    unsafe { minerva_engine_get_info(remote.engine, &mut info) };
+    let devices = unsafe { std::ffi::CStr::from_ptr(info.devices.as_ptr()) };
+    let p512 = "The lighthouse keeper counted the ships. ".repeat(64);
+    let (mut pp_r, mut pp_l, mut tg_r, mut tg_l) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..args.reps {
+        let s = remote.generate(&p512, 1, true);
+        pp_r.push(s.prompt_tokens as f64 / (s.time_to_first_token_ms / 1e3));
+        let s = local.generate(&p512, 1, true);
+        pp_l.push(s.prompt_tokens as f64 / (s.time_to_first_token_ms / 1e3));
+        tg_r.push(
+            remote
+                .generate("Once upon a time", 128, true)
+                .tokens_per_second,
+        );
+        tg_l.push(
+            local
+                .generate("Once upon a time", 128, true)
+                .tokens_per_second,
+        );
+    }
+    drop(remote);
+    drop(local);
+    let _ = server.kill();
+    let _ = server.wait();
+    println!(
+        "\nRPC on loopback ({}) against local, the same CPU and threads:",
+        devices.to_string_lossy()
+    );
+    print_rows_as(
+        &[
+            row(
+                "prompt processing (512 tokens)",
+                &pp_r,
+                &pp_l,
+                "t/s",
+                true,
+                None,
+            ),
+            row("generation (128 tokens)", &tg_r, &tg_l, "t/s", true, None),
+        ],
+        "via RPC",
+        "local",
+    );
+    let (r, l) = (best(&tg_r, true), best(&tg_l, true));
+    println!(
+        "network hop: {:.2} ms per generated token ({:.2} ms through RPC, {:.2} ms local)",
+        1e3 / r - 1e3 / l,
+        1e3 / r,
+        1e3 / l
+    );
+}
+
 fn embed_section(args: &Args) {
     let texts: Vec<String> = (0..64)
         .map(|i| {
@@ -917,9 +1018,16 @@ fn row(
 }
 
 fn print_rows(rows: &[Row]) {
+    print_rows_as(rows, "minerva", "llama.h");
+}
+
+fn print_rows_as(rows: &[Row], first: &str, second: &str) {
+    if rows.is_empty() {
+        return;
+    }
     println!(
         "{:<34} {:>12} {:>12} {:>7}  target",
-        "measure", "minerva", "llama.h", "ratio"
+        "measure", first, second, "ratio"
     );
     for r in rows {
         println!(
@@ -1205,6 +1313,9 @@ fn main() {
     }
     if args.runs("embed") {
         embed_section(&args);
+    }
+    if args.runs("rpc") {
+        rpc_section(&args);
     }
     if let Some(&(1, single)) = agg.first() {
         for (n, v) in &agg[1..] {

@@ -5,7 +5,7 @@
 # docs/PERFORMANCE.md.
 #
 #   scripts/bench.sh [--threads N] [--reps N] [--seconds N]
-#                    [--only load,single,batched,callback,memory,chat,structured,tools,embed,frame]
+#                    [--only load,single,batched,callback,memory,chat,structured,tools,embed,rpc,frame]
 #   MINERVA_MODEL=/path/model.gguf scripts/bench.sh
 #
 # Extra cargo flags go in BENCH_CARGO_FLAGS (e.g. "--features portable"), extra rustc flags in
@@ -16,7 +16,7 @@ scripts/setup.sh
 MINERVA_MODEL="${MINERVA_MODEL:-$(scripts/fetch-model.sh)}"
 export MINERVA_MODEL
 # shellcheck disable=SC2086
-cargo build --release --example bench --example frame_loop ${BENCH_CARGO_FLAGS:-}
+cargo build --release --example bench --example frame_loop --bin minerva-rpc-server ${BENCH_CARGO_FLAGS:-}
 bin="${CARGO_TARGET_DIR:-target}/release/examples"
 
 bench_args=() frame_args=() only=""

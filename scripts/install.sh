@@ -7,6 +7,7 @@
 #   include/minerva.h, include/minerva.hpp
 #   lib/pkgconfig/minerva.pc, minerva-static.pc
 #   lib/cmake/minerva/                            find_package(minerva 0.1 CONFIG REQUIRED)
+#   bin/minerva-rpc-server                        lends this machine's device to other engines
 # Builds nothing: `make install` builds first. Usage: scripts/install.sh [PREFIX]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,11 +22,14 @@ done
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 ABI=$(sed -n 's/^pub const MINERVA_ABI_VERSION: u32 = \([0-9]*\);/\1/p' src/ffi/version.rs)
 root="$DESTDIR$PREFIX"
-install -d "$root/lib/pkgconfig" "$root/lib/cmake/minerva" "$root/include"
+install -d "$root/lib/pkgconfig" "$root/lib/cmake/minerva" "$root/include" "$root/bin"
 install -m 644 include/minerva.h include/minerva.hpp "$root/include/"
 install -m 755 "$BUILD/libminerva.so" "$root/lib/libminerva.so.$ABI"
 ln -sf "libminerva.so.$ABI" "$root/lib/libminerva.so"
 install -m 644 "$BUILD/libminerva.a" "$root/lib/"
+if [ -f "$BUILD/minerva-rpc-server" ]; then
+  install -m 755 "$BUILD/minerva-rpc-server" "$root/bin/"
+fi
 
 # The private folder: llama.cpp's shared libraries (what libminerva.so and libminerva.a link to)
 # and the backends (loaded at run time, never linked).

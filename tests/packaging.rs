@@ -3,6 +3,7 @@
 //!   (tests/install/hello.c) built against it four ways: pkg-config and CMake, shared and static.
 //!   Each runs from `/`, with no LD_LIBRARY_PATH and no MINERVA_BACKEND_DIR, and must load the
 //!   model, name the CPU backend chosen and generate text.
+//!   The installed minerva-rpc-server starts and listens.
 //! - Run-time CPU dispatch: the same program run with the chosen backend's file taken away picks
 //!   the next best one; with no backend at all, the engine fails with a message, not a crash.
 

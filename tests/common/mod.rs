@@ -62,19 +62,19 @@ pub fn root() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The folder of the built libminerva.so, built first if needed (cargo test does not build the
-/// cdylib by itself; a no-op when fresh).
+/// The folder of the built libminerva.so (and minerva-rpc-server), built first if needed (cargo
+/// test does not build the cdylib by itself; a no-op when fresh).
 pub fn lib_dir() -> std::path::PathBuf {
     static BUILT: OnceLock<std::path::PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let st = std::process::Command::new(cargo)
-                .args(["build", "--release", "--lib"])
+                .args(["build", "--release", "--lib", "--bins"])
                 .current_dir(root())
                 .status()
                 .expect("run cargo build");
-            assert!(st.success(), "cargo build --release --lib failed");
+            assert!(st.success(), "cargo build --release --lib --bins failed");
             let dir = root().join("target/release");
             assert!(
                 dir.join("libminerva.so").exists(),
