@@ -27,6 +27,18 @@ struct Args {
     only: Vec<String>,
 }
 
+/// Layers on the GPU for minerva and the baseline alike: $MINERVA_BENCH_GPU_LAYERS (default 0, the
+/// CPU; -1 all). For a GPU build (scripts/gpu-check.sh).
+fn gpu_layers() -> i32 {
+    static N: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *N.get_or_init(|| {
+        std::env::var("MINERVA_BENCH_GPU_LAYERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    })
+}
+
 impl Args {
     fn runs(&self, section: &str) -> bool {
         self.only.is_empty() || self.only.iter().any(|s| s == section)
@@ -106,7 +118,7 @@ impl Baseline {
         unsafe {
             sys::llama_backend_init();
             let mut mp = sys::llama_model_default_params();
-            mp.n_gpu_layers = 0;
+            mp.n_gpu_layers = if gpu_layers() < 0 { 999 } else { gpu_layers() };
             let model = sys::llama_model_load_from_file(cpath.as_ptr(), mp);
             assert!(!model.is_null(), "baseline: cannot load the model");
             let mut cp = sys::llama_context_default_params();
@@ -282,7 +294,7 @@ unsafe extern "C" fn noop_token(_: *mut c_void, _: *const c_char, _: usize) -> m
 
 impl Minerva {
     fn new(path: &str, threads: u32, context_tokens: u32, max_streams: u32) -> (Minerva, f64) {
-        Self::on(path, threads, context_tokens, max_streams, 0, None)
+        Self::on(path, threads, context_tokens, max_streams, gpu_layers(), None)
     }
 
     /// An engine with `gpu_layers` on the devices of the RPC servers `rpc` (none: local).
@@ -848,7 +860,7 @@ impl EmbedBaseline {
         let cpath = CString::new(path).unwrap();
         unsafe {
             let mut mp = sys::llama_model_default_params();
-            mp.n_gpu_layers = 0;
+            mp.n_gpu_layers = if gpu_layers() < 0 { 999 } else { gpu_layers() };
             let model = sys::llama_model_load_from_file(cpath.as_ptr(), mp);
             let mut cp = sys::llama_context_default_params();
             cp.n_ctx = 512;
@@ -1187,8 +1199,11 @@ fn main() {
     let args = parse_args();
     unsafe { minerva_set_log_callback(None, std::ptr::null_mut(), MINERVA_LOG_ERROR) };
     println!(
-        "model: {}\nthreads: {}, best of {} interleaved runs\n",
-        args.model, args.threads, args.reps
+        "model: {}\nthreads: {}, best of {} interleaved runs, GPU layers {}\n",
+        args.model,
+        args.threads,
+        args.reps,
+        gpu_layers()
     );
 
     let (base, _) = Baseline::new(&args.model, args.threads, 1024, 1, 512);

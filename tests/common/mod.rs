@@ -69,13 +69,32 @@ pub fn lib_dir() -> std::path::PathBuf {
     BUILT
         .get_or_init(|| {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let st = std::process::Command::new(cargo)
-                .args(["build", "--release", "--lib", "--bins"])
-                .current_dir(root())
-                .status()
-                .expect("run cargo build");
-            assert!(st.success(), "cargo build --release --lib --bins failed");
-            let dir = root().join("target/release");
+            // The same build as these tests': their features, their target folder.
+            let mut features: Vec<&str> = Vec::new();
+            if cfg!(feature = "cuda") {
+                features.push("cuda");
+            }
+            if cfg!(feature = "vulkan") {
+                features.push("vulkan");
+            }
+            if cfg!(feature = "metal") {
+                features.push("metal");
+            }
+            let mut cmd = std::process::Command::new(cargo);
+            cmd.args(["build", "--release", "--lib", "--bins"])
+                .current_dir(root());
+            if !cfg!(feature = "portable") {
+                cmd.arg("--no-default-features");
+            }
+            if !features.is_empty() {
+                cmd.args(["--features", &features.join(",")]);
+            }
+            let st = cmd.status().expect("run cargo build");
+            assert!(st.success(), "{cmd:?} failed");
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| root().join("target"));
+            let dir = root().join(target).join("release");
             assert!(
                 dir.join("libminerva.so").exists(),
                 "no libminerva.so in {dir:?}"
