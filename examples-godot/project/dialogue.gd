@@ -101,14 +101,16 @@ func _process(_delta: float) -> void:
 	var t0 := OS.get_ticks_usec()
 	var piece: String = engine.read(stream_id)
 	var done: bool = engine.is_finished(stream_id)
-	if done:
-		end_line()
 	longest_pull_us = int(max(longest_pull_us, OS.get_ticks_usec() - t0))
+	# The read that reports the end usually carries the line's last text: take it before
+	# end_line() hands the turn (and `line`) to the other character.
 	if piece != "":
 		frames_with_text += 1
 		line += piece
 		text_bytes += piece.to_utf8().size()
 		get_node(who[speaking]).text = "%s: %s" % [who[speaking], line.strip_edges()]
+	if done:
+		end_line()
 
 
 # The prompt: the setting, the line just said by the other, and this character's name.

@@ -146,7 +146,12 @@ static minerva_status fail(instance *self, minerva_status status, bool print, co
 
 /* Records the failure of a minerva call, with minerva's own message. */
 static minerva_status fail_minerva(instance *self, minerva_status status, const char *what) {
-    return fail(self, status, false, "%s: %s (%s)", what, minerva_last_error(), minerva_status_str(status));
+    /* minerva_last_error() first: it is valid only until the next minerva call on this thread,
+     * and C leaves the order in which arguments are evaluated open. */
+    const char *why = minerva_last_error();
+    char copy[sizeof self->last_error];
+    snprintf(copy, sizeof copy, "%s", why);
+    return fail(self, status, false, "%s: %s (%s)", what, copy, minerva_status_str(status));
 }
 
 static void succeed(instance *self) {

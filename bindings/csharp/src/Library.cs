@@ -55,6 +55,12 @@ namespace Minerva
                 {
                     // One static trampoline, kept alive by a static delegate; the handler is read
                     // from a static field at each line.
+                    if (!s_exitHooked)
+                    {
+                        s_exitHooked = true;
+                        AppDomain.CurrentDomain.ProcessExit += ResetLogAtExit;
+                        AppDomain.CurrentDomain.DomainUnload += ResetLogAtExit;
+                    }
                     Callbacks.LogHandler = handler;
                     Native.minerva_set_log_callback(Callbacks.LogPtr, IntPtr.Zero, (uint)minLevel);
                 }
@@ -66,5 +72,14 @@ namespace Minerva
         }
 
         private static readonly object s_logLock = new object();
+        private static bool s_exitHooked;
+
+        // minerva's threads outlive the runtime (and Unity's domain, reloaded in the editor): once
+        // it goes, its trampoline must no longer be called. Engines are the program's to dispose.
+        private static void ResetLogAtExit(object sender, EventArgs e)
+        {
+            Native.minerva_set_log_callback(IntPtr.Zero, IntPtr.Zero, (uint)LogLevel.Warn);
+            Callbacks.LogHandler = null;
+        }
     }
 }

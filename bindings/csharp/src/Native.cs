@@ -247,10 +247,11 @@ namespace Minerva
         protected override bool ReleaseHandle()
         {
             IntPtr engine = handle;
-            if (Callbacks.InsideCallback)
+            if (Callbacks.InsideCallback || Callbacks.InsideLogHandler)
             {
                 // minerva ignores minerva_engine_free of an engine from inside one of its own
-                // callbacks (an engine cannot wait for its own thread): free it from a pool thread.
+                // callbacks, or from a log handler running on its thread (an engine cannot wait
+                // for its own thread): free it from a pool thread.
                 ThreadPool.QueueUserWorkItem(delegate { Native.minerva_engine_free(engine); });
             }
             else

@@ -29,8 +29,6 @@ namespace Minerva
         private readonly StreamCallbacks _cb;     // null for a stream without callbacks
         private readonly bool _pull;
         private readonly Engine _engine;          // keeps the Engine from being finalized first
-        private readonly object _readLock = new object();
-        private readonly byte[] _buf = new byte[4096];
         private volatile bool _finished;
 
         internal Stream(StreamHandle h, StreamCallbacks cb, bool pull, Engine engine)
@@ -67,23 +65,28 @@ namespace Minerva
 
         /// <summary>Pull mode: the text that has arrived, waiting up to <paramref name="timeoutMs"/>
         /// for some (0: never wait; -1: no limit). Returns "" on timeout and once finished. Up to
-        /// 4 KiB at a time, whole characters only.</summary>
+        /// 4 KiB at a time, whole characters only. Reads on several threads at once each get a
+        /// part of the text, in no set order.</summary>
         public string Read(int timeoutMs)
         {
-            lock (_readLock)
+            // One buffer per thread, and no lock: a Read(0) (a frame loop, or a callback on the
+            // engine thread) must never wait behind a Read(-1) that waits for the engine thread.
+            byte[] buf = t_readBuf;
+            if (buf == null) t_readBuf = buf = new byte[ReadCap];
+            using (new Lease(_h, "Minerva.Stream"))
             {
-                using (new Lease(_h, "Minerva.Stream"))
-                {
-                    UIntPtr n;
-                    byte done;
-                    uint st = Native.minerva_stream_read(_h, _buf, (UIntPtr)_buf.Length, out n, out done, timeoutMs);
-                    if (st != 0) throw Errors.Last(st);
-                    if (done != 0) _finished = true;
-                    int len = (int)n.ToUInt64();
-                    return len == 0 ? "" : Encoding.UTF8.GetString(_buf, 0, len);
-                }
+                UIntPtr n;
+                byte done;
+                uint st = Native.minerva_stream_read(_h, buf, (UIntPtr)buf.Length, out n, out done, timeoutMs);
+                if (st != 0) throw Errors.Last(st);
+                if (done != 0) _finished = true;
+                int len = (int)n.ToUInt64();
+                return len == 0 ? "" : Encoding.UTF8.GetString(buf, 0, len);
             }
         }
+
+        private const int ReadCap = 4096;
+        [ThreadStatic] private static byte[] t_readBuf;
 
         /// <summary>Pull mode, for a frame loop: all the text that has arrived, without waiting
         /// ("" if none yet).</summary>

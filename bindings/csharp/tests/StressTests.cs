@@ -239,6 +239,33 @@ namespace Minerva.Tests
         }
 
         [Test]
+        private static void read0_never_waits_behind_a_blocked_reader()
+        {
+            // A thread blocked in Read(-1) waits for the engine thread; a Read(0) of the same
+            // stream from a callback (on that engine thread) must not wait for that reader.
+            using (Stream pull = Fx.Base.StartStream(Fx.Prompt, Fx.Endless()))
+            {
+                var reader = new Thread(() =>
+                {
+                    try { while (!pull.IsFinished) pull.Read(-1); }
+                    catch (ObjectDisposedException) { }
+                });
+                reader.Start();
+                int polls = 0;
+                bool ended;
+                using (Stream cb = Fx.Base.StartStream(Fx.Prompt, Fx.Greedy(24),
+                    t => { pull.ReadAvailable(); Interlocked.Increment(ref polls); return true; }))
+                {
+                    ended = cb.Wait(30000);
+                    pull.Cancel();      // unblocks the reader (and, before the fix, the engine)
+                }
+                Assert.True(reader.Join(30000), "the reader ended");
+                Assert.True(ended, "the callback stream ended while a reader was blocked");
+                Assert.True(polls > 1, "its callbacks polled the other stream");
+            }
+        }
+
+        [Test]
         private static void racing_dispose_release_cancel_and_read()
         {
             using (var e = Fx.Small())
