@@ -5,7 +5,7 @@
 #   Debian packages: cmake, clang, libclang-dev (llama-cpp-sys-2 builds llama.cpp with CMake and
 #   generates bindings with bindgen), make, a C/C++ compiler, pkg-config, valgrind (tests);
 #   for the bindings' tests: mono-devel (C#), godot3-server (the Godot sample).
-#   pytest (the Python binding's tests) from PyPI; Go from the Go module proxy's toolchain
+#   pytest and wheel (the Python binding's tests) from PyPI; Go from the Go module proxy's toolchain
 #   downloads when no `go` is on the PATH (into ~/.cache/minerva/go).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,10 +50,13 @@ if ! have_cmd cargo; then
   exit 1
 fi
 
-if ! python3 -c 'import pytest' >/dev/null 2>&1; then
-  echo "setup: installing pytest" >&2
-  python3 -m pip install -q pytest </dev/null >&2
-fi
+# pytest runs the Python binding's tests; wheel lets them try `pip install` offline.
+for mod in pytest wheel; do
+  if ! python3 -c "import $mod" >/dev/null 2>&1; then
+    echo "setup: installing $mod" >&2
+    python3 -m pip install -q "$mod" </dev/null >&2
+  fi
+done
 
 # Go: the binding needs Go 1.23 or newer (bindings/go/go.mod).
 GO_VERSION=1.23.12

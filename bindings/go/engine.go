@@ -8,6 +8,7 @@ import "C"
 
 import (
 	"runtime"
+	"strings"
 	"sync"
 	"unsafe"
 )
@@ -29,8 +30,9 @@ func ABIVersion() uint32 { return uint32(C.minerva_abi_version()) }
 // EngineParams are the settings of an engine (minerva_engine_params). Start from
 // DefaultEngineParams(); Open(path, nil) uses the defaults.
 type EngineParams struct {
-	// Layers to offload to the GPU: -1 (default): as many as fit; 0: CPU only; N: at most N.
-	// Without a usable GPU the engine runs on the CPU (EngineInfo.FallbackReason says why).
+	// Layers to offload to the GPU and the RPCServers' devices: -1 (default): as many as fit;
+	// 0: CPU only; N: at most N. Without a usable device the engine runs on the CPU
+	// (EngineInfo.FallbackReason says why).
 	GPULayers int32
 	// Tokens one stream can hold, prompt and text (default 2048).
 	ContextTokens uint32
@@ -46,6 +48,13 @@ type EngineParams struct {
 	// return false to abort the load (Open then fails with ErrCancelled). A panic in it aborts
 	// the load too and comes back from Open as a *PanicError.
 	Progress func(progress float32) bool
+	// Other machines' devices through ggml's RPC protocol (docs/RPC.md): "host:port" of
+	// minerva-rpc-server processes, e.g. {"10.0.0.2:50052", "10.0.0.3:50052"}; nil or empty
+	// (default): none. Passed to minerva joined with commas (rpc_servers). Their devices take
+	// layers with the local GPU's (GPULayers). Open fails with ErrBackend naming a server that
+	// cannot be reached, and with ErrInvalidArgument for a malformed entry. The protocol has no
+	// authentication: loopback or a trusted network only.
+	RPCServers []string
 }
 
 // DefaultEngineParams gives minerva's defaults (minerva_engine_params_init).
@@ -95,6 +104,9 @@ func Open(path string, p *EngineParams) (*Engine, error) {
 	c.threads = C.uint32_t(p.Threads)
 	c.batch_tokens = C.uint32_t(p.BatchTokens)
 	c.use_mmap = C.bool(p.UseMmap)
+	if c.rpc_servers, err = m.optStr(strings.Join(p.RPCServers, ","), "RPCServers"); err != nil {
+		return nil, err
+	}
 	var ps *progressState
 	var h C.uintptr_t
 	if p.Progress != nil {
@@ -183,6 +195,7 @@ const (
 	DeviceMetal  DeviceKind = C.MINERVA_DEVICE_METAL
 	DeviceVulkan DeviceKind = C.MINERVA_DEVICE_VULKAN
 	DeviceOther  DeviceKind = C.MINERVA_DEVICE_OTHER
+	DeviceRPC    DeviceKind = C.MINERVA_DEVICE_RPC // a minerva-rpc-server of EngineParams.RPCServers
 )
 
 func (d DeviceKind) String() string {
@@ -197,6 +210,8 @@ func (d DeviceKind) String() string {
 		return "vulkan"
 	case DeviceOther:
 		return "other"
+	case DeviceRPC:
+		return "rpc"
 	}
 	return "unknown"
 }
@@ -219,6 +234,9 @@ type EngineInfo struct {
 	HasChatTemplate    bool
 	EmbeddingDims      uint32 // the length of the vectors Embed gives
 	CPUVariant         string // the CPU backend in use, e.g. "x86-64 AVX-512 VBMI VNNI (icelake)"
+	// Each device that holds layers, with how many (llama.cpp counts the output layer as one),
+	// e.g. "RPC0 (10.0.0.2:50052): 12 layers, CPU: 7 layers".
+	Devices string
 }
 
 // Info tells what the engine runs on and what it loaded (minerva_engine_get_info).
@@ -251,5 +269,6 @@ func (e *Engine) Info() (EngineInfo, error) {
 		HasChatTemplate:    bool(c.has_chat_template),
 		EmbeddingDims:      uint32(c.embedding_dims),
 		CPUVariant:         C.GoString(&c.cpu_variant[0]),
+		Devices:            C.GoString(&c.devices[0]),
 	}, nil
 }

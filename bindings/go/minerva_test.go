@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -192,7 +194,128 @@ func TestInfo(t *testing.T) {
 		info.DeviceName == "" || info.Threads == 0 || info.FileBytes == 0 || info.HasChatTemplate {
 		t.Fatalf("info: %+v", info)
 	}
-	t.Logf("%s on %v %q, %d threads", info.ModelDescription, info.DeviceKind, info.DeviceName, info.Threads)
+	if info.DeviceKind == minerva.DeviceCPU {
+		if !strings.HasPrefix(info.Devices, "CPU: ") || !strings.HasSuffix(info.Devices, " layers") {
+			t.Fatalf("devices on the CPU: %q", info.Devices)
+		}
+	} else if info.Devices == "" {
+		t.Fatal("no devices")
+	}
+	t.Logf("%s on %v %q, %d threads; %s", info.ModelDescription, info.DeviceKind, info.DeviceName, info.Threads, info.Devices)
+}
+
+// closedPort is a local port where nothing listens (bound, read, closed).
+func closedPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	return port
+}
+
+func rpcParams(servers ...string) *minerva.EngineParams {
+	p := minerva.DefaultEngineParams()
+	p.ContextTokens = 256
+	p.MaxStreams = 1
+	p.Threads = testThreads
+	p.RPCServers = servers
+	return p
+}
+
+func TestOpenRPCErrors(t *testing.T) {
+	path := os.Getenv("MINERVA_MODEL")
+	if path == "" {
+		t.Skip("MINERVA_MODEL is not set")
+	}
+	endpoint := fmt.Sprintf("127.0.0.1:%d", closedPort(t))
+	_, err := minerva.Open(path, rpcParams(endpoint))
+	status(t, err, minerva.ErrBackend)
+	if !strings.Contains(err.Error(), endpoint) {
+		t.Fatalf("the message should name the server %s: %v", endpoint, err)
+	}
+	_, err = minerva.Open(path, rpcParams("nohostport"))
+	status(t, err, minerva.ErrInvalidArgument)
+	if !strings.Contains(err.Error(), "nohostport") {
+		t.Fatalf("the message should name the entry: %v", err)
+	}
+	_, err = minerva.Open(path, rpcParams("127.0.0.1:1\x00"))
+	status(t, err, minerva.ErrInvalidArgument)
+}
+
+// TestRPCServer runs a real minerva-rpc-server, found next to the library (a build tree) or in
+// the prefix's bin/ (an install), and puts every layer there. Without one it passes without
+// running (test.sh counts a skip as a failure).
+func TestRPCServer(t *testing.T) {
+	path := os.Getenv("MINERVA_MODEL")
+	lib := os.Getenv("MINERVA_LIB_DIR")
+	if path == "" || lib == "" {
+		t.Skip("MINERVA_MODEL or MINERVA_LIB_DIR is not set")
+	}
+	server := ""
+	for _, f := range []string{filepath.Join(lib, "minerva-rpc-server"), filepath.Join(lib, "..", "bin", "minerva-rpc-server")} {
+		if st, err := os.Stat(f); err == nil && !st.IsDir() {
+			server = f
+			break
+		}
+	}
+	if server == "" {
+		t.Logf("no minerva-rpc-server in %s or %s/../bin: not run", lib, lib)
+		return
+	}
+	port := closedPort(t)
+	endpoint := fmt.Sprintf("127.0.0.1:%d", port)
+	cmd := exec.Command(server, "--port", fmt.Sprint(port), "--mem", "4096", "--threads", "1")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	defer func() {
+		cmd.Process.Kill()
+		<-exited
+	}()
+	// Ready when it accepts; it serves that connection, which ends at once, and then the
+	// engine's (one connection at a time).
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", endpoint, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case <-exited:
+			t.Fatalf("minerva-rpc-server exited: %v", cmd.ProcessState)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("minerva-rpc-server did not listen on %s: %v", endpoint, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p := rpcParams(endpoint)
+	p.GPULayers = -1
+	e, err := minerva.Open(path, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Closed before the server is killed: a server lost while an engine uses it ends the process.
+	defer e.Close()
+	info, err := e.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(info.Devices, "RPC") || !strings.Contains(info.Devices, endpoint) || info.DeviceKind != minerva.DeviceRPC {
+		t.Fatalf("devices %q, device kind %v", info.Devices, info.DeviceKind)
+	}
+	text, err := e.Generate(context.Background(), prompt, greedy(8))
+	if err != nil || strings.TrimSpace(text) == "" {
+		t.Fatalf("generate on the server: %q, %v", text, err)
+	}
+	t.Logf("%s: %q", info.Devices, text)
 }
 
 func TestGenerateDeterministic(t *testing.T) {

@@ -218,6 +218,7 @@ static const field ENGINE_FIELDS[] = {
     F(minerva_engine_params, gpu_layers, K_I32),     F(minerva_engine_params, context_tokens, K_U32),
     F(minerva_engine_params, max_streams, K_U32),    F(minerva_engine_params, threads, K_U32),
     F(minerva_engine_params, batch_tokens, K_U32),   F(minerva_engine_params, use_mmap, K_BOOL),
+    F(minerva_engine_params, rpc_servers, K_STR),
 };
 static const field GENERATE_FIELDS[] = {
     F(minerva_generate_params, max_tokens, K_U32),        F(minerva_generate_params, temperature, K_F32),
@@ -467,6 +468,7 @@ METHOD(m_info) {
             dict_put(&d, "has_chat_template", v_bool(info.has_chat_template));
             dict_put(&d, "embedding_dims", v_int(info.embedding_dims));
             dict_put(&d, "cpu_variant", v_str(info.cpu_variant));
+            dict_put(&d, "devices", v_str(info.devices));
         }
     }
     return dict_to_variant(&d);

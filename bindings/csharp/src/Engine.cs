@@ -41,23 +41,27 @@ namespace Minerva
             n.progress = IntPtr.Zero;
             n.progress_user_data = IntPtr.Zero;
             byte[] path = Utf8.Z(modelPath);
-            if (p.Progress != null)
-            {
-                progress = new ProgressState { OnProgress = p.Progress };
-                g = GCHandle.Alloc(progress);
-                n.progress = Callbacks.ProgressPtr;
-                n.progress_user_data = GCHandle.ToIntPtr(g);
-            }
             EngineHandle h;
             MinervaException error = null;
-            try
+            using (var s = new Scratch())      // rpc_servers, in native memory until the call returns
             {
-                uint st = Native.minerva_engine_new(path, ref n, out h);
-                if (st != 0) error = Errors.Last(st);
-            }
-            finally
-            {
-                if (g.IsAllocated) g.Free();   // the progress callback runs only during the call
+                n.rpc_servers = s.Str(p.RpcServers);
+                if (p.Progress != null)
+                {
+                    progress = new ProgressState { OnProgress = p.Progress };
+                    g = GCHandle.Alloc(progress);
+                    n.progress = Callbacks.ProgressPtr;
+                    n.progress_user_data = GCHandle.ToIntPtr(g);
+                }
+                try
+                {
+                    uint st = Native.minerva_engine_new(path, ref n, out h);
+                    if (st != 0) error = Errors.Last(st);
+                }
+                finally
+                {
+                    if (g.IsAllocated) g.Free();   // the progress callback runs only during the call
+                }
             }
             if (progress != null && progress.Thrown != null)
             {

@@ -145,6 +145,8 @@ namespace Minerva
         public byte use_mmap;
         public IntPtr progress;            // minerva_progress_callback
         public IntPtr progress_user_data;
+        // Added after 0.1 (src/ffi/engine.rs); an older library does not read it.
+        public IntPtr rpc_servers;         // const char *: NULL or "" for none
     }
 
     [StructLayout(LayoutKind.Sequential)]
@@ -169,6 +171,7 @@ namespace Minerva
         // Added after 0.1 (src/ffi/engine.rs); an older library leaves it zeroed (it writes only
         // the fields it knows, whatever struct_size says).
         [MarshalAs(UnmanagedType.ByValArray, SizeConst = 64)] public byte[] cpu_variant;
+        [MarshalAs(UnmanagedType.ByValArray, SizeConst = 256)] public byte[] devices;
     }
 
     [StructLayout(LayoutKind.Sequential)]

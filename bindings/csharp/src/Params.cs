@@ -25,8 +25,9 @@ namespace Minerva
             Native.minerva_engine_params_init(ref _n, (uint)Marshal.SizeOf(typeof(NativeEngineParams)));
         }
 
-        /// <summary>Layers to offload to the best GPU: -1 (default) as many as fit, 0 CPU only,
-        /// N at most N. Without a usable GPU the engine runs on the CPU (never an error).</summary>
+        /// <summary>Layers to offload to the best GPU and the RpcServers' devices: -1 (default) as
+        /// many as fit, 0 CPU only, N at most N. Without a usable GPU the engine runs on the CPU
+        /// (never an error).</summary>
         public int GpuLayers { get { return _n.gpu_layers; } set { _n.gpu_layers = value; } }
 
         /// <summary>Tokens one stream can hold, prompt plus output (default 2048).</summary>
@@ -66,6 +67,14 @@ namespace Minerva
         /// Status.Cancelled). An exception it throws aborts the load and comes out of the
         /// constructor.</summary>
         public Func<float, bool> Progress { get; set; }
+
+        /// <summary>Other machines' devices through ggml's RPC protocol (docs/RPC.md): null or ""
+        /// (default) for none, else "host:port" entries of minerva-rpc-server processes separated
+        /// by commas, e.g. "10.0.0.2:50052,10.0.0.3:50052". Their devices take layers with the
+        /// local GPU's (GpuLayers). A server that cannot be reached: MinervaException with
+        /// Status.Backend naming it; a malformed list: Status.InvalidArgument. The protocol has no
+        /// authentication: loopback or a trusted network only.</summary>
+        public string RpcServers { get; set; }
 
         internal NativeEngineParams Native_ { get { return _n; } }
     }

@@ -51,7 +51,16 @@ namespace Minerva
     }
 
     /// <summary>The kind of device that holds most of the model (minerva_device_kind).</summary>
-    public enum DeviceKind { Cpu = 0, Cuda = 1, Metal = 2, Vulkan = 3, Other = 4 }
+    public enum DeviceKind
+    {
+        Cpu = 0,
+        Cuda = 1,
+        Metal = 2,
+        Vulkan = 3,
+        Other = 4,
+        /// <summary>A minerva-rpc-server given in EngineParams.RpcServers (docs/RPC.md).</summary>
+        Rpc = 5,
+    }
 
     /// <summary>Whether and how the model may call tools (minerva_tool_choice).</summary>
     public enum ToolChoice
@@ -165,6 +174,7 @@ namespace Minerva
             HasChatTemplate = i.has_chat_template != 0;
             EmbeddingDims = (int)i.embedding_dims;
             CpuVariant = Utf8.FromFixed(i.cpu_variant);
+            Devices = Utf8.FromFixed(i.devices);
         }
 
         internal static NativeEngineInfo NewNative()
@@ -175,6 +185,7 @@ namespace Minerva
             i.fallback_reason = new byte[256];
             i.model_description = new byte[128];
             i.cpu_variant = new byte[64];
+            i.devices = new byte[256];
             return i;
         }
 
@@ -203,6 +214,10 @@ namespace Minerva
         /// <summary>The CPU backend in use, e.g. "x86-64 AVX-512 VBMI VNNI (icelake)"; "" from a
         /// library older than this field.</summary>
         public string CpuVariant { get; private set; }
+        /// <summary>Each device that holds layers, with how many (llama.cpp counts the output
+        /// layer as one), e.g. "RPC0 (10.0.0.2:50052): 12 layers, CPU: 7 layers"; "" from a
+        /// library older than this field.</summary>
+        public string Devices { get; private set; }
     }
 
     /// <summary>One tool call of a chat reply, as minerva_stream_tool_calls gives it.</summary>

@@ -2,8 +2,11 @@
 using System;
 using System.Collections.Concurrent;
 using System.Collections.Generic;
+using System.Diagnostics;
 using System.IO;
 using System.Linq;
+using System.Net;
+using System.Net.Sockets;
 using System.Reflection;
 using System.Runtime.InteropServices;
 using System.Text;
@@ -164,6 +167,7 @@ namespace Minerva.Tests
             Assert.Equal(0, e.Threads, "Threads");
             Assert.Equal(512, e.BatchTokens, "BatchTokens");
             Assert.True(e.UseMmap, "UseMmap");
+            Assert.True(e.RpcServers == null, "RpcServers");
 
             var c = new ChatParams();
             Assert.Equal(ToolChoice.Auto, c.ToolChoice, "ToolChoice");
@@ -223,7 +227,107 @@ namespace Minerva.Tests
             Assert.True(i.ParameterCount > 0 && i.FileBytes > 0 && i.TrainContextTokens > 0, "sizes");
             Assert.True(!i.HasChatTemplate, "the base model has no chat template");
             Assert.True(Fx.Chat.GetInfo().HasChatTemplate, "the chat model has one");
-            if (i.DeviceKind == DeviceKind.Cpu) Assert.Equal(0, i.GpuLayers, "no GPU layers on the CPU");
+            if (i.DeviceKind == DeviceKind.Cpu)
+            {
+                Assert.Equal(0, i.GpuLayers, "no GPU layers on the CPU");
+                Assert.True(i.Devices.StartsWith("CPU: ") && i.Devices.EndsWith(" layers"), "Devices: " + i.Devices);
+            }
+            else
+            {
+                Assert.True(i.Devices.Length > 0, "Devices");
+            }
+        }
+
+        // A local port where nothing listens: bound, read, closed.
+        private static int ClosedPort()
+        {
+            using (var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp))
+            {
+                s.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+                return ((IPEndPoint)s.LocalEndPoint).Port;
+            }
+        }
+
+        [Test]
+        private static void rpc_servers_errors()
+        {
+            string endpoint = "127.0.0.1:" + ClosedPort();
+            MinervaException e = Assert.Fails(Status.Backend, () => new Engine(Fx.Model, new EngineParams
+            {
+                ContextTokens = 256, MaxStreams = 1, Threads = Fx.Threads, RpcServers = endpoint,
+            }), "a closed port");
+            Assert.True(e.Message.Contains(endpoint), "the message names the server: " + e.Message);
+            e = Assert.Fails(Status.InvalidArgument, () => new Engine(Fx.Model, new EngineParams
+            {
+                ContextTokens = 256, MaxStreams = 1, Threads = Fx.Threads, RpcServers = "nohostport",
+            }), "a malformed list");
+            Assert.True(e.Message.Contains("nohostport"), "the message names the entry: " + e.Message);
+            Assert.Throws<ArgumentException>(() => new Engine(Fx.Model, new EngineParams { RpcServers = "a:1\0" }),
+                "NUL in RpcServers");
+        }
+
+        [Test]
+        private static void rpc_server_takes_the_layers()
+        {
+            string lib = Environment.GetEnvironmentVariable("MINERVA_LIB_DIR") ?? "";
+            string server = new[]
+            {
+                Path.Combine(lib, "minerva-rpc-server"),
+                Path.Combine(Path.Combine(Path.Combine(lib, ".."), "bin"), "minerva-rpc-server"),
+            }.FirstOrDefault(f => lib.Length > 0 && File.Exists(f));
+            if (server == null) throw new SkipException("no minerva-rpc-server next to MINERVA_LIB_DIR");
+            int port = ClosedPort();
+            var psi = new ProcessStartInfo(server, "--port " + port + " --mem 4096 --threads 1")
+            {
+                UseShellExecute = false,
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+            };
+            using (Process proc = Process.Start(psi))
+            {
+                try
+                {
+                    proc.OutputDataReceived += (o, a) => { };
+                    proc.ErrorDataReceived += (o, a) => { };
+                    proc.BeginOutputReadLine();
+                    proc.BeginErrorReadLine();
+                    // Ready when it accepts; it serves that connection, which ends at once, and
+                    // then the engine's (one connection at a time).
+                    var sw = Stopwatch.StartNew();
+                    while (true)
+                    {
+                        Assert.True(!proc.HasExited, "minerva-rpc-server is running");
+                        try
+                        {
+                            using (var c = new TcpClient()) c.Connect(IPAddress.Loopback, port);
+                            break;
+                        }
+                        catch (SocketException)
+                        {
+                            Assert.True(sw.ElapsedMilliseconds < 60000, "minerva-rpc-server listens within 60 s");
+                            Thread.Sleep(50);
+                        }
+                    }
+                    // Disposed before the server is killed: a server lost while an engine uses it
+                    // ends the process.
+                    using (var e = new Engine(Fx.Model, new EngineParams
+                    {
+                        ContextTokens = 256, MaxStreams = 1, Threads = Fx.Threads, GpuLayers = -1,
+                        RpcServers = "127.0.0.1:" + port,
+                    }))
+                    {
+                        EngineInfo i = e.GetInfo();
+                        Assert.True(i.Devices.Contains("RPC") && i.Devices.Contains("127.0.0.1:" + port), "Devices: " + i.Devices);
+                        Assert.Equal(DeviceKind.Rpc, i.DeviceKind, "DeviceKind");
+                        Assert.True(e.Generate(Fx.Prompt, Fx.Greedy(8)).Trim().Length > 0, "text from the server's layers");
+                    }
+                }
+                finally
+                {
+                    if (!proc.HasExited) proc.Kill();
+                    proc.WaitForExit();
+                }
+            }
         }
 
         [Test]

@@ -2,6 +2,11 @@
 
 import json
 import math
+import os
+import re
+import socket
+import subprocess
+import time
 
 import pytest
 
@@ -20,6 +25,10 @@ def test_info(engine):
     assert info.vocab_size > 0 and info.embedding_dims > 0
     assert info.total_layers > 0 and info.parameter_count > 0 and info.file_bytes > 0
     assert info.has_chat_template is False
+    if info.device_kind == minerva.DeviceKind.CPU:
+        assert re.fullmatch(r"CPU: \d+ layers", info.devices), info.devices
+    else:
+        assert info.devices, "devices is empty"
     assert "minerva.Engine" in repr(engine)
 
 
@@ -272,3 +281,67 @@ def test_embedding_errors(engine):
     assert e.value.status == Status.ERR_CONTEXT_FULL
     with pytest.raises(TypeError):
         engine.embed(["ok"], dims=3)
+
+
+def closed_port():
+    """A local port where nothing listens (bound, read, closed)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_rpc_servers_errors(model_path):
+    endpoint = f"127.0.0.1:{closed_port()}"
+    for servers in (endpoint, [endpoint]):
+        with pytest.raises(minerva.Error) as e:
+            open_engine(model_path, rpc_servers=servers)
+        assert e.value.status == Status.ERR_BACKEND
+        assert endpoint in e.value.message
+    with pytest.raises(minerva.Error) as e:
+        open_engine(model_path, rpc_servers="nohostport")
+    assert e.value.status == Status.ERR_INVALID_ARGUMENT
+    assert "nohostport" in e.value.message
+    with pytest.raises(TypeError):
+        open_engine(model_path, rpc_servers=50052)
+    with pytest.raises(TypeError):
+        open_engine(model_path, rpc_servers=["127.0.0.1:50052", 50053])
+
+
+def rpc_server_path():
+    lib_dir = os.environ.get("MINERVA_LIB_DIR", "")
+    for path in (os.path.join(lib_dir, "minerva-rpc-server"),
+                 os.path.join(lib_dir, os.pardir, "bin", "minerva-rpc-server")):
+        if lib_dir and os.access(path, os.X_OK):
+            return path
+    pytest.skip("no minerva-rpc-server next to MINERVA_LIB_DIR")
+
+
+def test_rpc_server_takes_the_layers(model_path):
+    server = rpc_server_path()
+    port = closed_port()
+    proc = subprocess.Popen([server, "--port", str(port), "--mem", "4096", "--threads", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # Ready when it accepts; the server serves that connection, which ends at once, and
+        # then the engine's (one connection at a time).
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, f"minerva-rpc-server exited with {proc.returncode}"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "minerva-rpc-server did not listen"
+                time.sleep(0.05)
+        # The engine is closed before the server is killed: a server lost while an engine uses
+        # it ends the process.
+        with open_engine(model_path, rpc_servers=f"127.0.0.1:{port}", gpu_layers=-1,
+                         context_tokens=256, max_streams=1) as e:
+            info = e.info()
+            assert "RPC" in info.devices, info.devices
+            assert f"127.0.0.1:{port}" in info.devices, info.devices
+            assert info.device_kind == minerva.DeviceKind.RPC, info
+            assert e.generate("The capital of France is", **GREEDY).strip()
+    finally:
+        proc.kill()
+        proc.wait()

@@ -9,6 +9,7 @@ const ERR_INVALID_ARGUMENT := 1
 const ERR_IO := 2
 const ERR_CANCELLED := 6
 const ERR_TIMEOUT := 7
+const ERR_BACKEND := 8
 
 var passed := 0
 var failed := 0
@@ -33,6 +34,18 @@ func pull_all(engine, id: int, limit_ms := 60000) -> String:
 			return ""
 		OS.delay_msec(2)
 	return text
+
+
+# A local port where nothing listens: one a server could listen on, closed again (Godot 3's
+# TCP_Server cannot tell which port it got for 0).
+func closed_port() -> int:
+	var server := TCP_Server.new()
+	for i in range(100):
+		var port := 20000 + randi() % 30000
+		if server.listen(port, "127.0.0.1") == OK:
+			server.stop()
+			return port
+	return 1
 
 
 # One line for the report: newlines escaped, at most 80 characters.
@@ -68,6 +81,13 @@ func _init() -> void:
 	st = engine.open(model, {"threads": "two"})
 	check(st == ERR_INVALID_ARGUMENT and not engine.is_open(), "open with a setting of the wrong type is refused")
 	check(engine.start("Hello") == 0 and engine.last_status() == ERR_INVALID_ARGUMENT, "start before open is refused")
+	var port := closed_port()
+	st = engine.open(model, {"threads": 1, "rpc_servers": "127.0.0.1:%d" % port})
+	check(st == ERR_BACKEND and engine.last_error().find("127.0.0.1:%d" % port) >= 0 and not engine.is_open(),
+		"rpc_servers with nothing listening: status %d, \"%s\"" % [st, short(engine.last_error())])
+	st = engine.open(model, {"threads": 1, "rpc_servers": "nohostport"})
+	check(st == ERR_INVALID_ARGUMENT and engine.last_error().find("nohostport") >= 0,
+		"a malformed rpc_servers is refused: \"%s\"" % short(engine.last_error()))
 
 	st = engine.open(model, {"threads": int(max(1, OS.get_processor_count() - 1)), "max_streams": 4, "context_tokens": 512})
 	check(st == 0 and engine.is_open(), "open the model" if st == 0 else "open the model: %d %s" % [st, engine.last_error()])
@@ -77,6 +97,7 @@ func _init() -> void:
 	var info: Dictionary = engine.info()
 	check(info.vocab_size > 0 and info.context_tokens == 512 and info.max_streams == 4 and not info.has_chat_template,
 		"info: %s, vocab %d, %d-dim embeddings" % [info.model_description, info.vocab_size, info.embedding_dims])
+	check(info.devices.begins_with("CPU: ") if info.device_kind == 0 else info.devices != "", "info devices: " + info.devices)
 	check(engine.open(model) == ERR_INVALID_ARGUMENT, "open twice is refused")
 
 	# --- pull mode, greedy, deterministic ---

@@ -86,6 +86,8 @@ class DeviceKind(enum.IntEnum):
     METAL = capi.DEVICE_METAL
     VULKAN = capi.DEVICE_VULKAN
     OTHER = capi.DEVICE_OTHER
+    #: A ``minerva-rpc-server`` given in ``rpc_servers`` (docs/RPC.md).
+    RPC = capi.DEVICE_RPC
 
 
 def _enum(cls, value):
@@ -173,6 +175,19 @@ def _opt_cstr(value, name: str) -> Optional[bytes]:
     return None if value is None else _cstr(value, name)
 
 
+def _rpc_servers(value) -> Optional[bytes]:
+    """``rpc_servers``: None, a "host:port,host:port" string, or a list of "host:port" strings
+    (joined with commas; an empty list is none). minerva checks the syntax."""
+    if value is None or isinstance(value, (str, bytes, bytearray)):
+        return _opt_cstr(value, "rpc_servers")
+    try:
+        items = list(value)
+    except TypeError:
+        raise TypeError("rpc_servers must be a str or a list of str, not "
+                        f"{type(value).__name__}") from None
+    return b",".join(_cstr(s, f"rpc_servers[{i}]") for i, s in enumerate(items))
+
+
 def _json_text(value, name: str) -> bytes:
     """A JSON text given as str/bytes, or a Python value to serialize."""
     if isinstance(value, (str, bytes, bytearray)):
@@ -220,7 +235,7 @@ _U32 = 0xFFFFFFFF
 _I32_MIN, _I32_MAX = -(2**31), 2**31 - 1
 
 ENGINE_PARAMS = ("gpu_layers", "context_tokens", "max_streams", "threads", "batch_tokens",
-                 "use_mmap", "progress")
+                 "use_mmap", "progress", "rpc_servers")
 GENERATE_PARAMS = ("max_tokens", "temperature", "top_k", "top_p", "min_p", "repeat_penalty",
                    "repeat_last_n", "seed", "stop", "ignore_eos", "cache_prompt", "grammar",
                    "json_schema", "presence_penalty", "frequency_penalty", "logit_bias")
@@ -584,6 +599,9 @@ class EngineInfo:
     embedding_dims: int
     #: The CPU backend in use, e.g. "x86-64 AVX-512 VBMI VNNI (icelake)".
     cpu_variant: str
+    #: Each device that holds layers, with how many, e.g. "RPC0 (10.0.0.2:50052): 12 layers,
+    #: CPU: 7 layers" (llama.cpp counts the output layer as one).
+    devices: str
 
 
 @dataclass(frozen=True)
@@ -904,8 +922,11 @@ class Engine:
 
     ``Engine(path, **engine_params)`` takes the fields of ``minerva_engine_params`` as
     keywords: ``gpu_layers``, ``context_tokens``, ``max_streams``, ``threads``,
-    ``batch_tokens``, ``use_mmap``, and ``progress`` (a function of a float from 0 to 1, run
-    on this thread while the model loads; returning False aborts the load).
+    ``batch_tokens``, ``use_mmap``, ``progress`` (a function of a float from 0 to 1, run
+    on this thread while the model loads; returning False aborts the load), and ``rpc_servers``
+    ("host:port,host:port" or a list of "host:port": ``minerva-rpc-server`` machines whose
+    devices take layers with the local GPU's, see docs/RPC.md; one that cannot be reached is
+    ``ERR_BACKEND`` naming it, a malformed list ``ERR_INVALID_ARGUMENT``).
 
     Every method may be called from any thread, concurrently. :meth:`close` (also the end of a
     ``with`` block, the garbage collector, and the interpreter's exit) cancels the engine's
@@ -936,6 +957,8 @@ class Engine:
                 setattr(p, name, _int(name, value, 0, _U32))
             elif name == "use_mmap":
                 p.use_mmap = _bool(name, value)
+            elif name == "rpc_servers":
+                p.rpc_servers = _rpc_servers(value)  # the struct keeps the bytes alive
             elif name == "progress" and value is not None:
                 if not callable(value):
                     raise TypeError("progress must be callable")
@@ -1016,7 +1039,8 @@ class Engine:
                           s(i.fallback_reason), i.gpu_layers, i.total_layers, i.context_tokens,
                           i.max_streams, i.threads, s(i.model_description), i.parameter_count,
                           i.file_bytes, i.vocab_size, i.train_context_tokens,
-                          bool(i.has_chat_template), i.embedding_dims, s(i.cpu_variant))
+                          bool(i.has_chat_template), i.embedding_dims, s(i.cpu_variant),
+                          s(i.devices))
 
     # -- generation ---------------------------------------------------------------------------
 

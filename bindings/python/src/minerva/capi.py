@@ -71,6 +71,7 @@ DEVICE_CUDA = 1
 DEVICE_METAL = 2
 DEVICE_VULKAN = 3
 DEVICE_OTHER = 4
+DEVICE_RPC = 5
 # minerva_finish_reason
 FINISH_RUNNING = 0
 FINISH_LENGTH = 1
@@ -129,6 +130,7 @@ class minerva_engine_params(Structure):
         ("use_mmap", c_bool),
         ("progress", progress_callback),
         ("progress_user_data", c_void_p),
+        ("rpc_servers", c_char_p),
     ]
 
 
@@ -151,6 +153,7 @@ class minerva_engine_info(Structure):
         ("has_chat_template", c_bool),
         ("embedding_dims", c_uint32),
         ("cpu_variant", c_char * 64),
+        ("devices", c_char * 256),
     ]
 
 
