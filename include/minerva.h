@@ -237,7 +237,9 @@ typedef struct minerva_engine_info {
    */
   char fallback_reason[256];
   /*
-   Layers offloaded to the GPU (0 on the CPU).
+   Layers offloaded to GPUs and RPC servers' devices (0 on the CPU), of `total_layers`; the
+   output layer, which `gpu_layers` in the parameters counts as one more, is not counted
+   here: `devices` says where it is.
    */
   int32_t gpu_layers;
   /*
@@ -291,8 +293,8 @@ typedef struct minerva_engine_info {
    */
   char cpu_variant[64];
   /*
-   Each device that holds layers, with how many (llama.cpp's count: the output layer is
-   one), e.g. "RPC0 (10.0.0.2:50052): 12 layers, CPU: 7 layers". NUL-terminated UTF-8.
+   Each device that holds layers, with how many, and which holds the output layer, e.g.
+   "RPC0 (10.0.0.2:50052): 10 layers + output, CPU: 8 layers". NUL-terminated UTF-8.
    */
   char devices[256];
 } minerva_engine_info;

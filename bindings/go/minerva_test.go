@@ -195,7 +195,7 @@ func TestInfo(t *testing.T) {
 		t.Fatalf("info: %+v", info)
 	}
 	if info.DeviceKind == minerva.DeviceCPU {
-		if !strings.HasPrefix(info.Devices, "CPU: ") || !strings.HasSuffix(info.Devices, " layers") {
+		if !strings.HasPrefix(info.Devices, "CPU: ") || !strings.HasSuffix(info.Devices, " layers + output") {
 			t.Fatalf("devices on the CPU: %q", info.Devices)
 		}
 	} else if info.Devices == "" {

@@ -87,38 +87,69 @@ fn layers_that_fit(devs: &[llama::Device], file_bytes: u64, block_count: Option<
     }
 }
 
-/// The layers llama.cpp puts on each device when `gpu_layers` of the model's `n_layer` + 1 (the
-/// output layer counts as one) go to `devs`, split by free memory as llama.cpp splits them
-/// (llama-model.cpp, load_tensors): one count per device, then the CPU's.
-pub(crate) fn layer_split(devs: &[llama::Device], gpu_layers: i32, n_layer: i32) -> Vec<i32> {
+/// Where llama.cpp puts a model's layers when `gpu_layers` of its `n_layer` + 1 (the output
+/// layer counts as one) go to `devs`, split by free memory as llama.cpp splits them
+/// (llama-model.cpp, load_tensors).
+pub(crate) struct Split {
+    /// Repeating layers on each device, then on the CPU (the last entry).
+    pub layers: Vec<i32>,
+    /// Which of those holds the output layer.
+    pub output: usize,
+}
+
+pub(crate) fn layer_split(devs: &[llama::Device], gpu_layers: i32, n_layer: i32) -> Split {
     let units = n_layer + 1;
     let ngl = if gpu_layers < 0 {
         units
     } else {
         gpu_layers.min(units)
     };
-    let mut counts = vec![0; devs.len() + 1];
-    let mut splits: Vec<f32> = devs.iter().map(|d| d.free_bytes as f32).collect();
+    let mut split = Split {
+        layers: vec![0; devs.len() + 1],
+        output: devs.len(),
+    };
+    let mut points: Vec<f32> = devs.iter().map(|d| d.free_bytes as f32).collect();
     let mut sum = 0.0f32;
-    for s in splits.iter_mut() {
+    for s in points.iter_mut() {
         sum += *s;
         *s = sum;
     }
-    for s in splits.iter_mut() {
+    for s in points.iter_mut() {
         *s /= if sum > 0.0 { sum } else { 1.0 };
     }
     let start = (units - ngl).max(0);
     let active = if devs.is_empty() { 0 } else { ngl };
     for il in 0..units {
-        if il < start || il - start >= active {
-            counts[devs.len()] += 1;
+        let at = if il < start || il - start >= active {
+            devs.len()
         } else {
             let x = (il - start) as f32 / active as f32;
-            let i = splits.partition_point(|&s| s <= x).min(devs.len() - 1);
-            counts[i] += 1;
+            points.partition_point(|&s| s <= x).min(devs.len() - 1)
+        };
+        if il == n_layer {
+            split.output = at;
+        } else {
+            split.layers[at] += 1;
         }
     }
-    counts
+    split
+}
+
+impl Split {
+    /// "RPC0 (10.0.0.2:50052): 10 layers, CPU: 8 layers + output", from the devices' labels
+    /// (the CPU's last).
+    fn describe(&self, labels: &[String]) -> String {
+        self.layers
+            .iter()
+            .enumerate()
+            .filter(|&(i, &n)| n > 0 || i == self.output)
+            .map(|(i, n)| {
+                let output = if i == self.output { " + output" } else { "" };
+                format!("{}: {n} layers{output}", labels[i])
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// Loads with `first` layers offloaded (negative: all `n_layers`), and after each failure with
@@ -166,7 +197,7 @@ pub(crate) struct Placed {
     pub gpu_layers: i32,
     /// Free memory of the devices that hold layers (None on the CPU).
     pub gpu_free_bytes: Option<u64>,
-    /// Each device used with its layers, e.g. "RPC0 (127.0.0.1:50052): 19 layers".
+    /// Each device used with its layers, e.g. "RPC0 (127.0.0.1:50052): 18 layers + output".
     pub devices: String,
     /// The RPC servers in use, released once the model is gone.
     pub rpc: Option<rpc::Lease>,
@@ -280,29 +311,28 @@ pub(crate) fn load_model(
                 let n_layers = block_count.unwrap_or(1).max(1) as i32;
                 match load_with_retries(layers, n_layers, &names, |l| load(&offload, l)) {
                     Ok((model, used)) => {
-                        let n = model.n_layer();
-                        let split = layer_split(&offload, used, n);
-                        let (most, _) = split[..offload.len()]
+                        let split = layer_split(&offload, used, model.n_layer());
+                        let (most, _) = split.layers[..offload.len()]
                             .iter()
                             .enumerate()
                             .max_by_key(|&(i, c)| (*c, std::cmp::Reverse(i)))
                             .expect("at least one device");
-                        let mut devices: Vec<String> = offload
-                            .iter()
-                            .zip(&split)
-                            .filter(|(_, &c)| c > 0)
-                            .map(|(d, c)| format!("{}: {c} layers", label(d)))
-                            .collect();
-                        if split[offload.len()] > 0 {
-                            devices.push(format!("CPU: {} layers", split[offload.len()]));
-                        }
+                        let mut labels: Vec<String> = offload.iter().map(label).collect();
+                        labels.push("CPU".into());
+                        // The device that holds most of the model: the CPU if it keeps more.
+                        let (device_kind, device_name) =
+                            if split.layers[offload.len()] > split.layers[most] {
+                                (DeviceKind::Cpu, cpu_name)
+                            } else {
+                                (offload[most].kind, label(&offload[most]))
+                            };
                         return Ok(Placed {
-                            gpu_layers: if used < 0 { n } else { used.min(n) },
-                            device_kind: offload[most].kind,
-                            device_name: label(&offload[most]),
+                            gpu_layers: split.layers[..offload.len()].iter().sum(),
+                            devices: split.describe(&labels),
+                            device_kind,
+                            device_name,
                             fallback_reason,
                             gpu_free_bytes: Some(free),
-                            devices: devices.join(", "),
                             model,
                             rpc: lease,
                         });
@@ -327,7 +357,7 @@ pub(crate) fn load_model(
             ),
         ),
     })?;
-    let n = model.n_layer() + 1;
+    let n = model.n_layer();
     Ok(Placed {
         model,
         device_kind: DeviceKind::Cpu,
@@ -335,7 +365,7 @@ pub(crate) fn load_model(
         fallback_reason,
         gpu_layers: 0,
         gpu_free_bytes: None,
-        devices: format!("CPU: {n} layers"),
+        devices: format!("CPU: {n} layers + output"),
         rpc: lease,
     })
 }

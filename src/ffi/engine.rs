@@ -127,7 +127,9 @@ pub struct minerva_engine_info {
     pub device_name: [c_char; 128],
     /// Why the CPU was used although a GPU was asked for; "" if not.
     pub fallback_reason: [c_char; 256],
-    /// Layers offloaded to the GPU (0 on the CPU).
+    /// Layers offloaded to GPUs and RPC servers' devices (0 on the CPU), of `total_layers`; the
+    /// output layer, which `gpu_layers` in the parameters counts as one more, is not counted
+    /// here: `devices` says where it is.
     pub gpu_layers: i32,
     /// Layers of the model.
     pub total_layers: i32,
@@ -155,8 +157,8 @@ pub struct minerva_engine_info {
     /// dispatch (the default), the variant chosen for this CPU, e.g. "x86-64 AVX-512 VBMI VNNI
     /// (icelake)"; "(built in)" for a build with one fixed CPU backend. NUL-terminated UTF-8.
     pub cpu_variant: [c_char; 64],
-    /// Each device that holds layers, with how many (llama.cpp's count: the output layer is
-    /// one), e.g. "RPC0 (10.0.0.2:50052): 12 layers, CPU: 7 layers". NUL-terminated UTF-8.
+    /// Each device that holds layers, with how many, and which holds the output layer, e.g.
+    /// "RPC0 (10.0.0.2:50052): 10 layers + output, CPU: 8 layers". NUL-terminated UTF-8.
     pub devices: [c_char; 256],
 }
 

@@ -230,7 +230,7 @@ namespace Minerva.Tests
             if (i.DeviceKind == DeviceKind.Cpu)
             {
                 Assert.Equal(0, i.GpuLayers, "no GPU layers on the CPU");
-                Assert.True(i.Devices.StartsWith("CPU: ") && i.Devices.EndsWith(" layers"), "Devices: " + i.Devices);
+                Assert.True(i.Devices.StartsWith("CPU: ") && i.Devices.EndsWith(" layers + output"), "Devices: " + i.Devices);
             }
             else
             {

@@ -26,7 +26,7 @@ def test_info(engine):
     assert info.total_layers > 0 and info.parameter_count > 0 and info.file_bytes > 0
     assert info.has_chat_template is False
     if info.device_kind == minerva.DeviceKind.CPU:
-        assert re.fullmatch(r"CPU: \d+ layers", info.devices), info.devices
+        assert re.fullmatch(r"CPU: \d+ layers \+ output", info.devices), info.devices
     else:
         assert info.devices, "devices is empty"
     assert "minerva.Engine" in repr(engine)
