@@ -73,7 +73,7 @@ int main(int argc, char **argv) {
     chat.tool_choice = MINERVA_TOOL_CHOICE_REQUIRED;
     minerva_generate_params gen;
     minerva_generate_params_init(&gen, sizeof gen);
-    gen.max_tokens = 160;
+    gen.max_tokens = 256; /* up to 4 calls: room for all of them */
     gen.temperature = 0.3f;
     gen.seed = 7;
 

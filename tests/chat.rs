@@ -261,7 +261,7 @@ fn required_tool_calls_over_8_streams_parse_and_validate() {
         .enumerate()
         .map(|(i, ask)| {
             let mut p = GenerateParams {
-                max_tokens: 160,
+                max_tokens: 256,
                 ..Default::default()
             };
             p.sampling.seed = i as u64 + 1;
@@ -306,7 +306,7 @@ fn a_multi_turn_exchange_with_tools_renders_and_runs() {
                     ..opts.clone()
                 },
                 GenerateParams {
-                    max_tokens: 160,
+                    max_tokens: 256,
                     ..p.clone()
                 },
                 None,
