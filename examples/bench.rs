@@ -294,7 +294,14 @@ unsafe extern "C" fn noop_token(_: *mut c_void, _: *const c_char, _: usize) -> m
 
 impl Minerva {
     fn new(path: &str, threads: u32, context_tokens: u32, max_streams: u32) -> (Minerva, f64) {
-        Self::on(path, threads, context_tokens, max_streams, gpu_layers(), None)
+        Self::on(
+            path,
+            threads,
+            context_tokens,
+            max_streams,
+            gpu_layers(),
+            None,
+        )
     }
 
     /// An engine with `gpu_layers` on the devices of the RPC servers `rpc` (none: local).
