@@ -1056,8 +1056,11 @@ minerva_status minerva_chat_stream_new(struct minerva_engine *engine, const stru
  Once the stream has ended (from its finish callback on): the tool calls of its reply, as a JSON
  array of
  `{"id": "call_0", "name": "...", "arguments": {...}}` (ids unique within the stream), "[]" when
- there are none (and for streams without tools). Pass it back as `tool_calls_json` of the
- assistant turn in the next call. Buffer rules as `minerva_chat_format`. Any thread.
+ there are none (and for streams without tools). A `MINERVA_TOOL_CHOICE_REQUIRED` reply that
+ `max_tokens` cut short (finish reason LENGTH) gives the calls it had completed; give it room
+ for four calls (small models write up to four, a few hundred tokens). Pass it back as
+ `tool_calls_json` of the assistant turn in the next call. Buffer rules as
+ `minerva_chat_format`. Any thread.
 
  Errors: `MINERVA_ERR_INVALID_ARGUMENT` (NULL stream or out_len; the stream has not ended:
  wait for it, or read it until `finished`), `MINERVA_ERR_BUFFER_TOO_SMALL`.

@@ -285,6 +285,38 @@ fn required_tool_calls_over_8_streams_parse_and_validate() {
     }
 }
 
+/// A REQUIRED reply that max_tokens cuts short keeps the calls it had completed.
+#[test]
+fn required_calls_cut_short_keep_the_complete_ones() {
+    let _one = one_at_a_time();
+    let e = engine_on(&chat_model_path(), 1);
+    let opts = ChatOptions {
+        tools: Some(TOOLS.into()),
+        tool_choice: ToolChoice::Required,
+        ..Default::default()
+    };
+    let mut p = greedy(64);
+    p.ignore_eos = false;
+    let s = e
+        .chat_start(
+            &[Message::new("user", "Give me two swords.")],
+            &opts,
+            p,
+            None,
+            None,
+        )
+        .unwrap();
+    assert_eq!(read_all(&s), "");
+    assert_eq!(s.wait(None), Status::Ok, "{}", s.error());
+    let calls: Value = serde_json::from_str(s.tool_calls().unwrap()).unwrap();
+    eprintln!("64 tokens -> {calls} ({:?})", s.stats().finish_reason);
+    let calls = calls.as_array().unwrap();
+    assert!(!calls.is_empty(), "no complete call kept");
+    for c in calls {
+        valid_call(c).unwrap_or_else(|e| panic!("{c}: {e}"));
+    }
+}
+
 /// user, assistant with a tool call, the tool's result, and the assistant's next turn: rendered
 /// (with the tool turn as the template allows) and run.
 #[test]

@@ -305,7 +305,11 @@ impl Capture {
         let mut text = String::new();
         match self.state {
             _ if self.required => {
-                if let Some(calls) = self.whole_json(&held) {
+                // A reply cut short (max_tokens) keeps the calls it completed.
+                if let Some(calls) = self
+                    .whole_json(&held)
+                    .or_else(|| self.completed_calls(&held))
+                {
                     self.calls.extend(calls);
                 }
             }
@@ -330,6 +334,47 @@ impl Capture {
             return calls.filter(|c| !c.is_empty());
         }
         self.call_from(&v).map(|c| vec![c])
+    }
+
+    /// The calls that were complete in a `{"tool_calls": [...` reply that ended early: each
+    /// element of the list whose closing brace came.
+    fn completed_calls(&self, text: &str) -> Option<Vec<ToolCall>> {
+        let list = text.find("\"tool_calls\"")?;
+        let open = list + text[list..].find('[')?;
+        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+        let mut start = None;
+        let mut calls = Vec::new();
+        for (i, ch) in text[open + 1..].char_indices() {
+            let at = open + 1 + i;
+            if in_string {
+                match (escaped, ch) {
+                    (true, _) => escaped = false,
+                    (false, '\\') => escaped = true,
+                    (false, '"') => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match ch {
+                '"' => in_string = true,
+                '{' => {
+                    if depth == 0 {
+                        start = Some(at);
+                    }
+                    depth += 1;
+                }
+                '}' => {
+                    depth = depth.checked_sub(1)?;
+                    if depth == 0 {
+                        let element = &text[start.take()?..=at];
+                        calls.push(self.call_of(element)?);
+                    }
+                }
+                ']' if depth == 0 => break,
+                _ => {}
+            }
+        }
+        (!calls.is_empty()).then_some(calls)
     }
 
     fn call_of(&self, json_text: &str) -> Option<ToolCall> {
@@ -452,6 +497,25 @@ mod tests {
         );
         assert_eq!(t, "");
         assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn required_cut_short_keeps_the_complete_calls() {
+        let (t, c) = run(
+            true,
+            &[
+                "{\"tool_calls\": [{\"name\": \"move\", \"arguments\": {\"to\": \"a}\\\"{\"}}, ",
+                "{\"name\": \"move\", \"arguments\": {\"to\": \"b\"}}, {\"name\": \"mo",
+            ],
+        );
+        assert_eq!(t, "");
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].arguments["to"], "a}\"{");
+        assert_eq!(c[1].arguments["to"], "b");
+        assert_eq!(c[1].id, "call_1");
+        // Nothing complete: no calls.
+        let (_, c) = run(true, &["{\"tool_calls\": [{\"name\": \"move\", \"argu"]);
+        assert!(c.is_empty());
     }
 
     #[test]
