@@ -4,12 +4,11 @@
 
 mod common;
 
-use common::{chat_model_path, greedy, model_path, one_at_a_time, CHAT_TEMPLATE};
+use common::{chat_model_path, greedy, model_path, one_at_a_time, read_all, CHAT_TEMPLATE};
 use minerva::engine::chat::{ChatOptions, Message, ToolChoice};
 use minerva::engine::{Engine, EngineConfig, FinishReason, GenerateParams, Status, Stream};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 fn engine_on(path: &str, max_streams: u32) -> Engine {
     let cfg = EngineConfig {
@@ -18,20 +17,6 @@ fn engine_on(path: &str, max_streams: u32) -> Engine {
         ..Default::default()
     };
     Engine::new(path, &cfg, None).expect("engine")
-}
-
-/// Reads a pull-mode stream to its end.
-fn read_all(s: &Stream) -> String {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 256];
-    loop {
-        let r = s.read(&mut buf, Some(Duration::from_secs(120)));
-        out.extend_from_slice(&buf[..r.len]);
-        if r.finished {
-            break;
-        }
-    }
-    String::from_utf8(out).unwrap()
 }
 
 fn conversation() -> Vec<Message> {

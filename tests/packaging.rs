@@ -143,6 +143,12 @@ fn install_then_build_with_pkg_config_and_cmake() {
         1,
         "the builds chose different backends: {seen:?}"
     );
+
+    // The installed RPC server starts from its installed place and listens.
+    drop(common::RpcServer::start_at(
+        &prefix.join("bin/minerva-rpc-server"),
+        &["--threads", "1"],
+    ));
 }
 
 #[test]

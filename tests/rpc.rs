@@ -5,56 +5,14 @@
 
 mod common;
 
-use common::{greedy, model_path};
+use common::{free_port, greedy, model_path, read_all, RpcServer as Server};
 use minerva::engine::error::Status;
 use minerva::engine::{DeviceKind, Engine, EngineConfig};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpListener;
 
-/// A minerva-rpc-server on 127.0.0.1, killed when dropped.
-struct Server {
-    child: Child,
-    endpoint: String,
-}
-
-impl Server {
-    fn start(mem_mib: usize) -> Server {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_minerva-rpc-server"))
-            .args(["--port", &port.to_string(), "--mem", &mem_mib.to_string()])
-            .args(["--threads", "1"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start minerva-rpc-server");
-        let endpoint = format!("127.0.0.1:{port}");
-        // Ready when it accepts (the server serves that connection, which ends at once).
-        let start = Instant::now();
-        while TcpStream::connect(&endpoint).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "minerva-rpc-server did not listen on {endpoint}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Server { child, endpoint }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A server advertising `mem_mib` MiB, computing with one thread.
+fn server(mem_mib: usize) -> Server {
+    Server::start(&["--mem", &mem_mib.to_string(), "--threads", "1"])
 }
 
 fn engine_on(servers: &[&Server], gpu_layers: i32) -> Result<Engine, minerva::engine::Error> {
@@ -74,17 +32,9 @@ fn text(engine: &Engine) -> String {
     let s = engine
         .start("The lighthouse keeper said", greedy(24), None, None)
         .unwrap();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 256];
-    loop {
-        let r = s.read(&mut buf, Some(Duration::from_secs(60)));
-        out.extend_from_slice(&buf[..r.len]);
-        if r.finished {
-            break;
-        }
-    }
+    let text = read_all(&s);
     assert_eq!(s.wait(None), Status::Ok);
-    String::from_utf8(out).unwrap()
+    text
 }
 
 #[test]
@@ -122,7 +72,7 @@ fn servers_that_are_not_there_or_not_rpc_servers_are_errors() {
 #[test]
 fn gpu_layers_zero_n_and_all_on_a_server_give_the_local_text() {
     let _one = common::one_at_a_time();
-    let server = Server::start(4096);
+    let server = server(4096);
     let local = {
         let e = engine_on(&[], 0).unwrap();
         text(&e)
@@ -195,7 +145,7 @@ fn too_little_memory_takes_what_fits_and_almost_none_falls_back() {
     let _one = common::one_at_a_time();
     // 640 MiB advertised: after the reserve for compute buffers (512 MiB), about 10 layers of
     // the 253 MB model fit.
-    let small = Server::start(640);
+    let small = server(640);
     let e = engine_on(&[&small], -1).unwrap();
     let i = e.info().clone();
     println!("640 MiB: {} layers: {}", i.gpu_layers, i.devices);
@@ -210,7 +160,7 @@ fn too_little_memory_takes_what_fits_and_almost_none_falls_back() {
     drop(e);
     drop(small);
 
-    let tiny = Server::start(1);
+    let tiny = server(1);
     let e = engine_on(&[&tiny], -1).unwrap();
     let i = e.info();
     println!("1 MiB: {}", i.fallback_reason);
@@ -225,8 +175,8 @@ fn too_little_memory_takes_what_fits_and_almost_none_falls_back() {
 #[test]
 fn two_servers_share_the_layers() {
     let _one = common::one_at_a_time();
-    let a = Server::start(2048);
-    let b = Server::start(2048);
+    let a = server(2048);
+    let b = server(2048);
     let e = engine_on(&[&a, &b], -1).unwrap();
     let i = e.info().clone();
     println!("two servers: {}", i.devices);
@@ -238,8 +188,10 @@ fn two_servers_share_the_layers() {
         i.devices
     );
     let two = text(&e);
+    // A second engine on a server in use: not checked again (the server serves this process's
+    // one connection), and the same kernels as two servers: the same text. Freed first, the
+    // first engine's model keeps the servers in use until it is gone.
+    let one_engine = engine_on(&[&a], -1).unwrap();
     drop(e);
-    // The same kernels as one server holding every layer: the same text.
-    let one = text(&engine_on(&[&a], -1).unwrap());
-    assert_eq!(two, one);
+    assert_eq!(text(&one_engine), two);
 }

@@ -199,8 +199,6 @@ pub(crate) struct Placed {
     pub gpu_free_bytes: Option<u64>,
     /// Each device used with its layers, e.g. "RPC0 (127.0.0.1:50052): 18 layers + output".
     pub devices: String,
-    /// The RPC servers in use, released once the model is gone.
-    pub rpc: Option<rpc::Lease>,
 }
 
 /// Loads the model on the GPU with the most free memory and the RPC servers' devices, with
@@ -219,15 +217,9 @@ pub(crate) fn load_model(
         return Err(Error::new(
             Status::Backend,
             format!(
-                "no compute backend is loaded{}{} (the default build needs its \
-                 libggml-cpu-*.so files in the minerva/ folder beside libminerva, or in \
-                 $MINERVA_BACKEND_DIR)",
-                if llama::backend_error().is_empty() {
-                    ""
-                } else {
-                    ": "
-                },
-                llama::backend_error()
+                "no compute backend is loaded{} (the default build needs its libggml-cpu-*.so \
+                 files in the minerva/ folder beside libminerva, or in $MINERVA_BACKEND_DIR)",
+                llama::backend_error().map_or(String::new(), |why| format!(": {why}"))
             ),
         ));
     }
@@ -310,7 +302,12 @@ pub(crate) fn load_model(
                 // Out of device memory: retry with half the layers, down to one, then the CPU.
                 let n_layers = block_count.unwrap_or(1).max(1) as i32;
                 match load_with_retries(layers, n_layers, &names, |l| load(&offload, l)) {
-                    Ok((model, used)) => {
+                    Ok((mut model, used)) => {
+                        // The servers hold weights: in use until the model is freed, wherever
+                        // its last reference goes.
+                        if let Some(lease) = lease {
+                            model.keep_until_freed(Box::new(lease));
+                        }
                         let split = layer_split(&offload, used, model.n_layer());
                         let (most, _) = split.layers[..offload.len()]
                             .iter()
@@ -334,7 +331,6 @@ pub(crate) fn load_model(
                             fallback_reason,
                             gpu_free_bytes: Some(free),
                             model,
-                            rpc: lease,
                         });
                     }
                     Err(None) => return Err(aborted()),
@@ -366,7 +362,6 @@ pub(crate) fn load_model(
         gpu_layers: 0,
         gpu_free_bytes: None,
         devices: format!("CPU: {n} layers + output"),
-        rpc: lease,
     })
 }
 

@@ -68,8 +68,6 @@ pub struct Engine {
     info: EngineInfo,
     /// The ChatML fallback was announced (once per engine).
     chatml_warned: std::sync::atomic::AtomicBool,
-    /// The RPC servers in use (after `model`: released once the model is dropped).
-    _rpc: Option<rpc::Lease>,
 }
 
 impl Engine {
@@ -118,7 +116,6 @@ impl Engine {
             devices: placed.devices,
             ..Default::default()
         };
-        let rpc_lease = placed.rpc;
         let model = placed.model;
         let model = Arc::new(model);
         let n_ctx = config.context_tokens * config.max_streams;
@@ -223,7 +220,6 @@ impl Engine {
             model,
             info,
             chatml_warned: Default::default(),
-            _rpc: rpc_lease,
         })
     }
 

@@ -9,7 +9,7 @@
 //! the one it is serving.
 
 use super::error::{Error, Result, Status};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Mutex;
@@ -185,17 +185,16 @@ pub fn ignore_sigpipe() {
 }
 
 /// The servers this process's engines use, with how many engines use each.
-static IN_USE: Mutex<Option<HashMap<String, usize>>> = Mutex::new(None);
+static IN_USE: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
 
-/// An engine's use of its servers; released when the engine's model is gone.
+/// An engine's use of its servers; the model holding their weights keeps it until it is freed.
 pub struct Lease {
     endpoints: Vec<String>,
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let mut guard = IN_USE.lock().unwrap_or_else(|e| e.into_inner());
-        let map = guard.get_or_insert_with(HashMap::new);
+        let mut map = IN_USE.lock().unwrap_or_else(|e| e.into_inner());
         for e in &self.endpoints {
             if let Some(n) = map.get_mut(e) {
                 *n -= 1;
@@ -210,14 +209,15 @@ impl Drop for Lease {
 /// Checks every server not already in use by this process, then takes a lease on all of them.
 pub fn acquire(endpoints: &[String]) -> Result<Lease> {
     let in_use = |e: &String| {
-        let guard = IN_USE.lock().unwrap_or_else(|e| e.into_inner());
-        guard.as_ref().is_some_and(|m| m.contains_key(e))
+        IN_USE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(e)
     };
     for e in endpoints.iter().filter(|e| !in_use(e)) {
         check_server(e, CHECK_TIMEOUT)?;
     }
-    let mut guard = IN_USE.lock().unwrap_or_else(|e| e.into_inner());
-    let map = guard.get_or_insert_with(HashMap::new);
+    let mut map = IN_USE.lock().unwrap_or_else(|e| e.into_inner());
     for e in endpoints {
         *map.entry(e.clone()).or_insert(0) += 1;
     }

@@ -1,8 +1,9 @@
 //! Set-up shared by the Rust integration tests: the model, the default-model check, one test at a
-//! time, engines through the Rust and the C API, greedy parameters.
+//! time, engines through the Rust and the C API, greedy parameters, reading a stream to its end,
+//! RPC servers.
 #![allow(dead_code)]
 
-use minerva::engine::{Engine, EngineConfig, GenerateParams, SamplingParams};
+use minerva::engine::{Engine, EngineConfig, GenerateParams, SamplingParams, Stream};
 use minerva::ffi::{
     minerva_engine, minerva_engine_free, minerva_engine_new, minerva_engine_params,
     minerva_engine_params_init, MINERVA_OK,
@@ -280,4 +281,80 @@ pub fn gguf_with_string(src: &str, dst: &str, key: &str, value: &str) -> std::io
     let end = std::fs::metadata(src)?.len();
     copy(data_start, end, &mut out)?;
     out.flush()
+}
+
+/// Reads a pull-mode stream to its end.
+pub fn read_all(s: &Stream) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 256];
+    loop {
+        let r = s.read(&mut buf, Some(std::time::Duration::from_secs(120)));
+        out.extend_from_slice(&buf[..r.len]);
+        if r.finished {
+            break;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on (just freed).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A minerva-rpc-server on 127.0.0.1, run from `/` with nothing in the environment pointing at
+/// minerva, ready once it accepts a connection; killed when dropped.
+pub struct RpcServer {
+    child: std::process::Child,
+    pub endpoint: String,
+}
+
+impl RpcServer {
+    /// The server built with these tests.
+    pub fn start(args: &[&str]) -> RpcServer {
+        Self::start_at(
+            std::path::Path::new(env!("CARGO_BIN_EXE_minerva-rpc-server")),
+            args,
+        )
+    }
+
+    /// The server at `bin` (an installed one, say), with `args` besides the port.
+    pub fn start_at(bin: &std::path::Path, args: &[&str]) -> RpcServer {
+        use std::time::{Duration, Instant};
+        let port = free_port();
+        let mut child = std::process::Command::new(bin)
+            .args(["--port", &port.to_string()])
+            .args(args)
+            .current_dir("/")
+            .env_remove("LD_LIBRARY_PATH")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {bin:?}: {e}"));
+        let endpoint = format!("127.0.0.1:{port}");
+        // Ready when it accepts (the server serves that connection, which ends at once).
+        let start = Instant::now();
+        while std::net::TcpStream::connect(&endpoint).is_err() {
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!("{bin:?} exited: {st}");
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{bin:?} did not listen on {endpoint}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        RpcServer { child, endpoint }
+    }
+}
+
+impl Drop for RpcServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

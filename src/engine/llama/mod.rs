@@ -33,9 +33,9 @@ use std::sync::OnceLock;
 /// Why loading the backends failed, if it did (the engine's error then says it).
 static BACKEND_ERROR: OnceLock<String> = OnceLock::new();
 
-/// Why no backend could be loaded ("" if they were).
-pub fn backend_error() -> &'static str {
-    BACKEND_ERROR.get().map_or("", |s| s.as_str())
+/// Why no backend could be loaded, if so.
+pub fn backend_error() -> Option<&'static str> {
+    BACKEND_ERROR.get().map(String::as_str)
 }
 
 /// Initialises llama.cpp's backends and routes its logging, once per process.

@@ -32,6 +32,8 @@ pub struct Model {
     strips_space: bool,
     /// The special tokens, for splitting prompts in one pass (None: llama.cpp splits them).
     specials: Option<Specials>,
+    /// What must outlive the weights (see [`Model::keep_until_freed`]).
+    keep_alive: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 // SAFETY: llama.cpp's model and vocabulary are immutable after loading; llama-server and
@@ -119,6 +121,7 @@ impl Model {
             bytes_per_token: None,
             strips_space: true,
             specials: None,
+            keep_alive: None,
         };
         let t = std::time::Instant::now();
         model.measure_vocab();
@@ -397,6 +400,14 @@ impl Model {
 
     pub fn has_chat_template(&self) -> bool {
         self.chat_template().is_some()
+    }
+}
+
+impl Model {
+    /// Keeps `x` until the model has been freed (fields drop after `drop`): what the weights
+    /// depend on, such as the lease on the RPC servers that hold some of them.
+    pub fn keep_until_freed(&mut self, x: Box<dyn std::any::Any + Send + Sync>) {
+        self.keep_alive = Some(x);
     }
 }
 
