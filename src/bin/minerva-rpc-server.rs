@@ -18,7 +18,8 @@ const USAGE: &str =
   --port PORT    TCP port (default 50052)
   --mem MIB      memory to advertise to clients, in MiB (default: the device's own free memory);
                  clients put as many layers here as fit in it
-  --threads N    CPU threads for computing (default: one per physical core)";
+  --threads N    CPU threads for computing (default: one per physical core; at most 1024,
+                 and no more than the CPUs this process may use)";
 
 struct Args {
     host: String,
@@ -53,7 +54,13 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
                 }
             }
             "--mem" | "-m" => a.mem_mib = number("a number of MiB")?,
-            "--threads" | "-t" => a.threads = number("a number of threads")?,
+            "--threads" | "-t" => {
+                a.threads = number("a number of threads")?;
+                let max = minerva::engine::params::MAX_THREADS as usize;
+                if a.threads > max {
+                    return Err(format!("--threads: {} is more than {max}", a.threads));
+                }
+            }
             _ => return Err(format!("unknown option {flag}")),
         }
     }

@@ -17,6 +17,8 @@ pub mod log;
 pub mod params;
 pub mod rpc;
 mod scheduler;
+mod schema;
+mod stack;
 pub mod stream;
 pub mod text;
 
@@ -194,6 +196,7 @@ impl Engine {
         );
         let thread = std::thread::Builder::new()
             .name("minerva-engine".into())
+            .stack_size(stack::DEEP_STACK)
             .spawn(move || {
                 callback::enter_engine_thread(id);
                 scheduler.run();
@@ -273,10 +276,26 @@ impl Engine {
                 sampling.logit_bias[i].0
             )));
         }
+        if sampling.logit_bias.len() >= n_vocab {
+            let mut banned = vec![false; n_vocab];
+            for &(t, b) in &sampling.logit_bias {
+                if b == f32::NEG_INFINITY {
+                    banned[t as usize] = true;
+                }
+            }
+            if banned.iter().all(|&b| b) {
+                return Err(Error::invalid(format!(
+                    "logit_bias bans every token of the vocabulary ({n_vocab}): nothing could be \
+                     generated"
+                )));
+            }
+        }
         let mut params = params;
         if let Some(schema) = &params.json_schema {
-            let grammar = llama::json_schema_to_grammar(schema)
+            let grammar = stack::on_deep_stack(|| llama::json_schema_to_grammar(schema))
                 .map_err(|e| Error::new(e.status, format!("json_schema: {}", e.message)))?;
+            params::check_grammar_size(&grammar)
+                .map_err(|e| Error::invalid(format!("json_schema: {}", e.message)))?;
             params.sampling.grammar = Some(grammar);
         } else if let Some(grammar) = &params.grammar {
             params.sampling.grammar = Some(grammar.clone());
@@ -350,15 +369,20 @@ impl Engine {
         if p.is_plain_greedy() {
             return Ok(None);
         }
-        Sampler::new(p, &self.model, self.info.context_tokens)
-            .map(Some)
-            .map_err(|e| {
-                if e.status == Status::InvalidArgument && p.grammar.is_some() {
-                    Error::invalid(format!("grammar: {}", e.message))
-                } else {
-                    e
-                }
-            })
+        // llama.cpp's grammar code recurses along chains of rules: a thread of minerva's own.
+        let build = || Sampler::new(p, &self.model, self.info.context_tokens);
+        let sampler = if p.grammar.is_some() {
+            stack::on_deep_stack(build)
+        } else {
+            build()
+        };
+        sampler.map(Some).map_err(|e| {
+            if e.status == Status::InvalidArgument && p.grammar.is_some() {
+                Error::invalid(format!("grammar: {}", e.message))
+            } else {
+                e
+            }
+        })
     }
 }
 

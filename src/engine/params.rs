@@ -146,12 +146,16 @@ impl GenerateParams {
                 )));
             }
         }
+        if let Some(g) = &self.grammar {
+            check_grammar_size(g)?;
+        }
         if let Some(s) = &self.json_schema {
             if nesting(s, b'{', b'}', false).max(nesting(s, b'[', b']', false)) > MAX_NESTING {
                 return Err(Error::invalid(format!(
                     "json_schema nests more than {MAX_NESTING} deep"
                 )));
             }
+            super::schema::check_refs(s)?;
         }
         if self.grammar.is_some() && self.json_schema.is_some() {
             return Err(Error::invalid(
@@ -205,6 +209,54 @@ impl EngineConfig {
 
 /// How deep `grammar` or `json_schema` may nest (brackets, groups).
 pub const MAX_NESTING: usize = 256;
+/// Most rules a grammar may define. llama.cpp's grammar code recurses once per rule along a chain
+/// of rules that each begin with the next (`r0 ::= r1`, `r1 ::= r2`, ...), when it checks for left
+/// recursion and whenever it advances: 100,000 such rules overflowed an 8 MiB stack. minerva runs
+/// that code on threads of its own with [`super::stack::DEEP_STACK`], which holds this many with
+/// room to spare; real grammars, those made from large JSON schemas included, have hundreds.
+pub const MAX_GRAMMAR_RULES: usize = 10_000;
+
+/// Refuses a grammar with more than [`MAX_GRAMMAR_RULES`] rules (each `name ::=` outside string
+/// literals, character classes and comments).
+pub fn check_grammar_size(g: &str) -> Result<()> {
+    let rules = gbnf_rule_count(g);
+    if rules > MAX_GRAMMAR_RULES {
+        return Err(Error::invalid(format!(
+            "grammar defines {rules} rules, more than the {MAX_GRAMMAR_RULES} accepted"
+        )));
+    }
+    Ok(())
+}
+
+/// The `::=` of a GBNF text outside literals ("..."), classes ([...]) and comments (# to the end
+/// of the line).
+fn gbnf_rule_count(text: &str) -> usize {
+    let b = text.as_bytes();
+    let (mut i, mut rules) = (0, 0);
+    while i < b.len() {
+        match b[i] {
+            q @ (b'"' | b'[') => {
+                let end = if q == b'"' { b'"' } else { b']' };
+                i += 1;
+                while i < b.len() && b[i] != end {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b':' if b[i..].starts_with(b"::=") => {
+                rules += 1;
+                i += 2;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    rules
+}
 
 /// The deepest nesting of `open`/`close` in `text` outside string literals ("..." with
 /// backslash escapes) and, for GBNF, outside character classes (`[...]`).
@@ -236,7 +288,20 @@ fn nesting(text: &str, open: u8, close: u8, gbnf: bool) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::nesting;
+    use super::{gbnf_rule_count, nesting};
+
+    #[test]
+    fn rules_are_counted_outside_literals_classes_and_comments() {
+        assert_eq!(
+            gbnf_rule_count("root ::= a\na ::= \"::=\" [:=] # b ::= c\n"),
+            2
+        );
+        assert_eq!(gbnf_rule_count(r#"root ::= "\"::=" x"#), 1);
+        let chain: String = (0..10_001)
+            .map(|i| format!("r{i} ::= r{}\n", i + 1))
+            .collect();
+        assert_eq!(gbnf_rule_count(&chain), 10_001);
+    }
 
     #[test]
     fn nesting_outside_literals_and_classes() {

@@ -28,6 +28,13 @@ const PROTO_MINOR: u8 = 0;
 /// RPC_CMD_HELLO, and the sizes of its request and reply (connection capabilities, 24 bytes).
 const CMD_HELLO: u8 = 14;
 const CAPS_BYTES: usize = 24;
+/// The commands ggml's client sends while an engine is created (ggml-rpc.cpp's `rpc_cmd`).
+const CMD_GET_ALIGNMENT: u8 = 1;
+const CMD_GET_MAX_SIZE: u8 = 2;
+const CMD_GET_DEVICE_MEMORY: u8 = 11;
+const CMD_DEVICE_COUNT: u8 = 15;
+/// Most devices a server may have (a sanity bound on its answer).
+const MAX_DEVICES: u32 = 64;
 
 /// Parses `rpc_servers`: "host:port" entries separated by commas (spaces around them ignored);
 /// "" is none. Each host is a name, an IPv4 address or a bracketed IPv6 address.
@@ -73,8 +80,9 @@ pub fn parse_servers(list: &str) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Connects to the server at `endpoint` and does ggml's handshake, within `timeout` each:
-/// `MINERVA_ERR_BACKEND` naming the server and what went wrong, or Ok.
+/// Connects to the server at `endpoint`, does ggml's handshake and asks what ggml's client asks
+/// while an engine is created, within `timeout` each: `MINERVA_ERR_BACKEND` naming the server and
+/// what went wrong, or Ok.
 pub fn check_server(endpoint: &str, timeout: Duration) -> Result<()> {
     let fail = |why: String| {
         Err(Error::new(
@@ -146,19 +154,119 @@ pub fn check_server(endpoint: &str, timeout: Duration) -> Result<()> {
              (use the same llama.cpp version on both sides)"
         ));
     }
+    query_devices(&mut s, timeout).or_else(|why| fail(why))
+}
+
+/// Asks the server what ggml's client asks it while an engine is created (its devices, and each
+/// one's memory, alignment and largest buffer), all answers within `timeout`. ggml's client
+/// waits without limit for an answer and aborts the process on a closed connection or a
+/// malformed answer; a server that fails here never reaches it.
+fn query_devices(s: &mut TcpStream, timeout: Duration) -> std::result::Result<(), String> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut ask = |what: &str, cmd: u8, req: &[u8], reply: &mut [u8]| {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "no answer to {what} within {} s after the handshake",
+                timeout.as_secs()
+            ));
+        }
+        let _ = s.set_read_timeout(Some(left));
+        let _ = s.set_write_timeout(Some(left));
+        let mut msg = vec![cmd];
+        msg.extend_from_slice(&(req.len() as u64).to_ne_bytes());
+        msg.extend_from_slice(req);
+        let mut size = [0u8; 8];
+        let r = s
+            .write_all(&msg)
+            .and_then(|_| s.read_exact(&mut size))
+            .and_then(|_| match u64::from_ne_bytes(size) {
+                n if n == reply.len() as u64 => s.read_exact(reply),
+                n => Err(std::io::Error::other(format!(
+                    "an answer of {n} bytes where {} were due",
+                    reply.len()
+                ))),
+            });
+        r.map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => format!(
+                "no answer to {what} within {} s after the handshake",
+                timeout.as_secs()
+            ),
+            std::io::ErrorKind::UnexpectedEof
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::BrokenPipe => {
+                format!("it closed the connection when asked {what} after the handshake")
+            }
+            _ => format!("a malformed answer to {what}: {e}"),
+        })
+    };
+    let mut count = [0u8; 4];
+    ask("its device count", CMD_DEVICE_COUNT, &[], &mut count)?;
+    let count = u32::from_ne_bytes(count);
+    if count == 0 || count > MAX_DEVICES {
+        return Err(format!(
+            "a malformed answer to its device count: {count} devices (1 to {MAX_DEVICES} expected)"
+        ));
+    }
+    for device in 0..count {
+        let req = device.to_ne_bytes();
+        let mut memory = [0u8; 16];
+        ask(
+            &format!("device {device}'s memory"),
+            CMD_GET_DEVICE_MEMORY,
+            &req,
+            &mut memory,
+        )?;
+        let (free, total) = (
+            u64::from_ne_bytes(memory[..8].try_into().expect("8 bytes")),
+            u64::from_ne_bytes(memory[8..].try_into().expect("8 bytes")),
+        );
+        if free > total {
+            return Err(format!(
+                "a malformed answer to device {device}'s memory: {free} bytes free of {total}"
+            ));
+        }
+        let mut alignment = [0u8; 8];
+        ask(
+            &format!("device {device}'s alignment"),
+            CMD_GET_ALIGNMENT,
+            &req,
+            &mut alignment,
+        )?;
+        let alignment = u64::from_ne_bytes(alignment);
+        if alignment == 0 || !alignment.is_power_of_two() {
+            return Err(format!(
+                "a malformed answer to device {device}'s alignment: {alignment}"
+            ));
+        }
+        let mut max_size = [0u8; 8];
+        ask(
+            &format!("device {device}'s largest buffer"),
+            CMD_GET_MAX_SIZE,
+            &req,
+            &mut max_size,
+        )?;
+        if u64::from_ne_bytes(max_size) == 0 {
+            return Err(format!(
+                "a malformed answer to device {device}'s largest buffer: 0 bytes"
+            ));
+        }
+    }
     Ok(())
 }
 
 /// Serves this machine's best device (its GPU if minerva was built with one, else the CPU) to
 /// RPC clients at `endpoint` ("host:port") until the process ends, advertising `mem_bytes` of
 /// memory (0: the device's own) and computing with `threads` CPU threads (0: one per physical
-/// core). Returns only when it cannot serve, with the reason.
+/// core; more than [`MAX_THREADS`](super::params::MAX_THREADS) is refused, more than the CPUs
+/// this process may use is capped to them, as an engine's `threads` is). Returns only when it
+/// cannot serve, with the reason.
 pub fn serve(endpoint: &str, mem_bytes: usize, threads: usize) -> String {
-    let threads = if threads == 0 {
-        super::device::decode_threads(0) as usize
-    } else {
-        threads
-    };
+    let max = super::params::MAX_THREADS;
+    if threads > max as usize {
+        return format!("threads must be in 0..={max} (0: one per physical core), got {threads}");
+    }
+    let threads = super::device::decode_threads(threads as u32) as usize;
     super::llama::rpc_serve(endpoint, mem_bytes, threads)
 }
 

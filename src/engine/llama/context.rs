@@ -156,10 +156,6 @@ impl Context {
         let rc = unsafe { shim::mshim_memory_seq_cp(self.raw.as_ptr(), src, dst, 0, n) };
         let _ = check(rc, "seq_cp");
     }
-
-    pub fn raw(&mut self) -> *mut sys::llama_context {
-        self.raw.as_ptr()
-    }
 }
 
 impl Drop for Context {

@@ -21,7 +21,7 @@ pub use context::{Context, ContextParams};
 pub use devices::{devices, rpc_devices, Device, DeviceKind};
 pub use inspect::inspect_gguf;
 pub use model::{LoadError, Model, ModelLoad, Token};
-pub use sampler::{argmax, json_schema_to_grammar, Sampler, SamplingParams};
+pub use sampler::{argmax, json_schema_to_grammar, Sampled, Sampler, SamplingParams};
 
 use super::log;
 use llama_cpp_sys_2 as sys;

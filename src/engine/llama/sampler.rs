@@ -1,7 +1,7 @@
 //! Sampling: a stream's settings, its llama.cpp sampler chain, and the argmax of plain greedy.
 
 use super::shim::{self, check};
-use super::{Context, Model, Token};
+use super::{Model, Token};
 use crate::engine::error::{Error, Result, Status};
 use llama_cpp_sys_2 as sys;
 use std::ffi::CString;
@@ -116,6 +116,14 @@ fn mix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// What [`Sampler::sample`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Sampled {
+    Token(Token),
+    /// The grammar must filter every candidate: [`Sampler::sample_full`].
+    Deferred,
+}
+
 /// A llama.cpp sampler chain.
 pub struct Sampler {
     raw: NonNull<sys::llama_sampler>,
@@ -187,24 +195,64 @@ impl Sampler {
         })
     }
 
-    /// Samples from output row `i` of the context's last decode and accepts the token.
-    pub fn sample(&mut self, ctx: &mut Context, i: i32) -> Result<Token> {
-        let mut t = 0;
-        // SAFETY: valid sampler and context; i is an output row of the last decode.
+    /// Samples from `logits` (a whole vocabulary's) and accepts the token, unless the grammar
+    /// rejects the chain's pick and its best candidates: then nothing is accepted and the answer
+    /// is [`Sampled::Deferred`], for [`Sampler::sample_full`].
+    pub fn sample(&mut self, logits: &[f32]) -> Result<Sampled> {
+        let (mut t, mut deferred) = (0, false);
+        // SAFETY: valid sampler chain and grammar; logits holds logits.len() floats.
         check(
             unsafe {
                 shim::mshim_sampler_sample(
                     self.raw.as_ptr(),
                     self.grammar.map_or(std::ptr::null_mut(), NonNull::as_ptr),
-                    ctx.raw(),
-                    i,
+                    logits.as_ptr(),
+                    logits.len().min(i32::MAX as usize) as i32,
                     self.temperature,
+                    &mut t,
+                    &mut deferred,
+                )
+            },
+            "sampling",
+        )?;
+        Ok(if deferred {
+            Sampled::Deferred
+        } else {
+            Sampled::Token(t)
+        })
+    }
+
+    /// The deferred sampling: the grammar filters every candidate of `logits`, the chain picks
+    /// among the allowed ones, and the token is accepted. `stop` is asked between slices of the
+    /// vocabulary; None when it answered true (nothing accepted then).
+    pub fn sample_full(
+        &mut self,
+        logits: &[f32],
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Option<Token>> {
+        unsafe extern "C" fn ask(data: *mut std::ffi::c_void) -> std::ffi::c_int {
+            // SAFETY: data is the `&dyn Fn` below, alive for the call.
+            let stop = unsafe { &*(data as *const &dyn Fn() -> bool) };
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stop())).unwrap_or(true)
+                as std::ffi::c_int
+        }
+        let mut t: Token = -1; // LLAMA_TOKEN_NULL
+                               // SAFETY: as in `sample`; `stop` outlives the call.
+        check(
+            unsafe {
+                shim::mshim_sampler_sample_full(
+                    self.raw.as_ptr(),
+                    self.grammar.map_or(std::ptr::null_mut(), NonNull::as_ptr),
+                    logits.as_ptr(),
+                    logits.len().min(i32::MAX as usize) as i32,
+                    ask,
+                    &stop as *const &dyn Fn() -> bool as *mut std::ffi::c_void,
                     &mut t,
                 )
             },
             "sampling",
         )?;
-        Ok(t)
+        Ok((t != -1).then_some(t))
     }
 
     /// Feeds a token the stream already has (its prompt) to the penalties.

@@ -16,6 +16,7 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <dirent.h>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -64,6 +65,54 @@ void copy_out(const std::string &s, char **out) {
     *out = copy;
 }
 
+// Whether the CPU backend loaded is a variant built with AMX (its features name AMX_*).
+bool cpu_backend_uses_amx() {
+    ggml_backend_reg_t cpu = ggml_backend_reg_by_name("CPU");
+    auto get_features = cpu ? (ggml_backend_get_features_t)ggml_backend_reg_get_proc_address(
+                                  cpu, "ggml_backend_get_features")
+                            : nullptr;
+    if (!get_features) return false;
+    for (auto *f = get_features(cpu); f && f->name; f++)
+        if (std::strncmp(f->name, "AMX", 3) == 0 && f->value && std::strcmp(f->value, "1") == 0) return true;
+    return false;
+}
+
+// ggml's AMX matrix kernels fault (SIGILL: #UD at TILEZERO, in tinygemm_kernel_amx) on machines
+// that report AMX and grant its use, seen on a Sapphire Rapids virtual machine, where a plain AMX
+// program runs: every decode of the default model ended the process. So the CPU variant built
+// with AMX (ggml's "sapphirerapids") is passed over for the best of the others (their own score
+// functions, as ggml_backend_load_best asks them), unless MINERVA_CPU_AMX=1.
+void avoid_amx_variant(const char *dir) {
+    const char *opt_in = std::getenv("MINERVA_CPU_AMX");
+    if ((opt_in && std::strcmp(opt_in, "1") == 0) || !cpu_backend_uses_amx()) return;
+    std::string best;
+    int best_score = 0;
+    if (DIR *d = opendir(dir)) {
+        while (dirent *e = readdir(d)) {
+            std::string name = e->d_name;
+            const std::string prefix = "libggml-cpu-", suffix = ".so";
+            if (name.size() <= prefix.size() + suffix.size() || name.compare(0, prefix.size(), prefix) != 0 ||
+                name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0 ||
+                name.find("sapphirerapids") != std::string::npos)
+                continue;
+            std::string path = std::string(dir) + "/" + name;
+            void *h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+            if (!h) continue;
+            auto score = (int (*)())dlsym(h, "ggml_backend_score");
+            int sc = score ? score() : 0;
+            dlclose(h);
+            if (sc > best_score) {
+                best_score = sc;
+                best = path;
+            }
+        }
+        closedir(d);
+    }
+    if (best.empty()) return;
+    ggml_backend_unload(ggml_backend_reg_by_name("CPU"));
+    if (!ggml_backend_load(best.c_str())) throw std::runtime_error("could not load the CPU backend " + best);
+}
+
 } // namespace
 
 extern "C" {
@@ -91,6 +140,7 @@ int mshim_backend_init(const char *backend_dir, bool load_dynamic) noexcept {
         if (load_dynamic) {
             if (backend_dir) {
                 ggml_backend_load_all_from_path(backend_dir);
+                avoid_amx_variant(backend_dir);
             } else {
                 ggml_backend_load_all();
             }
@@ -353,82 +403,127 @@ int mshim_sampler_new(const mshim_sampling *p, llama_sampler **out,
 // Samples output row i with the chain; with a grammar, the chain's pick is checked first, and
 // only a rejected pick makes the grammar filter every candidate before the chain picks again.
 // The token is accepted by both.
-int mshim_sampler_sample(llama_sampler *chain, llama_sampler *grammar, llama_context *ctx,
-                         int32_t i, float temperature, llama_token *out) noexcept {
+// The pick of a sampler chain over `logits` (n_vocab of them), the grammar applied to every
+// candidate first when `grammar` is given, in slices of GRAMMAR_SLICE between which `stop` is
+// asked (a grammar of many alternatives can take seconds over a whole vocabulary). Returns
+// LLAMA_TOKEN_NULL when stopped.
+} // extern "C"
+
+namespace {
+constexpr int32_t GRAMMAR_SLICE = 8192;
+
+llama_token pick(llama_sampler *chain, llama_sampler *grammar, const float *logits, int32_t n,
+                 int (*stop)(void *), void *stop_data) {
+    thread_local std::vector<llama_token_data> cur;
+    cur.resize(n);
+    for (llama_token t = 0; t < n; t++) cur[t] = llama_token_data{t, logits[t], 0.0f};
+    if (grammar) {
+        for (int32_t at = 0; at < n; at += GRAMMAR_SLICE) {
+            if (stop && stop(stop_data)) return LLAMA_TOKEN_NULL;
+            llama_token_data_array slice{cur.data() + at, (size_t)std::min(GRAMMAR_SLICE, n - at), -1, false};
+            llama_sampler_apply(grammar, &slice);
+        }
+    }
+    llama_token_data_array arr{cur.data(), cur.size(), -1, false};
+    llama_sampler_apply(chain, &arr);
+    if (arr.selected < 0 || (size_t)arr.selected >= arr.size)
+        throw std::runtime_error("the sampler selected no token");
+    if (arr.data[arr.selected].logit == -std::numeric_limits<float>::infinity())
+        throw std::runtime_error(grammar ? "no token is allowed by both the grammar and logit_bias"
+                                         : "every token is banned (logit_bias -infinity)");
+    return arr.data[arr.selected].id;
+}
+
+// After a rejected pick: the grammar checks the best SCREEN candidates first (by logit after the
+// chain's logit bias and penalties), one pass over 256 tokens instead of the whole vocabulary
+// (262,144 for Gemma 3: about 35 ms). When that settles the choice, the rest of the chain picks
+// among the allowed ones: greedy, as soon as one is allowed (the best allowed token is the first
+// in logit order); sampling, when every token outside the screen is more than MARGIN times the
+// temperature (at least 1) below the best allowed one (together under 1e-3 of its probability
+// after the temperature). Otherwise LLAMA_TOKEN_NULL: the grammar must filter every candidate.
+llama_token screened(llama_sampler *chain, llama_sampler *grammar, const float *logits, int32_t n,
+                     float temperature) {
+    constexpr int32_t SCREEN = 256;
+    constexpr float MARGIN = 20.0f;
+    if (n <= SCREEN) return LLAMA_TOKEN_NULL;
+    thread_local std::vector<llama_token_data> cur;
+    const int32_t n_chain = llama_sampler_chain_n(chain);
+    int32_t n_pre = 0;
+    while (n_pre < n_chain) {
+        const char *name = llama_sampler_name(llama_sampler_chain_get(chain, n_pre));
+        if (std::strcmp(name, "logit-bias") != 0 && std::strcmp(name, "penalties") != 0) break;
+        n_pre++;
+    }
+    const bool greedy =
+        n_chain > 0 && std::strcmp(llama_sampler_name(llama_sampler_chain_get(chain, n_chain - 1)), "greedy") == 0;
+    cur.resize(n);
+    for (llama_token t = 0; t < n; t++) cur[t] = llama_token_data{t, logits[t], 0.0f};
+    llama_token_data_array all{cur.data(), cur.size(), -1, false};
+    for (int32_t k = 0; k < n_pre; k++) llama_sampler_apply(llama_sampler_chain_get(chain, k), &all);
+    auto by_logit = [](const llama_token_data &a, const llama_token_data &b) {
+        return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+    };
+    std::partial_sort(cur.begin(), cur.begin() + SCREEN + 1, cur.end(), by_logit);
+    const float outside = cur[SCREEN].logit; // the best token outside the screen
+    llama_token_data_array top{cur.data(), (size_t)SCREEN, -1, true};
+    llama_sampler_apply(grammar, &top);
+    size_t allowed = 0;
+    for (size_t k = 0; k < (size_t)SCREEN; k++)
+        if (cur[k].logit != -std::numeric_limits<float>::infinity()) cur[allowed++] = cur[k];
+    if (allowed == 0) return LLAMA_TOKEN_NULL;
+    const float margin = MARGIN * std::max(1.0f, temperature);
+    if (!greedy && !(cur[0].logit - outside > margin)) return LLAMA_TOKEN_NULL;
+    llama_token_data_array arr{cur.data(), allowed, -1, true};
+    for (int32_t k = n_pre; k < n_chain; k++) llama_sampler_apply(llama_sampler_chain_get(chain, k), &arr);
+    if (arr.selected < 0 || (size_t)arr.selected >= arr.size) return LLAMA_TOKEN_NULL;
+    return arr.data[arr.selected].id;
+}
+
+void accept_token(llama_sampler *chain, llama_sampler *grammar, llama_token id) {
+    if (grammar) llama_sampler_accept(grammar, id);
+    llama_sampler_accept(chain, id);
+}
+} // namespace
+
+extern "C" {
+
+// Samples from `logits` (n_vocab of them) and accepts the token: the chain picks, and the grammar
+// (if any) checks that one pick, then the best candidates (see screened()). When neither settles
+// it, *deferred is set and nothing is accepted: mshim_sampler_sample_full must filter every
+// candidate, which can take long and is left to the caller to run where it stalls nobody.
+int mshim_sampler_sample(llama_sampler *chain, llama_sampler *grammar, const float *logits,
+                         int32_t n_vocab, float temperature, llama_token *out, bool *deferred) noexcept {
+    *deferred = false;
     return guarded([&] {
-        const float *logits = llama_get_logits_ith(ctx, i);
-        if (!logits) throw std::runtime_error("llama.cpp returned no logits");
-        const llama_vocab *vocab = llama_model_get_vocab(llama_get_model(ctx));
-        const int32_t n = llama_vocab_n_tokens(vocab);
-        thread_local std::vector<llama_token_data> cur;
-        auto pick = [&](bool filter) {
-            cur.resize(n);
-            for (llama_token t = 0; t < n; t++) cur[t] = llama_token_data{t, logits[t], 0.0f};
-            llama_token_data_array arr{cur.data(), cur.size(), -1, false};
-            if (filter) llama_sampler_apply(grammar, &arr);
-            llama_sampler_apply(chain, &arr);
-            if (arr.selected < 0 || (size_t)arr.selected >= arr.size)
-                throw std::runtime_error("the sampler selected no token");
-            if (filter && arr.data[arr.selected].logit == -std::numeric_limits<float>::infinity())
-                throw std::runtime_error("no token is allowed by both the grammar and logit_bias");
-            return arr.data[arr.selected].id;
-        };
-        // After a rejected pick: the grammar checks the best SCREEN candidates first (by logit
-        // after the chain's logit bias and penalties), one pass over 256 tokens instead of the
-        // whole vocabulary (262,144 for Gemma 3: about 35 ms). When that settles the choice, the
-        // rest of the chain picks among the allowed ones: greedy, as soon as one is allowed (the
-        // best allowed token is the first in logit order); sampling, when every token outside
-        // the screen is more than MARGIN times the temperature (at least 1) below the best
-        // allowed one (together under 1e-3 of its probability after the temperature).
-        // Otherwise the grammar filters every candidate, as llama.cpp does.
-        auto screened = [&]() -> llama_token {
-            constexpr int32_t SCREEN = 256;
-            constexpr float MARGIN = 20.0f;
-            if (n <= SCREEN) return LLAMA_TOKEN_NULL;
-            const int32_t n_chain = llama_sampler_chain_n(chain);
-            int32_t n_pre = 0;
-            while (n_pre < n_chain) {
-                const char *name = llama_sampler_name(llama_sampler_chain_get(chain, n_pre));
-                if (std::strcmp(name, "logit-bias") != 0 && std::strcmp(name, "penalties") != 0) break;
-                n_pre++;
-            }
-            const bool greedy =
-                n_chain > 0 &&
-                std::strcmp(llama_sampler_name(llama_sampler_chain_get(chain, n_chain - 1)), "greedy") == 0;
-            cur.resize(n);
-            for (llama_token t = 0; t < n; t++) cur[t] = llama_token_data{t, logits[t], 0.0f};
-            llama_token_data_array all{cur.data(), cur.size(), -1, false};
-            for (int32_t k = 0; k < n_pre; k++) llama_sampler_apply(llama_sampler_chain_get(chain, k), &all);
-            auto by_logit = [](const llama_token_data &a, const llama_token_data &b) {
-                return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
-            };
-            std::partial_sort(cur.begin(), cur.begin() + SCREEN + 1, cur.end(), by_logit);
-            const float outside = cur[SCREEN].logit; // the best token outside the screen
-            llama_token_data_array top{cur.data(), (size_t)SCREEN, -1, true};
-            llama_sampler_apply(grammar, &top);
-            size_t allowed = 0;
-            for (size_t k = 0; k < (size_t)SCREEN; k++)
-                if (cur[k].logit != -std::numeric_limits<float>::infinity()) cur[allowed++] = cur[k];
-            if (allowed == 0) return LLAMA_TOKEN_NULL;
-            const float margin = MARGIN * std::max(1.0f, temperature);
-            if (!greedy && !(cur[0].logit - outside > margin)) return LLAMA_TOKEN_NULL;
-            llama_token_data_array arr{cur.data(), allowed, -1, true};
-            for (int32_t k = n_pre; k < n_chain; k++) llama_sampler_apply(llama_sampler_chain_get(chain, k), &arr);
-            if (arr.selected < 0 || (size_t)arr.selected >= arr.size) return LLAMA_TOKEN_NULL;
-            return arr.data[arr.selected].id;
-        };
-        llama_token id = pick(false);
+        llama_token id = pick(chain, nullptr, logits, n_vocab, nullptr, nullptr);
         if (grammar) {
             llama_token_data one{id, 1.0f, 0.0f};
             llama_token_data_array single{&one, 1, -1, false};
             llama_sampler_apply(grammar, &single);
             if (one.logit == -std::numeric_limits<float>::infinity()) {
-                id = screened();
-                if (id == LLAMA_TOKEN_NULL) id = pick(true);
+                id = screened(chain, grammar, logits, n_vocab, temperature);
+                if (id == LLAMA_TOKEN_NULL) {
+                    *deferred = true;
+                    return;
+                }
             }
-            llama_sampler_accept(grammar, id);
         }
-        llama_sampler_accept(chain, id);
+        accept_token(chain, grammar, id);
+        *out = id;
+    });
+}
+
+// The deferred sampling: the grammar filters every candidate (asking `stop` between slices), the
+// chain picks among the allowed ones, and both accept the token. *out is LLAMA_TOKEN_NULL, and
+// nothing accepted, when `stop` answered non-zero.
+int mshim_sampler_sample_full(llama_sampler *chain, llama_sampler *grammar, const float *logits,
+                              int32_t n_vocab, int (*stop)(void *), void *stop_data,
+                              llama_token *out) noexcept {
+    *out = LLAMA_TOKEN_NULL;
+    return guarded([&] {
+        llama_token id = pick(chain, grammar, logits, n_vocab, stop, stop_data);
+        if (id == LLAMA_TOKEN_NULL) return;
+        accept_token(chain, grammar, id);
         *out = id;
     });
 }

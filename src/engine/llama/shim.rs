@@ -127,9 +127,19 @@ extern "C" {
     pub fn mshim_sampler_sample(
         chain: *mut sys::llama_sampler,
         grammar: *mut sys::llama_sampler,
-        ctx: *mut sys::llama_context,
-        i: i32,
+        logits: *const f32,
+        n_vocab: i32,
         temperature: f32,
+        out: *mut sys::llama_token,
+        deferred: *mut bool,
+    ) -> c_int;
+    pub fn mshim_sampler_sample_full(
+        chain: *mut sys::llama_sampler,
+        grammar: *mut sys::llama_sampler,
+        logits: *const f32,
+        n_vocab: i32,
+        stop: unsafe extern "C" fn(*mut std::ffi::c_void) -> c_int,
+        stop_data: *mut std::ffi::c_void,
         out: *mut sys::llama_token,
     ) -> c_int;
     pub fn mshim_sampler_accept(s: *mut sys::llama_sampler, token: sys::llama_token) -> c_int;

@@ -22,7 +22,11 @@ impl Scheduler {
             if inc.shutdown {
                 return false;
             }
-            if !inc.queue.is_empty() || self.has_active() || self.embedder.has_work() {
+            if !inc.queue.is_empty()
+                || self.has_runnable()
+                || !inc.sampled.is_empty()
+                || self.embedder.has_work()
+            {
                 break;
             }
             self.mailbox.wake.wait(&mut inc);

@@ -9,13 +9,16 @@
 //!    prompt budget that keeps a generating step short (`plan.rs`), up to `batch_tokens` in all,
 //! 4. decodes once,
 //! 5. samples for each stream whose prompt is done, with that stream's own sampler, and hands it
-//!    its text (whole UTF-8 characters, stop strings held back),
+//!    its text (whole UTF-8 characters, stop strings held back); a grammar that must filter the
+//!    whole vocabulary does so on the constraint thread, and that stream sits out of the batches
+//!    until its token comes back (`constrain.rs`),
 //! 6. ends the streams that are done, which frees their KV cells at once.
 //!
 //! Callbacks run here, on this thread, under the engine's callback lock only (so that they run
 //! one at a time with a finish callback run by a caller freeing a queued stream); no other lock
 //! is held while a callback runs.
 
+mod constrain;
 mod intake;
 mod plan;
 mod request;
@@ -25,8 +28,9 @@ pub(crate) use request::{Mailbox, Request};
 
 use super::embed::Embedder;
 use super::error::{Error, Status};
-use super::llama::{argmax, Batch, Context, Model, Token};
+use super::llama::{argmax, Batch, Context, Model, Sampled, Token};
 use super::stream::FinishReason;
+use constrain::{Constrainer, Job};
 use plan::{plan_batch, Pace, Work};
 use slot::Active;
 use std::collections::VecDeque;
@@ -38,7 +42,9 @@ use std::time::{Duration, Instant};
 const COALESCE_MAX: Duration = Duration::from_millis(2);
 
 pub(crate) struct Scheduler {
-    // Field order matters: the context is dropped before the model it uses.
+    // Field order matters: the constraint thread ends before the model its samplers use, and the
+    // context is dropped before the model it uses.
+    constrainer: Constrainer,
     ctx: Context,
     model: Arc<Model>,
     mailbox: Arc<Mailbox>,
@@ -71,6 +77,7 @@ impl Scheduler {
     ) -> Scheduler {
         let batch_tokens = batch.capacity();
         Scheduler {
+            constrainer: Constrainer::new(mailbox.clone()),
             ctx,
             model,
             mailbox,
@@ -107,6 +114,7 @@ impl Scheduler {
 
     fn step(&mut self) {
         self.end_cancelled();
+        self.take_sampled();
         self.admit();
         if !self.build_batch() {
             return;
@@ -172,6 +180,37 @@ impl Scheduler {
         self.slots.iter().any(Option::is_some)
     }
 
+    /// Whether a stream has work for the next batch (not all of them waiting for the constraint
+    /// thread).
+    fn has_runnable(&self) -> bool {
+        self.slots.iter().flatten().any(|a| !a.deferred)
+    }
+
+    /// Takes the tokens the constraint thread sampled back into their streams.
+    fn take_sampled(&mut self) {
+        let done = std::mem::take(&mut self.mailbox.incoming.lock().sampled);
+        for d in done {
+            let slot = d.slot;
+            let Some(a) = self.slots[slot]
+                .as_mut()
+                .filter(|a| a.deferred && Arc::ptr_eq(&a.req.shared, &d.shared))
+            else {
+                continue; // the stream ended meanwhile
+            };
+            a.deferred = false;
+            a.sampler = Some(d.sampler);
+            let end = match d.token {
+                Ok(Some(t)) => a.accept(t, &self.model, self.context_tokens),
+                // Stopped: the stream was cancelled (end_cancelled ends it next step).
+                Ok(None) => None,
+                Err(e) => Some((e.status, FinishReason::Error, Some(e))),
+            };
+            if let Some((status, reason, err)) = end {
+                self.end(slot, status, reason, err);
+            }
+        }
+    }
+
     /// Fills the batch. Returns false when there is nothing to decode.
     fn build_batch(&mut self) -> bool {
         self.batch.clear();
@@ -180,13 +219,14 @@ impl Scheduler {
             .iter()
             .map(|slot| match slot {
                 None => Work::Idle,
+                Some(a) if a.deferred => Work::Idle,
                 Some(a) if a.next.is_some() => Work::Generate,
                 Some(a) => Work::Prompt(a.req.tokens.len() - a.n_past),
             })
             .collect();
         // Oldest stream first: a burst of prompts gets its first tokens in turn.
         let mut order: Vec<usize> = (0..self.slots.len())
-            .filter(|&i| self.slots[i].is_some())
+            .filter(|&i| self.slots[i].as_ref().is_some_and(|a| !a.deferred))
             .collect();
         order.sort_by_key(|&i| self.slots[i].as_ref().map(|a| a.req.shared.created));
         let generating = work.iter().filter(|w| **w == Work::Generate).count();
@@ -261,7 +301,7 @@ impl Scheduler {
 
     fn after_decode(&mut self) {
         for slot in 0..self.slots.len() {
-            let Some(a) = self.slots[slot].as_mut() else {
+            let Some(a) = self.slots[slot].as_mut().filter(|a| !a.deferred) else {
                 continue;
             };
             match a.next {
@@ -276,7 +316,24 @@ impl Scheduler {
                 continue;
             };
             let token = match a.sampler.as_mut() {
-                Some(s) => s.sample(&mut self.ctx, row),
+                Some(s) => match s.sample(self.ctx.logits(row)) {
+                    Ok(Sampled::Token(t)) => Ok(t),
+                    Ok(Sampled::Deferred) => {
+                        // The grammar must filter every candidate: on the constraint thread,
+                        // with a copy of the logits (the next decode overwrites them).
+                        let job = Job {
+                            slot,
+                            shared: a.req.shared.clone(),
+                            sampler: a.sampler.take().expect("sampler"),
+                            logits: self.ctx.logits(row).to_vec(),
+                        };
+                        a.next = None;
+                        a.deferred = true;
+                        self.constrainer.submit(job);
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                },
                 None => {
                     let logits = self.ctx.logits(row);
                     if logits.is_empty() {
@@ -312,6 +369,10 @@ impl Scheduler {
 
     fn shutdown(&mut self) {
         self.end_all();
+        // The constraint thread stops within a slice of the vocabulary; its samplers go before
+        // the model.
+        self.constrainer.shut_down();
+        self.mailbox.incoming.lock().sampled.clear();
         // Callers ending queued streams on their own threads: their requests go before the
         // context and the model.
         let mut inc = self.mailbox.incoming.lock();

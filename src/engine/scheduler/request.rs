@@ -71,6 +71,8 @@ pub(crate) struct Incoming {
     pub queue: VecDeque<Request>,
     /// Embedding calls waiting for the engine thread.
     pub embeds: VecDeque<Arc<crate::engine::embed::EmbedJob>>,
+    /// Deferred samplings done by the constraint thread, for the engine thread to take.
+    pub sampled: VecDeque<super::constrain::Sampled>,
     /// Queued streams that callers took back out and are ending on their own threads (their
     /// finish callbacks running): the engine thread's shutdown waits for them.
     pub finishing: usize,

@@ -27,8 +27,12 @@ pub(super) struct Active {
     pub out_row: Option<i32>,
     /// The last sampled token, to be decoded next.
     pub next: Option<Token>,
-    /// None: plain greedy (an argmax over the logits).
+    /// None: plain greedy (an argmax over the logits); or, while `deferred`, at the constraint
+    /// thread.
     pub sampler: Option<Sampler>,
+    /// The stream's sampling is at the constraint thread (`constrain.rs`): it sits out of the
+    /// batches until its token comes back.
+    pub deferred: bool,
     text: TextOut,
     pub timing: Timing,
 }
@@ -95,6 +99,7 @@ impl Active {
             out_row: None,
             next: None,
             sampler,
+            deferred: false,
             text: TextOut {
                 utf8: Utf8Assembler::default(),
                 stop: StopMatcher::new(stops),

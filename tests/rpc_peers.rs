@@ -1,0 +1,161 @@
+//! RPC peers that misbehave after ggml's handshake, and a server asked for absurd resources:
+//! engine creation must end in bounded time with `MINERVA_ERR_BACKEND` naming the server (ggml's
+//! client would wait for good on a silent server and abort the process on a closed connection or
+//! a malformed answer), and the server must refuse what it cannot do.
+
+mod common;
+
+use common::model_path;
+use minerva::engine::error::Status;
+use minerva::engine::{Engine, EngineConfig};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+/// What a fake server does after answering the handshake.
+#[derive(Clone, Copy, Debug)]
+enum After {
+    /// Reads on and never answers.
+    Silent,
+    /// Closes the connection.
+    Close,
+    /// Answers with bytes that are not a reply.
+    Garbage,
+    /// Answers the device count with 0 devices.
+    NoDevices,
+    /// Answers a device's memory with more free than total.
+    BadMemory,
+}
+
+/// Answers ggml's HELLO (protocol 7.0) on every connection, then does `after`. Runs until the
+/// test process ends.
+fn fake_server(after: After) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { return };
+            std::thread::spawn(move || serve(s, after));
+        }
+    });
+    addr
+}
+
+fn read_cmd(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head).ok()?;
+    let n = u64::from_ne_bytes(head[1..].try_into().unwrap()) as usize;
+    let mut body = vec![0u8; n.min(1 << 20)];
+    s.read_exact(&mut body).ok()?;
+    Some((head[0], body))
+}
+
+fn reply(s: &mut TcpStream, data: &[u8]) {
+    let _ = s.write_all(&(data.len() as u64).to_ne_bytes());
+    let _ = s.write_all(data);
+}
+
+fn serve(mut s: TcpStream, after: After) {
+    let Some((14, _)) = read_cmd(&mut s) else {
+        return;
+    };
+    let mut hello = vec![7u8, 0, 0, 0];
+    hello.extend_from_slice(&[0u8; 24]);
+    reply(&mut s, &hello);
+    match after {
+        After::Silent => {
+            let mut sink = [0u8; 4096];
+            while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+        }
+        After::Close => {}
+        After::Garbage => {
+            let _ = read_cmd(&mut s);
+            let _ = s.write_all(b"\xff\xff\xff\xff\xff\xff\xff\xffgarbage");
+        }
+        After::NoDevices => {
+            let _ = read_cmd(&mut s);
+            reply(&mut s, &0u32.to_ne_bytes());
+        }
+        After::BadMemory => {
+            while let Some((cmd, _)) = read_cmd(&mut s) {
+                match cmd {
+                    15 => reply(&mut s, &1u32.to_ne_bytes()),
+                    11 => {
+                        let mut m = (2u64 << 30).to_ne_bytes().to_vec();
+                        m.extend_from_slice(&(1u64 << 30).to_ne_bytes());
+                        reply(&mut s, &m);
+                    }
+                    _ => return,
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn peers_that_misbehave_after_the_handshake_fail_engine_creation_in_bounded_time() {
+    let _one = common::one_at_a_time();
+    for (after, words) in [
+        (After::Silent, "no answer to its device count within 5 s"),
+        (After::Close, "closed the connection"),
+        (After::Garbage, "malformed answer to its device count"),
+        (After::NoDevices, "0 devices"),
+        (After::BadMemory, "device 0's memory"),
+    ] {
+        let addr = fake_server(after);
+        let cfg = EngineConfig {
+            rpc_servers: vec![addr.clone()],
+            gpu_layers: -1,
+            threads: 1,
+            ..Default::default()
+        };
+        let t = Instant::now();
+        let e = Engine::new(&model_path(), &cfg, None).err().unwrap();
+        println!(
+            "{after:?}: {:.2} s: {}",
+            t.elapsed().as_secs_f64(),
+            e.message
+        );
+        assert_eq!(e.status, Status::Backend, "{after:?}: {}", e.message);
+        assert!(
+            e.message.contains(&addr) && e.message.contains(words),
+            "{after:?}: {}",
+            e.message
+        );
+        assert!(t.elapsed() < Duration::from_secs(20), "{after:?}");
+    }
+}
+
+#[test]
+fn the_server_refuses_absurd_thread_counts() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_minerva-rpc-server"))
+        .args(["--port", "1", "--threads", "100000"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--threads: 100000 is more than 1024"), "{err}");
+}
+
+#[test]
+fn a_server_with_more_threads_than_cpus_computes() {
+    let _one = common::one_at_a_time();
+    // More threads than this machine has: capped to its CPUs, as an engine's are.
+    let server = common::RpcServer::start(&["--mem", "4096", "--threads", "1024"]);
+    let cfg = EngineConfig {
+        max_streams: 1,
+        context_tokens: 256,
+        threads: 1,
+        gpu_layers: -1,
+        rpc_servers: vec![server.endpoint.clone()],
+        ..Default::default()
+    };
+    let e = Engine::new(&model_path(), &cfg, None).unwrap();
+    assert_eq!(e.info().gpu_layers, e.info().total_layers);
+    let s = e
+        .start("The lighthouse keeper said", common::greedy(8), None, None)
+        .unwrap();
+    let text = common::read_all(&s);
+    assert_eq!(s.wait(None), Status::Ok);
+    assert!(!text.is_empty());
+}
