@@ -104,6 +104,20 @@ fn rendering_is_bounded() {
         ("tojson of a lazy list", "{% set ns = namespace(l=[1]) %}{% for i in range(30) %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l|tojson }}"),
         ("a repeated list", "{{ ([1] * 1000000000)|tojson }}"),
         ("center", "{{ 'x'|center(1000000000) }}"),
+        ("pprint of a deep list", "{% set ns = namespace(v=[]) %}{% for i in range(250) %}{% set ns.v = [ns.v] %}{% endfor %}{% for i in range(1000) %}{{ ns.v|pprint|length }}{% endfor %}"),
+        ("str.split of 60 million pieces", "{{ (' ' * 60000000).split(' ')|length }}"),
+        ("the split filter", "{{ (' ' * 60000000)|split(' ')|length }}"),
+        ("str.splitlines", "{{ ('\\n' * 60000000).splitlines()|length }}"),
+        ("the lines filter", "{{ ('\\n' * 60000000)|lines|length }}"),
+        ("escaping", "{{ ('\"' * 60000000)|e|length }}"),
+        ("a list of characters", "{{ ('x' * 60000000)|list|length }}"),
+        ("printing a repeated list", "{% set big = 'x' * 1000000 %}{{ [big] * 1000 }}"),
+        ("a repeated list as a string", "{% set big = 'x' * 1000000 %}{{ ([big] * 1000)|string|length }}"),
+        ("~ of a repeated list", "{% set big = 'x' * 1000000 %}{{ (([big] * 1000) ~ '')|length }}"),
+        ("join of lists", "{% set big = 'x' * 1000000 %}{{ [[big] * 1000]|join|length }}"),
+        ("str.join of lists", "{% set big = 'x' * 1000000 %}{{ ''.join([[big] * 1000])|length }}"),
+        ("str.format of a list", "{% set big = 'x' * 1000000 %}{{ '{}'.format([big] * 1000)|length }}"),
+        ("pprint of a long list of deep lists", "{% set ns = namespace(v=[]) %}{% for i in range(100) %}{% set ns.v = [ns.v] %}{% endfor %}{{ ([ns.v] * 100000)|pprint|length }}"),
     ];
     for (what, t) in cases {
         let start = Instant::now();
@@ -186,4 +200,89 @@ fn same_text_as_llama_cpp() {
             assert_eq!(mine, reference, "{name} (add_generation_prompt {add_gen})");
         }
     }
+}
+
+/// Values nested deeper than any real template needs (a loop nesting a list 30,000 deep, a
+/// namespace that contains itself) are an error for every operation that walks them, never a
+/// stack overflow; dropping them is not recursive either. On a 1 MiB stack, as a C# or Java
+/// thread has.
+#[test]
+fn deep_values_are_an_error_not_a_crash() {
+    let run = |t: String| {
+        std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || Template::new(&t).and_then(|t| t.render(&json!({"messages": []}))))
+            .unwrap()
+            .join()
+            .unwrap()
+    };
+    let nest = |depth: usize, then: &str| {
+        format!(
+            "{{% set ns = namespace(v=[], w=[], d={{}}) %}}{{% for i in range({depth}) %}}\
+             {{% set ns.v = [ns.v] %}}{{% set ns.w = [ns.w] %}}{{% set ns.d = {{'a': ns.d}} %}}\
+             {{% endfor %}}{then}"
+        )
+    };
+    let walks = [
+        "{{ ns.v }}",
+        "{{ ns.d }}",
+        "{{ ns.v|string }}",
+        "{{ ns.v ~ '' }}",
+        "{{ ns.v|pprint }}",
+        "{{ ns.v|tojson }}",
+        "{{ ns.d|tojson(indent=2) }}",
+        "{{ ns.v == ns.w }}",
+        "{{ ns.v != ns.w }}",
+        "{{ ns.v in [ns.w] }}",
+        "{{ [ns.v, ns.w]|sort }}",
+        "{{ [ns.v, ns.w]|unique|list|length }}",
+        "{{ [ns.v, ns.w]|max }}",
+        "{{ {ns.v: 1}|length }}",
+        "{{ ns.d|items|list }}",
+        "{{ '{}'.format(ns.v) }}",
+        "{{ '%s'|format(ns.v) }}",
+        "{{ ns }}",
+    ];
+    for op in walks {
+        let e = run(nest(30_000, op))
+            .err()
+            .unwrap_or_else(|| panic!("{op}: rendered"));
+        assert!(e.message.starts_with("chat template: "), "{op}: {e}");
+        assert!(e.message.contains("nested"), "{op}: {e}");
+        // Far below the limit, the same operations work.
+        run(nest(100, op)).unwrap_or_else(|e| panic!("{op} at depth 100: {e}"));
+    }
+    let cycles = [
+        "{% set ns = namespace(v=1) %}{% set ns.v = ns %}{{ ns }}",
+        "{% set ns = namespace(v=1) %}{% set ns.v = [ns] %}{{ ns|pprint }}",
+        "{% set ns = namespace(v=1) %}{% set ns.v = {'a': ns} %}{{ ns|string }}",
+        "{% set a = namespace(v=1) %}{% set b = namespace(v=a) %}{% set a.v = b %}{{ a == b }}",
+        "{% set ns = namespace(v=1) %}{% set ns.v = [ns] %}{{ {ns.v: 1} }}",
+        "{% set ns = namespace(v=1) %}{% set ns.v = ns %}{{ ns|tojson }}",
+    ];
+    for t in cycles {
+        let e = run(t.to_owned())
+            .err()
+            .unwrap_or_else(|| panic!("{t}: rendered"));
+        assert!(e.message.starts_with("chat template: "), "{t}: {e}");
+    }
+    // 100,000 deep, never walked: only dropped.
+    let t = "{% set ns = namespace(v=[]) %}{% for j in range(100) %}{% for i in range(1000) %}\
+             {% set ns.v = [ns.v] %}{% endfor %}{% endfor %}{{ ns.v|length }}";
+    assert_eq!(run(t.to_owned()).unwrap(), "1");
+}
+
+/// The size checks before split, lines, list, escaping and printing leave their results as they
+/// were.
+#[test]
+fn checked_filters_and_methods_still_work() {
+    let t = "{{ 'a b  c'.split() }}|{{ 'a,b'.split(',') }}|{{ 'a b c'.split(' ', 1) }}|\
+             {{ 'a\\nb'.splitlines() }}|{{ 'a b'|split }}|{{ 'a\\nb'|lines }}|{{ 'ab'|list }}|\
+             {{ '<&>'|e }}|{{ [1, [2, 'x']] }}|{{ {'a': [1]}|pprint }}";
+    let out = Template::new(t).unwrap().render(&json!({})).unwrap();
+    assert_eq!(
+        out,
+        "['a', 'b', 'c']|['a', 'b']|['a', 'b c']|['a', 'b']|['a', 'b']|['a', 'b']|['a', 'b']|\
+         &lt;&amp;&gt;|[1, [2, 'x']]|{\n    'a': [\n        1,\n    ],\n}"
+    );
 }

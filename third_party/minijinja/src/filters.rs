@@ -156,6 +156,15 @@ pub fn escape(state: &mut State, v: &Value) -> Result<Value, Error> {
         },
         other => other.clone(),
     };
+    // minerva's patch: an escaped string is up to six times longer (`&#x2F;`
+    // for `/`); check that it can be paid for before it is made.
+    if let Some(s) = v.as_str() {
+        let special = s
+            .bytes()
+            .filter(|b| matches!(b, b'<' | b'>' | b'&' | b'"' | b'\'' | b'/'))
+            .count();
+        ok!(state.ensure_bytes(s.len().saturating_add(special.saturating_mul(5))));
+    }
     let mut rv = match v.as_str() {
         Some(s) => String::with_capacity(s.len()),
         None => String::new(),
@@ -931,6 +940,37 @@ mod builtins {
         })
     }
 
+    /// minerva's patch: [`split`] with the list it makes checked against the
+    /// fuel before it is made (60 million pieces of one string took 3 GB).
+    pub(crate) fn split_fueled(
+        state: &State,
+        value: &Value,
+        split: Option<Arc<str>>,
+        maxsplits: Option<i64>,
+    ) -> Result<Value, Error> {
+        if let Some(s) = value.as_str() {
+            let limit = match maxsplits {
+                Some(n) if n >= 0 => (n as usize).saturating_add(1),
+                _ => usize::MAX,
+            };
+            let pieces = match split.as_deref() {
+                None => s.split_whitespace().take(limit).count(),
+                Some(sep) => s.split(sep).take(limit).count(),
+            };
+            ok!(state.ensure_slots(pieces));
+        }
+        self::split(value, split, maxsplits)
+    }
+
+    /// minerva's patch: [`lines`] with the list it makes checked against the
+    /// fuel before it is made.
+    pub(crate) fn lines_fueled(state: &State, value: &Value) -> Result<Value, Error> {
+        if let Some(s) = value.as_str() {
+            ok!(state.ensure_slots(s.lines().count()));
+        }
+        lines(value)
+    }
+
     /// Splits a string into lines.
     ///
     /// The newline character is removed in the process and not retained.  This
@@ -1669,6 +1709,15 @@ mod builtins {
     /// an empty list is returned.
     #[cfg_attr(docsrs, doc(cfg(feature = "builtins")))]
     pub fn list(state: &State, value: Value) -> Result<Value, Error> {
+        // minerva's patch: a list of known length is checked against the fuel
+        // before it is made (a string's characters, a repeated list).
+        let known_len = match value.as_str() {
+            Some(s) => Some(s.chars().count()),
+            None => value.as_object().and_then(|o| o.enumerator_len()),
+        };
+        if let Some(n) = known_len {
+            ok!(state.ensure_slots(n));
+        }
         let iter = ok!(state.undefined_behavior().try_iter(value).map_err(|err| {
             Error::new(ErrorKind::InvalidOperation, "cannot convert value to list").with_source(err)
         }));
@@ -2663,6 +2712,37 @@ mod builtins {
     }
 
     pub(crate) fn pprint_fueled(state: &State, value: &Value) -> Result<String, Error> {
+        // minerva's patch: the text is charged as it is written, and each
+        // byte written n containers deep costs n more units: `{:#?}` indents
+        // through one adapter per level, so a list nested 256 deep took 51 ms
+        // (and 1,000 deep 10 s) for fuel charged on its 260 kB only once it
+        // existed.  Writing stops when the fuel is out.
+        #[cfg(feature = "fuel")]
+        if let Some(tracker) = state.fuel_tracker() {
+            struct Sink<'a> {
+                out: String,
+                tracker: &'a crate::vm::fuel::FuelTracker,
+            }
+            impl Write for Sink<'_> {
+                fn write_str(&mut self, s: &str) -> std::fmt::Result {
+                    let per_byte = crate::vm::fuel::SERIALIZED_BYTE_COST - 1
+                        + crate::value::depth::DepthGuard::current() as u64;
+                    self.tracker
+                        .consume((s.len() as u64).saturating_mul(per_byte))
+                        .map_err(|_| std::fmt::Error)?;
+                    self.out.push_str(s);
+                    Ok(())
+                }
+            }
+            let mut sink = Sink {
+                out: String::new(),
+                tracker,
+            };
+            return match write!(sink, "{value:#?}") {
+                Ok(()) => Ok(sink.out),
+                Err(_) => Err(Error::from(ErrorKind::OutOfFuel)),
+            };
+        }
         let rv = pprint(value);
         ok!(state.charge_serialized(rv.len()));
         Ok(rv)

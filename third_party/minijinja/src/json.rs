@@ -75,6 +75,10 @@ impl JsonWriter {
             }
             ValueRepr::Object(ref obj) => match obj.repr() {
                 ObjectRepr::Plain => self.write_str(&obj.to_string()),
+                // minerva's patch: bounded nesting (see value/depth.rs).
+                _ if self.depth >= crate::value::depth::MAX_DEPTH => {
+                    return Err(crate::value::depth::too_deep_json());
+                }
                 ObjectRepr::Seq | ObjectRepr::Iterable => {
                     self.begin_container('[');
                     let mut empty = true;

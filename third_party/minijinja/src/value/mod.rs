@@ -256,6 +256,7 @@ impl Object for StaticKeyMap {
 #[macro_use]
 mod type_erase;
 mod argtypes;
+pub(crate) mod depth;
 #[cfg(feature = "serde")]
 mod deserialize;
 pub(crate) mod merge_object;
@@ -631,8 +632,24 @@ fn python_string_debug_fmt(value: &str, f: &mut fmt::Formatter<'_>) -> fmt::Resu
     f.write_str(quote_str)
 }
 
+/// minerva's patch: roughly the bytes printing a value makes by itself (its
+/// items not included), for [`depth::charge_display`].
+fn display_cost(repr: &ValueRepr) -> usize {
+    match *repr {
+        ValueRepr::String(ref s, _) => s.len().saturating_add(4),
+        ValueRepr::SmallStr(ref s) => s.as_str().len() + 4,
+        ValueRepr::Bytes(ref b) => b.len().saturating_mul(4).saturating_add(4),
+        ValueRepr::Invalid(_) => 64,
+        _ => 24,
+    }
+}
+
 impl fmt::Debug for ValueRepr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // minerva's patch: bounded size (see depth.rs).
+        if !depth::charge_display(display_cost(self)) {
+            return f.write_str("...");
+        }
         match *self {
             ValueRepr::Undefined(..) => f.write_str("undefined"),
             ValueRepr::Bool(val) => f.write_str(if val { "True" } else { "False" }),
@@ -670,7 +687,12 @@ impl fmt::Debug for ValueRepr {
                 }
                 write!(f, "'")
             }
-            ValueRepr::Object(ref val) => val.render(f),
+            // minerva's patch: bounded nesting (see depth.rs).
+            // (too deep: a placeholder, and the rendering fails)
+            ValueRepr::Object(ref val) => match depth::DepthGuard::enter() {
+                Some(_guard) => val.render(f),
+                None => f.write_str("..."),
+            },
         }
     }
 }
@@ -686,7 +708,10 @@ impl Hash for Value {
             ValueRepr::Bytes(ref b) => b.hash(state),
             ValueRepr::Object(ref d) => {
                 self.is_tuple().hash(state);
-                d.hash(state);
+                // minerva's patch: bounded nesting (see depth.rs).
+                if let Some(_guard) = depth::DepthGuard::enter() {
+                    d.hash(state);
+                }
             }
             ValueRepr::U64(_)
             | ValueRepr::I64(_)
@@ -728,7 +753,12 @@ impl PartialEq for Value {
                         }
                         if a.is_same_object(b) {
                             return true;
-                        } else if a.is_same_object_type(b) {
+                        }
+                        // minerva's patch: bounded nesting (see depth.rs).
+                        let Some(_guard) = depth::DepthGuard::enter() else {
+                            return false;
+                        };
+                        if a.is_same_object_type(b) {
                             if let Some(rv) = a.custom_cmp(b) {
                                 return rv == Ordering::Equal;
                             }
@@ -933,7 +963,13 @@ impl Ord for Value {
                         rv => return rv,
                     }
 
-                    if a.is_same_object(b) {
+                    // minerva's patch: bounded nesting (see depth.rs).
+                    let guard = if a.is_same_object(b) {
+                        None
+                    } else {
+                        depth::DepthGuard::enter()
+                    };
+                    if a.is_same_object(b) || guard.is_none() {
                         Ordering::Equal
                     } else {
                         // if there is a custom comparison, run it.
@@ -982,6 +1018,10 @@ impl fmt::Debug for Value {
 
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // minerva's patch: bounded size (see depth.rs).
+        if !depth::charge_display(display_cost(&self.0)) {
+            return f.write_str("...");
+        }
         match self.0 {
             ValueRepr::Undefined(..) => Ok(()),
             ValueRepr::Bool(val) => f.write_str(if val { "True" } else { "False" }),
@@ -1007,7 +1047,12 @@ impl fmt::Display for Value {
             ValueRepr::SmallStr(ref val) => write!(f, "{}", val.as_str()),
             ValueRepr::Bytes(ref val) => write!(f, "{}", String::from_utf8_lossy(val)),
             ValueRepr::U128(val) => write!(f, "{}", { val.0 }),
-            ValueRepr::Object(ref x) => write!(f, "{x}"),
+            // minerva's patch: bounded nesting (see depth.rs).
+            // (too deep: a placeholder, and the rendering fails)
+            ValueRepr::Object(ref x) => match depth::DepthGuard::enter() {
+                Some(_guard) => write!(f, "{x}"),
+                None => f.write_str("..."),
+            },
         }
     }
 }

@@ -126,9 +126,50 @@ macro_rules! type_erase {
                 }
             }
 
+            // minerva's patch: dropping the last reference to a container
+            // drops its items, so dropping a value nested N deep recursed N
+            // deep and a template could overflow the stack with a long enough
+            // chain (`{% set ns.v = [ns.v] %}` in a loop).  Past
+            // `DEFER_DEPTH` nested drops the reference is handed to the
+            // outermost drop of the thread, which releases such references
+            // one after the other: the stack used stays bounded whatever the
+            // nesting.
             impl Drop for $erased_t_name {
                 fn drop(&mut self) {
+                    const DEFER_DEPTH: usize = 64;
+                    thread_local! {
+                        static DROPPING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+                        static DEFERRED: std::cell::RefCell<Vec<(*const (), *const ())>> =
+                            const { std::cell::RefCell::new(Vec::new()) };
+                    }
+                    struct Level(usize);
+                    impl Drop for Level {
+                        fn drop(&mut self) {
+                            let _ = DROPPING.try_with(|d| d.set(self.0));
+                        }
+                    }
+                    let Ok(level) = DROPPING.try_with(|d| d.replace(d.get() + 1)) else {
+                        // thread locals are gone (thread exit): drop directly.
+                        (vt(self).__decref)(self.ptr);
+                        return;
+                    };
+                    let _restore = Level(level);
+                    if level >= DEFER_DEPTH
+                        && DEFERRED
+                            .try_with(|q| q.borrow_mut().push((self.ptr, self.vtable)))
+                            .is_ok()
+                    {
+                        return;
+                    }
                     (vt(self).__decref)(self.ptr);
+                    if level == 0 {
+                        while let Some((ptr, vtable)) =
+                            DEFERRED.try_with(|q| q.borrow_mut().pop()).ok().flatten()
+                        {
+                            let vtable = unsafe { &*(vtable as *const VTable) };
+                            (vtable.__decref)(ptr);
+                        }
+                    }
                 }
             }
 

@@ -153,6 +153,10 @@ impl<'env> Executor<'env> {
         out: &mut Output,
         auto_escape: AutoEscape,
     ) -> Result<(Option<Value>, State<'template, 'env>), Error> {
+        // minerva's patch: a walk refused outside of a rendering is not this
+        // rendering's (see value/depth.rs).
+        crate::value::depth::take_tripped();
+        let _rendering = crate::value::depth::Rendering::start();
         let mut state = State::new(
             Context::new_with_frame(env, ok!(Frame::new_checked(root))),
             auto_escape,
@@ -414,6 +418,11 @@ impl<'env> Executor<'env> {
             macro_rules! bail {
                 ($err:expr) => {{
                     err = $err;
+                    // minerva's patch: a walk refused for depth failed this
+                    // instruction (see value/depth.rs).
+                    if let Some(walk_err) = crate::value::depth::take_tripped() {
+                        err = walk_err;
+                    }
                     process_err(&mut err, pc, state);
                     return Err(err);
                 }};
@@ -449,6 +458,13 @@ impl<'env> Executor<'env> {
                     ctx_ok!(tracker.consume(fuel::cost_of(bytes, fuel::BYTE_COST)));
                 }
             }
+
+            // minerva's patch: the previous instruction walked a value nested
+            // too deep and went on with a made-up answer (see value/depth.rs).
+            if let Some(walk_err) = crate::value::depth::take_tripped() {
+                bail!(walk_err);
+            }
+            crate::value::depth::next_instruction();
 
             // charges for the size of a value that was just created.
             macro_rules! charge_value {
@@ -1074,6 +1090,11 @@ impl<'env> Executor<'env> {
         if let Some(ref tracker) = state.fuel_tracker {
             let bytes = out.take_uncharged_bytes();
             ok!(tracker.consume(fuel::cost_of(bytes, fuel::BYTE_COST)));
+        }
+        // minerva's patch: see value/depth.rs.
+        if let Some(mut err) = crate::value::depth::take_tripped() {
+            process_err(&mut err, pc.saturating_sub(1), state);
+            return Err(err);
         }
 
         Ok(stack.try_pop())
