@@ -43,6 +43,13 @@ impl Template {
                 source.len()
             )));
         }
+        // Jinja2 (Hugging Face's renderer) reads `\r\n` and a lone `\r` as `\n` everywhere in the
+        // template, string literals included, before anything else.
+        let source = if source.contains('\r') {
+            source.replace("\r\n", "\n").replace('\r', "\n")
+        } else {
+            source.to_owned()
+        };
         let mut env = Environment::new();
         env.set_fuel(Some(FUEL));
         env.set_recursion_limit(RECURSION);
@@ -56,7 +63,7 @@ impl Template {
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
         env.add_filter("tojson", tojson);
-        env.add_template_owned("chat", source.to_owned())
+        env.add_template_owned("chat", source)
             .map_err(|e| template_error(&e))?;
         let reads_tools = env
             .get_template("chat")

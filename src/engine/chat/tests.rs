@@ -286,3 +286,41 @@ fn checked_filters_and_methods_still_work() {
          &lt;&amp;&gt;|[1, [2, 'x']]|{\n    'a': [\n        1,\n    ],\n}"
     );
 }
+
+/// Line ends as Jinja2 (Hugging Face's renderer) reads them: `\r\n` and a lone `\r` are `\n`
+/// everywhere in the template, string literals included, and a backslash before a line end in a
+/// string literal joins the lines (Python's rule; Mistral Small 3.1's template relies on it). The
+/// expected texts are what jinja2 3.1.6 renders with `trim_blocks` and `lstrip_blocks`.
+#[test]
+fn line_ends_are_jinja2s() {
+    let cases = [
+        (
+            "a\r\nb\rc\n{% if true %}\r\nx\r\n{% endif %}\r\nend\r\n",
+            "a\nb\nc\nx\nend",
+        ),
+        ("{{ 'a\r\nb' }}|{{ 'c\rd' }}", "a\nb|c\nd"),
+        (
+            "{{ 'Paris.\\\nNext' }}|{{ \"x\\\r\ny\" }}|{{ 'p\\\rq' }}",
+            "Paris.Next|xy|pq",
+        ),
+        (
+            "{{ 'a\\nb\\tc\\\\d\\x41\\u00e9\\101\\d' }}",
+            "a\nb\tc\\dAéA\\d",
+        ),
+        ("abc\r\n", "abc"),
+        ("{% raw %}a\r\nb{% endraw %}", "a\nb"),
+        ("{# x\r\n #}a\r\n", "a"),
+        (
+            "{%- set default_system_message = 'You are Mistral Small 3, a Large Language Model \
+             (LLM) created by Mistral AI, a French startup headquartered in Paris.\\\r\nYour \
+             knowledge base was last updated on 2023-10-01.' %}\r\n{{- default_system_message }}",
+            "You are Mistral Small 3, a Large Language Model (LLM) created by Mistral AI, a \
+             French startup headquartered in Paris.Your knowledge base was last updated on \
+             2023-10-01.",
+        ),
+    ];
+    for (t, want) in cases {
+        let out = Template::new(t).unwrap().render(&json!({})).unwrap();
+        assert_eq!(out, want, "{t:?}");
+    }
+}

@@ -442,6 +442,9 @@ impl Unescaper {
                     None => return Err(ErrorKind::BadEscape.into()),
                     Some(d) => match d {
                         '"' | '\\' | '/' | '\'' => ok!(self.push_char(d)),
+                        // minerva's patch: a backslash before a newline joins
+                        // the lines, as in Python (and so in Jinja2).
+                        '\n' => {}
                         'b' => ok!(self.push_char('\x08')),
                         'f' => ok!(self.push_char('\x0C')),
                         'n' => ok!(self.push_char('\n')),
