@@ -120,7 +120,7 @@ fn template_error(e: &minijinja::Error) -> Error {
         },
     };
     if let (Some(line), true) = (e.line(), e.kind() != ErrorKind::OutOfFuel) {
-        if !msg.contains("line") {
+        if !msg.contains("(line ") {
             msg.push_str(&format!(" (line {line})"));
         }
     }
@@ -171,14 +171,15 @@ fn python_method(
             }
             // Lists of pieces: 60 million spaces split took 3 GB before the fuel stopped it.
             "split" | "splitlines" => {
+                let most = MAX_METHOD_BYTES / LIST_ITEM_BYTES + 1;
                 let pieces = if method == "splitlines" {
-                    s.lines().count()
+                    s.lines().take(most).count()
                 } else {
                     let limit = args
                         .get(1)
                         .and_then(Value::as_i64)
                         .filter(|n| *n >= 0)
-                        .map_or(usize::MAX, |n| (n as usize).saturating_add(1));
+                        .map_or(most, |n| (n as usize).saturating_add(1).min(most));
                     match args.first().and_then(Value::as_str) {
                         Some(sep) => s.split(sep).take(limit).count(),
                         None => s.split_whitespace().take(limit).count(),

@@ -952,7 +952,8 @@ mod builtins {
             let limit = match maxsplits {
                 Some(n) if n >= 0 => (n as usize).saturating_add(1),
                 _ => usize::MAX,
-            };
+            }
+            .min(affordable_slots(state));
             let pieces = match split.as_deref() {
                 None => s.split_whitespace().take(limit).count(),
                 Some(sep) => s.split(sep).take(limit).count(),
@@ -966,9 +967,20 @@ mod builtins {
     /// fuel before it is made.
     pub(crate) fn lines_fueled(state: &State, value: &Value) -> Result<Value, Error> {
         if let Some(s) = value.as_str() {
-            ok!(state.ensure_slots(s.lines().count()));
+            ok!(state.ensure_slots(s.lines().take(affordable_slots(state)).count()));
         }
         lines(value)
+    }
+
+    /// One more list slot than the remaining fuel pays for: counting the
+    /// pieces of a split can stop there.
+    fn affordable_slots(_state: &State) -> usize {
+        #[cfg(feature = "fuel")]
+        if let Some(tracker) = _state.fuel_tracker() {
+            let slots = tracker.remaining_units() / crate::vm::fuel::SLOT_COST;
+            return usize::try_from(slots).unwrap_or(usize::MAX).saturating_add(1);
+        }
+        usize::MAX
     }
 
     /// Splits a string into lines.
