@@ -9,6 +9,7 @@
 
 use crate::engine::error::{Error, Result};
 use serde_json::{json, Map, Value};
+use std::collections::HashSet;
 
 /// Whether and how the model may call tools. Values are the C API's `minerva_tool_choice`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -51,6 +52,9 @@ pub fn parse_tools(json_text: &str) -> Result<(Vec<Tool>, Value)> {
         return Err(Error::invalid("tools_json must be a JSON array of tools"));
     };
     let mut tools: Vec<Tool> = Vec::with_capacity(items.len());
+    // The names seen so far: a set, so that checking for a second tool of a name stays linear in
+    // the number of tools (a scan of the list took 61 s for 100,000 tools).
+    let mut names: HashSet<&str> = HashSet::with_capacity(items.len());
     for (i, t) in items.iter().enumerate() {
         let f = match (t.get("type").and_then(Value::as_str), t.get("function")) {
             (Some("function") | None, Some(f)) if f.is_object() => f,
@@ -73,7 +77,7 @@ pub fn parse_tools(json_text: &str) -> Result<(Vec<Tool>, Value)> {
                 f.get("name").unwrap_or(&Value::Null)
             )));
         }
-        if tools.iter().any(|t| t.name == name) {
+        if !names.insert(name) {
             return Err(Error::invalid(format!(
                 "tools_json[{i}]: a second tool named '{name}'"
             )));
@@ -214,7 +218,7 @@ pub fn calls_as_text(calls: &Value) -> String {
 /// of) a call is held until the call is complete or proves not to be one.
 #[derive(Clone, Debug)]
 pub struct Capture {
-    names: Vec<String>,
+    names: HashSet<String>,
     required: bool,
     state: State,
     /// Text held back.
@@ -384,7 +388,7 @@ impl Capture {
     fn call_from(&self, v: &Value) -> Option<ToolCall> {
         let v = v.get("function").unwrap_or(v);
         let name = v.get("name")?.as_str()?;
-        if !self.names.iter().any(|n| n == name) {
+        if !self.names.contains(name) {
             return None;
         }
         let arguments = match v.get("arguments").or_else(|| v.get("parameters")) {
@@ -516,6 +520,35 @@ mod tests {
         // Nothing complete: no calls.
         let (_, c) = run(true, &["{\"tool_calls\": [{\"name\": \"move\", \"argu"]);
         assert!(c.is_empty());
+    }
+
+    /// Checking the tools is linear in their number: 100,000 took 61 s in `minerva_chat_format`
+    /// when each name was looked for in the list of those before it.
+    #[test]
+    fn many_tools_are_checked_in_linear_time() {
+        let list = |n: usize| {
+            let tools: Vec<Value> = (0..n)
+                .map(|i| json!({"type": "function", "function": {"name": format!("tool_{i}")}}))
+                .collect();
+            Value::Array(tools).to_string()
+        };
+        let text = list(100_000);
+        let start = std::time::Instant::now();
+        let (tools, _) = parse_tools(&text).unwrap();
+        let took = start.elapsed();
+        assert_eq!(tools.len(), 100_000);
+        assert!(took < std::time::Duration::from_secs(2), "{took:?}");
+        let capture = Capture::new(&tools, false);
+        assert!(capture
+            .call_from(&json!({"name": "tool_99999", "arguments": {}}))
+            .is_some());
+        // A second tool of a name is still found, wherever it is.
+        let mut dup: Value = serde_json::from_str(&text).unwrap();
+        dup.as_array_mut()
+            .unwrap()
+            .push(json!({"type": "function", "function": {"name": "tool_5"}}));
+        let e = parse_tools(&dup.to_string()).unwrap_err();
+        assert!(e.message.contains("a second tool named 'tool_5'"), "{e}");
     }
 
     #[test]
