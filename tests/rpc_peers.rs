@@ -159,3 +159,65 @@ fn a_server_with_more_threads_than_cpus_computes() {
     assert_eq!(s.wait(None), Status::Ok);
     assert!(!text.is_empty());
 }
+
+#[test]
+fn auto_fit_gives_a_small_device_the_layers_that_fit() {
+    let _one = common::one_at_a_time();
+    // llama.cpp's own account of what each device got.
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink_lines = lines.clone();
+    minerva::engine::log::set_sink(
+        Some(std::sync::Arc::new(move |_, line: &str| {
+            if line.contains("model buffer size") || line.contains("fitting layers") {
+                sink_lines.lock().unwrap().push(line.trim().to_string());
+            }
+        })),
+        minerva::engine::log::Level::Info,
+    );
+    let mut placed = Vec::new();
+    for mem in [100, 200, 300, 500, 640, 900] {
+        let server = common::RpcServer::start(&["--mem", &mem.to_string(), "--threads", "1"]);
+        let cfg = EngineConfig {
+            max_streams: 4,
+            context_tokens: 2048,
+            threads: 1,
+            gpu_layers: -1,
+            rpc_servers: vec![server.endpoint.clone()],
+            ..Default::default()
+        };
+        let e = Engine::new(&model_path(), &cfg, None).unwrap();
+        let i = e.info().clone();
+        println!("{mem} MiB: {} ({})", i.devices, i.fallback_reason);
+        for l in lines.lock().unwrap().drain(..) {
+            println!("    {l}");
+            // What the server holds stays within what it advertised.
+            if let Some(mib) = l
+                .strip_prefix("load_tensors:")
+                .and_then(|r| r.trim().strip_prefix("RPC"))
+                .and_then(|r| r.split('=').nth(1))
+                .and_then(|r| r.trim().split(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+            {
+                assert!(mib < mem as f64, "{mem} MiB: {l}");
+            }
+        }
+        let s = e
+            .start("The lighthouse keeper said", common::greedy(4), None, None)
+            .unwrap();
+        common::read_all(&s);
+        assert_eq!(s.wait(None), Status::Ok, "{mem} MiB: {}", s.error());
+        placed.push((
+            mem,
+            i.gpu_layers,
+            i.devices.contains("RPC") && i.devices.contains(" + output,"),
+        ));
+    }
+    // More memory never gets fewer layers; 500 MiB holds layers (it got none before).
+    for w in placed.windows(2) {
+        assert!(w[0].1 <= w[1].1, "{placed:?}");
+    }
+    minerva::engine::log::set_sink(None, minerva::engine::log::Level::Warn);
+    let at = |mem| placed.iter().find(|p| p.0 == mem).unwrap();
+    assert!(at(500).1 > 0, "{placed:?}");
+    assert_eq!(at(900).1, 18, "{placed:?}");
+}

@@ -64,26 +64,91 @@ pub(crate) fn available_memory() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// How many layers to offload for `gpu_layers = -1`: all when the file fits in the devices' free
-/// memory with room to spare (a tenth of each, at least 512 MiB, for its compute buffers), else
-/// as many as fit.
-fn layers_that_fit(devs: &[llama::Device], file_bytes: u64, block_count: Option<u32>) -> i32 {
-    let Some(n) = block_count.filter(|&n| n > 0) else {
-        return -1;
-    };
+/// Where `gpu_layers = -1` puts a model: llama.cpp's `n_gpu_layers` (the output layer counts as
+/// one; -1: all) and whether the output layer stays on the CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Fit {
+    pub gpu_layers: i32,
+    pub output_on_cpu: bool,
+}
+
+/// The memory a model needs on a device, from its file and the engine's settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Needs {
+    pub n_layer: u32,
+    /// One repeating layer: its weights and its share of the KV cache.
+    pub per_layer: u64,
+    /// The output layer's matrix and its rows of logits.
+    pub output: u64,
+    /// Compute buffers of a micro-batch on a device that holds layers (attention scores over the
+    /// whole cache, activations).
+    pub compute: u64,
+}
+
+impl Needs {
+    pub fn of(s: &llama::GgufSummary, file_bytes: u64, config: &EngineConfig) -> Option<Needs> {
+        let n = s.block_count.filter(|&n| n > 0)? as u64;
+        let cells = config.context_tokens as u64 * config.max_streams as u64;
+        let kv_per_layer = s
+            .kv_bytes_per_token()
+            .map_or(0, |b| b / n)
+            .saturating_mul(cells);
+        // Without the tensor table's sizes (never for a file minerva checked): the file split
+        // evenly, the output layer as one more layer.
+        let (layers, output) = if s.layer_bytes > 0 {
+            (s.layer_bytes, s.output_bytes)
+        } else {
+            (file_bytes / (n + 1) * n, file_bytes / (n + 1))
+        };
+        let ubatch = config.batch_tokens.min(512) as u64;
+        let heads = s.head_count.unwrap_or(1) as u64;
+        let embd = s.embedding_length.unwrap_or(0) as u64;
+        let logits = s.n_vocab.unwrap_or(0) * config.max_streams as u64 * 4;
+        Some(Needs {
+            n_layer: n as u32,
+            per_layer: layers / n + kv_per_layer,
+            output: output + logits,
+            compute: ubatch
+                .saturating_mul(cells.saturating_mul(heads) + 16 * embd)
+                .saturating_mul(4),
+        })
+    }
+}
+
+/// What fits in the devices' free memory, each keeping room for its compute buffers (`compute`,
+/// and a twentieth of its memory, at least 32 MiB, for what the estimate misses): every layer if
+/// all fit; else the output layer (llama.cpp offloads it first: it is the largest single matrix
+/// product) and as many layers as fit beside it; else, when the output layer leaves no room for
+/// one layer, as many layers as fit with the output layer on the CPU (a GPU mostly taken by a
+/// game's graphics still gets the layers it can hold).
+pub(crate) fn fit(devs: &[llama::Device], needs: &Needs) -> Fit {
     let budget: u64 = devs
         .iter()
         .map(|d| {
             let free = d.free_bytes as u64;
-            free.saturating_sub((free / 10).max(512 << 20))
+            let room = (free / 20).max(32 << 20) + needs.compute;
+            free.saturating_sub(room)
         })
         .sum();
-    let per_layer = (file_bytes / (n as u64 + 1)).max(1);
-    let fit = budget / per_layer;
-    if fit > n as u64 {
-        -1
-    } else {
-        fit as i32
+    let per_layer = needs.per_layer.max(1);
+    let n = needs.n_layer as u64;
+    if budget >= needs.output + n * per_layer {
+        return Fit {
+            gpu_layers: -1,
+            output_on_cpu: false,
+        };
+    }
+    if budget >= needs.output + per_layer {
+        let layers = (budget - needs.output) / per_layer;
+        return Fit {
+            gpu_layers: layers as i32 + 1,
+            output_on_cpu: false,
+        };
+    }
+    let layers = (budget / per_layer).min(n);
+    Fit {
+        gpu_layers: if layers == 0 { 0 } else { layers as i32 + 1 },
+        output_on_cpu: layers > 0,
     }
 }
 
@@ -97,7 +162,12 @@ pub(crate) struct Split {
     pub output: usize,
 }
 
-pub(crate) fn layer_split(devs: &[llama::Device], gpu_layers: i32, n_layer: i32) -> Split {
+pub(crate) fn layer_split(
+    devs: &[llama::Device],
+    gpu_layers: i32,
+    n_layer: i32,
+    output_on_cpu: bool,
+) -> Split {
     let units = n_layer + 1;
     let ngl = if gpu_layers < 0 {
         units
@@ -127,7 +197,7 @@ pub(crate) fn layer_split(devs: &[llama::Device], gpu_layers: i32, n_layer: i32)
             points.partition_point(|&s| s <= x).min(devs.len() - 1)
         };
         if il == n_layer {
-            split.output = at;
+            split.output = if output_on_cpu { devs.len() } else { at };
         } else {
             split.layers[at] += 1;
         }
@@ -208,7 +278,7 @@ pub(crate) fn load_model(
     path: &str,
     cpath: &CStr,
     file_bytes: u64,
-    block_count: Option<u32>,
+    summary: &llama::GgufSummary,
     config: &EngineConfig,
     mut progress: Option<&mut dyn FnMut(f32) -> bool>,
 ) -> Result<Placed> {
@@ -255,12 +325,13 @@ pub(crate) fn load_model(
     let mut progress_wrapped = progress
         .as_mut()
         .map(|f| move |p: f32| callback_scope(|| f(p)));
-    let mut load = |devs: &[llama::Device], layers: i32| {
+    let mut load = |devs: &[llama::Device], layers: i32, output_on_cpu: bool| {
         Model::load(
             cpath,
             ModelLoad {
                 devices: devs,
                 gpu_layers: layers,
+                output_on_cpu,
                 use_mmap: config.use_mmap,
                 progress: progress_wrapped
                     .as_mut()
@@ -286,10 +357,33 @@ pub(crate) fn load_model(
                     .into()
             };
         } else {
-            let layers = if config.gpu_layers < 0 {
-                layers_that_fit(&offload, file_bytes, block_count)
-            } else {
-                config.gpu_layers
+            let block_count = summary.block_count;
+            let Fit {
+                gpu_layers: layers,
+                output_on_cpu,
+            } = match Needs::of(summary, file_bytes, config) {
+                Some(needs) if config.gpu_layers < 0 => {
+                    let f = fit(&offload, &needs);
+                    log::log_info!(
+                        "fitting layers: {} MiB free on {names}; a layer needs {} MiB, the output \
+                         layer {} MiB, compute {} MiB: {}",
+                        offload.iter().map(|d| d.free_bytes as u64).sum::<u64>() >> 20,
+                        needs.per_layer >> 20,
+                        needs.output >> 20,
+                        needs.compute >> 20,
+                        match (f.gpu_layers, f.output_on_cpu) {
+                            (-1, _) => "all".to_string(),
+                            (0, _) => "none".to_string(),
+                            (l, false) => format!("{} layers and the output layer", l - 1),
+                            (l, true) => format!("{} layers, the output layer on the CPU", l - 1),
+                        }
+                    );
+                    f
+                }
+                _ => Fit {
+                    gpu_layers: config.gpu_layers,
+                    output_on_cpu: false,
+                },
             };
             let free: u64 = offload.iter().map(|d| d.free_bytes as u64).sum();
             if layers == 0 {
@@ -301,14 +395,16 @@ pub(crate) fn load_model(
             } else {
                 // Out of device memory: retry with half the layers, down to one, then the CPU.
                 let n_layers = block_count.unwrap_or(1).max(1) as i32;
-                match load_with_retries(layers, n_layers, &names, |l| load(&offload, l)) {
+                match load_with_retries(layers, n_layers, &names, |l| {
+                    load(&offload, l, output_on_cpu)
+                }) {
                     Ok((mut model, used)) => {
                         // The servers hold weights: in use until the model is freed, wherever
                         // its last reference goes.
                         if let Some(lease) = lease {
                             model.keep_until_freed(Box::new(lease));
                         }
-                        let split = layer_split(&offload, used, model.n_layer());
+                        let split = layer_split(&offload, used, model.n_layer(), output_on_cpu);
                         let (most, _) = split.layers[..offload.len()]
                             .iter()
                             .enumerate()
@@ -339,7 +435,7 @@ pub(crate) fn load_model(
             }
         }
     }
-    let model = load(&[], 0).map_err(|e| match e {
+    let model = load(&[], 0, false).map_err(|e| match e {
         llama::LoadError::Aborted => aborted(),
         llama::LoadError::Failed(why) => Error::new(
             Status::Model,

@@ -105,7 +105,7 @@ impl Engine {
             path,
             &cpath,
             file_bytes,
-            summary.block_count,
+            &summary,
             config,
             progress,
         )?;

@@ -57,7 +57,10 @@ pub struct minerva_engine_params {
     pub struct_size: u32,
     /// Layers to offload to the best GPU and the `rpc_servers`' devices, spread over them in
     /// proportion to their free memory, as llama.cpp spreads them (the output layer counts as
-    /// one). -1 (default; any negative value): as many as fit in their free memory; 0: CPU only;
+    /// one). -1 (default; any negative value): as many as fit in their free memory, each device
+    /// keeping room for its compute buffers: all; else the output layer and the layers that fit
+    /// beside it; else, when the output layer leaves no room for one more, the layers that fit
+    /// with the output layer on the CPU (`minerva_engine_info.devices` says which); 0: CPU only;
     /// N: at most N. If loading there fails, it is retried with half the layers, down to one,
     /// then on the CPU. Without a usable device the engine runs on the CPU, which is never an
     /// error (`minerva_engine_info.fallback_reason` says why).
@@ -85,9 +88,12 @@ pub struct minerva_engine_params {
     pub progress_user_data: *mut c_void,
     /// Other machines' devices through ggml's RPC protocol (default NULL; NULL or "": none):
     /// "host:port" entries separated by commas, at most 16, each a `minerva-rpc-server` (or
-    /// llama.cpp's `rpc-server` of the same version). Each is checked first (a connection and
-    /// the protocol's handshake, 5 s each): a server that cannot be reached or is not one gives
-    /// `MINERVA_ERR_BACKEND` naming it. Their devices join the local GPU for `gpu_layers`.
+    /// llama.cpp's `rpc-server` of the same version). Each is checked first: a connection, the
+    /// protocol's handshake and what llama.cpp asks a server while an engine is created (its
+    /// devices, their memory, alignment and largest buffer), 5 s for the connection, 5 s for
+    /// the handshake and 5 s for the rest: a server that cannot be reached, is not one, falls
+    /// silent, closes or answers wrongly gives `MINERVA_ERR_BACKEND` naming it. Their devices
+    /// join the local GPU for `gpu_layers`.
     /// A server that dies while the engine uses it ends the process: llama.cpp's RPC client
     /// aborts (minerva logs which server first, and ignores SIGPIPE if the program left it at
     /// its default so that the abort can say so). The protocol has no authentication: use

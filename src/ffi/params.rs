@@ -99,14 +99,18 @@ pub struct minerva_generate_params {
     /// stream ends (`MINERVA_FINISH_EOS`) when the grammar is complete, `ignore_eos` or not. The
     /// output is a whole match when the stream ends with `MINERVA_FINISH_EOS`; `max_tokens` or a
     /// stop string can cut it short (`MINERVA_FINISH_LENGTH`, `_STOP`). An empty grammar, one
-    /// nested more than 256 groups deep, or one that does not parse is refused by
-    /// `minerva_stream_new` (llama.cpp's parser prints its reason on stderr, not to the log).
-    /// The chain picks a token first and the grammar checks that one; only a rejected pick makes
-    /// it check every candidate, on its own stream's time. Copied during the call.
+    /// nested more than 256 groups deep, one of more than 10,000 rules, or one that does not
+    /// parse is refused by `minerva_stream_new` (llama.cpp's parser prints its reason on stderr,
+    /// not to the log); it is built on a thread of minerva's own, whatever the caller's stack.
+    /// The chain picks a token first and the grammar checks that one, then the best candidates;
+    /// only when neither settles it does the grammar check every candidate, on a worker thread
+    /// of the engine: that stream waits for it, the engine's other streams go on, and a cancel or
+    /// `minerva_engine_free` stops it at once. Copied during the call.
     pub grammar: *const c_char,
     /// A JSON Schema (default NULL): the output is JSON valid against it, whole when the stream
     /// ends with `MINERVA_FINISH_EOS` (as for `grammar`; llama.cpp's conversion of the schema to
-    /// a grammar; a schema it cannot read, or nested more than 256 deep, is refused, named, by
+    /// a grammar; a schema it cannot read, nested more than 256 deep, reaching more than 1,000
+    /// levels deep through its `$ref`s, or giving more than 10,000 rules, is refused, named, by
     /// `minerva_stream_new`). Not together with `grammar`. Copied during the call.
     pub json_schema: *const c_char,
     /// Penalty on tokens among the last `repeat_last_n` of the prompt and the output, once each
@@ -115,8 +119,9 @@ pub struct minerva_generate_params {
     /// Penalty on tokens among the last `repeat_last_n` of the prompt and the output, by how
     /// often they occur there (default 0: off). Finite.
     pub frequency_penalty: f32,
-    /// Added to the logits of tokens (default NULL); a bias of -INFINITY bans the token. Token ids
-    /// must be in the vocabulary. Copied during the call.
+    /// Added to the logits of tokens (default NULL); a bias of -INFINITY bans the token, and a
+    /// banned token never comes out. Token ids must be in the vocabulary; a list that bans every
+    /// token is refused (`MINERVA_ERR_INVALID`). Copied during the call.
     pub logit_bias: *const minerva_logit_bias,
     /// Number of entries in `logit_bias`.
     pub logit_bias_count: usize,

@@ -17,6 +17,13 @@ pub struct GgufSummary {
     pub pooling_type: Option<u32>,
     /// `{arch}.attention.causal` (absent: causal).
     pub causal: bool,
+    /// Bytes of the repeating layers' tensors (`blk.N.*`), all layers together.
+    pub layer_bytes: u64,
+    /// Bytes of the output layer's matrix (`output.weight`, or `token_embd.weight` when the
+    /// model ties them: llama.cpp then copies it to the output layer's device).
+    pub output_bytes: u64,
+    /// Rows of that matrix: the vocabulary.
+    pub n_vocab: Option<u64>,
 }
 
 impl GgufSummary {
@@ -57,7 +64,17 @@ pub fn inspect_gguf(path: &std::path::Path, file_len: u64) -> Result<GgufSummary
     let g = crate::engine::gguf::read(std::io::BufReader::new(file), file_len, &ggml_type_info)
         .map_err(|e| Error::new(Status::Model, e))?;
     let u32_of = |name: &str| g.arch_u64(name).and_then(|v| u32::try_from(v).ok());
+    let tensor = |name: &str| g.tensors.iter().find(|t| t.name == name);
+    let output = tensor("output.weight").or_else(|| tensor("token_embd.weight"));
     Ok(GgufSummary {
+        layer_bytes: g
+            .tensors
+            .iter()
+            .filter(|t| t.name.starts_with("blk."))
+            .map(|t| t.bytes)
+            .sum(),
+        output_bytes: output.map_or(0, |t| t.bytes),
+        n_vocab: output.and_then(|t| t.dims.get(1).copied()),
         block_count: u32_of("block_count"),
         embedding_length: u32_of("embedding_length"),
         head_count: u32_of("attention.head_count"),

@@ -19,7 +19,7 @@ pub use chat::builtin_template;
 pub use chat::reference_render;
 pub use context::{Context, ContextParams};
 pub use devices::{devices, rpc_devices, Device, DeviceKind};
-pub use inspect::inspect_gguf;
+pub use inspect::{inspect_gguf, GgufSummary};
 pub use model::{LoadError, Model, ModelLoad, Token};
 pub use sampler::{argmax, json_schema_to_grammar, Sampled, Sampler, SamplingParams};
 

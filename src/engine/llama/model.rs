@@ -16,6 +16,8 @@ pub struct ModelLoad<'a> {
     /// The devices to put `gpu_layers` on, split by their free memory (none: the CPU only).
     pub devices: &'a [Device],
     pub gpu_layers: i32,
+    /// The output layer's matrix stays on the CPU, whatever `gpu_layers` says.
+    pub output_on_cpu: bool,
     pub use_mmap: bool,
     /// Called with load progress 0..1; returning false aborts the load.
     pub progress: Option<&'a mut dyn FnMut(f32) -> bool>,
@@ -77,6 +79,23 @@ impl Model {
             opts.gpu_layers
         };
         mp.devices = devs.as_mut_ptr();
+        // The output matrix's names: its own, or the token embeddings a tied model copies there.
+        let output_pattern = c"^(output|token_embd)\\.weight$";
+        // SAFETY: ggml's CPU buffer type is static.
+        let cpu = unsafe { sys::ggml_backend_cpu_buffer_type() };
+        let overrides = [
+            sys::llama_model_tensor_buft_override {
+                pattern: output_pattern.as_ptr(),
+                buft: cpu,
+            },
+            sys::llama_model_tensor_buft_override {
+                pattern: std::ptr::null(),
+                buft: std::ptr::null_mut(),
+            },
+        ];
+        if opts.output_on_cpu && !opts.devices.is_empty() {
+            mp.tensor_buft_overrides = overrides.as_ptr();
+        }
         mp.load_mode = if opts.use_mmap {
             sys::LLAMA_LOAD_MODE_MMAP
         } else {
@@ -436,6 +455,7 @@ mod tests {
             ModelLoad {
                 devices: &[],
                 gpu_layers: 0,
+                output_on_cpu: false,
                 use_mmap: true,
                 progress: None,
             },

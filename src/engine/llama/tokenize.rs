@@ -349,6 +349,7 @@ mod tests {
         let load = ModelLoad {
             devices: &[],
             gpu_layers: 0,
+            output_on_cpu: false,
             use_mmap: true,
             progress: None,
         };
