@@ -58,11 +58,10 @@ pub unsafe extern "C" fn minerva_embed_params_init(
 ///
 /// Works on any engine, from any thread, while its streams generate: the vectors are computed on
 /// the engine thread in a llama.cpp context of their own (made on the first call; see
-/// docs/PERFORMANCE.md for its memory), many texts in one batch, one batch of at most 128 tokens
-/// between two generation steps, so running streams slow down but never stop. Each text is its
-/// own sequence: its vector does not depend on the other texts of the call, up to the arithmetic
-/// of batching (a text embedded alone and beside others: cosine similarity above 0.999, each
-/// value within about 0.005). Blocks until the vectors are done: refused inside a callback.
+/// docs/PERFORMANCE.md for its memory), one decode of at most 128 tokens of one text between two
+/// generation steps, so running streams slow down but never stop. Each text is decoded by itself:
+/// its vector is the same, to the bit, alone or beside any other texts, in any order. Blocks
+/// until the vectors are done: refused inside a callback.
 ///
 /// Buffer rules as `minerva_tokenize`: `*out_len` always gets the number of floats needed, and
 /// `minerva_embed(e, t, n, NULL, NULL, 0, &len)` asks for it (without computing anything);
