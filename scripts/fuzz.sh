@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing (cargo fuzz, libFuzzer) of minerva's GGUF reader, of chat-template
-# rendering and of the C API surface, each for a bounded time. Needs a nightly toolchain and cargo-fuzz:
+# rendering, of the C API surface and of the check of RPC peers, each for a bounded time. Needs a nightly toolchain and cargo-fuzz:
 #   rustup toolchain install nightly && cargo install cargo-fuzz
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]     (default 120)
@@ -21,6 +21,9 @@ mkdir -p corpus/chat_template
 cp ../tests/templates/*.jinja corpus/chat_template/
 cargo +nightly fuzz run chat_template --features api corpus/chat_template -- \
   -max_total_time="$secs" -timeout=2 -rss_limit_mb=2048 -max_len=4096 2>&1 | tail -n 15
+mkdir -p corpus/rpc_peer
+cargo +nightly fuzz run rpc_peer --features api corpus/rpc_peer -- -max_total_time="$secs" \
+  -timeout=5 -max_len=256 2>&1 | tail -n 15
 mkdir -p corpus/api
 cargo +nightly fuzz run api --features api corpus/api -- -max_total_time="$secs" -rss_limit_mb=4096 \
   2>&1 | tail -n 15

@@ -221,3 +221,60 @@ fn auto_fit_gives_a_small_device_the_layers_that_fit() {
     assert!(at(500).1 > 0, "{placed:?}");
     assert_eq!(at(900).1, 18, "{placed:?}");
 }
+
+/// The fuzz target rpc_peer's property, on 200 drawn answers (a fixed seed): after the
+/// handshake a peer sends bytes, then closes or falls silent; the check ends within its limits
+/// with Ok or an error naming the server.
+#[test]
+fn drawn_answers_after_the_handshake_end_the_check_in_bounded_time() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let limit = Duration::from_millis(200);
+    for round in 0..200 {
+        let close = next() % 2 == 0;
+        let len = (next() % 48) as usize;
+        let mut answer: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        // Now and then a plausible start: a reply size of 4 and a device count.
+        if round % 5 == 0 {
+            answer = [
+                4u64.to_ne_bytes().to_vec(),
+                (next() as u32 % 3).to_ne_bytes().to_vec(),
+                answer,
+            ]
+            .concat();
+        }
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let peer = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            if read_cmd(&mut s).is_none() {
+                return;
+            }
+            let mut hello = vec![7u8, 0, 0, 0];
+            hello.extend_from_slice(&[0u8; 24]);
+            reply(&mut s, &hello);
+            let _ = s.write_all(&answer);
+            if !close {
+                let mut sink = [0u8; 1024];
+                while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+            }
+        });
+        let t = Instant::now();
+        let r = minerva::engine::rpc::check_server(&addr, limit);
+        assert!(
+            t.elapsed() < limit * 3 + Duration::from_millis(300),
+            "round {round}: {:?}",
+            t.elapsed()
+        );
+        if let Err(e) = &r {
+            assert!(e.message.contains(&addr), "round {round}: {}", e.message);
+        }
+        peer.join().unwrap();
+    }
+}

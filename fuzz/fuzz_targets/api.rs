@@ -234,14 +234,56 @@ fuzz_target!(|data: &[u8]| {
     let biases: Vec<minerva_logit_bias> = (0..(b.u8() % 3))
         .map(|_| minerva_logit_bias { token: b.u32() as i32 % 300_000, bias: f32::from_bits(b.u32()) })
         .collect();
+    // Now and then every token banned, or all but a few.
+    let ban_all: Vec<minerva_logit_bias> = match b.u8() % 16 {
+        0 => (0..262_144).map(|t| minerva_logit_bias { token: t, bias: f32::NEG_INFINITY }).collect(),
+        1 => (3..262_144).map(|t| minerva_logit_bias { token: t, bias: f32::NEG_INFINITY }).collect(),
+        _ => Vec::new(),
+    };
+    let biases = if ban_all.is_empty() { biases } else { ban_all };
     g.logit_bias = if biases.is_empty() { std::ptr::null() } else { biases.as_ptr() };
     g.logit_bias_count = biases.len();
-    // A grammar or a JSON schema: one of a few real ones, or fuzz bytes.
+    // A grammar or a JSON schema: one of a few real ones, fuzz bytes, or a shape that once
+    // crashed or stalled an engine: a chain of rules each beginning with the next, a chain of
+    // $refs, an enum of thousands of values.
     let structured = b.u8();
     let grammar_text = text(&mut b, &GRAMMARS);
     let schema_text = text(&mut b, &SCHEMAS);
-    g.grammar = if structured % 8 == 1 { grammar_text.as_ptr() as *const c_char } else { std::ptr::null() };
-    g.json_schema = if structured % 8 == 2 { schema_text.as_ptr() as *const c_char } else { std::ptr::null() };
+    let length = (b.u32() % 120_000) as usize;
+    let shaped: Vec<u8> = match structured % 8 {
+        3 => {
+            let mut g = String::from("root ::= r0\n");
+            for i in 0..length {
+                g.push_str(&format!("r{i} ::= r{}\n", i + 1));
+            }
+            g.push_str(&format!("r{length} ::= \"a\"\n"));
+            g.into_bytes()
+        }
+        4 => {
+            let n = length % 12_000;
+            let defs: Vec<String> = (0..n)
+                .map(|i| format!("\"a{i}\": {{\"$ref\": \"#/$defs/a{}\"}}", i + 1))
+                .chain([format!("\"a{n}\": {{\"type\": \"integer\"}}")])
+                .collect();
+            format!("{{\"$ref\": \"#/$defs/a0\", \"$defs\": {{{}}}}}", defs.join(", ")).into_bytes()
+        }
+        5 => {
+            let values: Vec<String> = (0..length % 4_000).map(|i| format!("\"v{i}-{}\"", i * 7919 % 1000)).collect();
+            format!("{{\"enum\": [{}]}}", values.join(", ")).into_bytes()
+        }
+        _ => Vec::new(),
+    };
+    let shaped = [shaped, vec![0]].concat();
+    g.grammar = match structured % 8 {
+        1 => grammar_text.as_ptr() as *const c_char,
+        3 => shaped.as_ptr() as *const c_char,
+        _ => std::ptr::null(),
+    };
+    g.json_schema = match structured % 8 {
+        2 => schema_text.as_ptr() as *const c_char,
+        4 | 5 => shaped.as_ptr() as *const c_char,
+        _ => std::ptr::null(),
+    };
     g.ignore_eos = b.u8() % 2 == 0;
     g.cache_prompt = b.u8() % 2 == 0;
     if b.u8() % 8 == 0 {
