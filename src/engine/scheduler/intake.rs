@@ -22,7 +22,10 @@ impl Scheduler {
             if inc.shutdown {
                 return false;
             }
-            if !inc.queue.is_empty()
+            // Queued streams wait for a free slot (with every slot's stream waiting for the
+            // constraint thread, the engine sleeps until a token comes back).
+            let admissible = !inc.queue.is_empty() && self.slots.iter().any(Option::is_none);
+            if admissible
                 || self.has_runnable()
                 || !inc.sampled.is_empty()
                 || self.embedder.has_work()
