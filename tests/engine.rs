@@ -46,3 +46,18 @@ fn pull_and_callback_give_the_same_greedy_text() {
     assert_eq!(*got.lock().unwrap(), pulled);
     eprintln!("text: {pulled:?} stats: {:?}", s2.stats());
 }
+
+/// scripts/test.sh runs the model-text tests a second time with one CPU variant forced
+/// (MINERVA_BACKEND_DIR at a folder that holds only it) and names it in
+/// MINERVA_EXPECT_CPU_VARIANT: that run must really be on it.
+#[test]
+fn the_cpu_variant_is_the_one_expected() {
+    let Ok(want) = std::env::var("MINERVA_EXPECT_CPU_VARIANT") else {
+        return;
+    };
+    let _one = common::one_at_a_time();
+    let engine = common::engine(1, 128);
+    let variant = engine.info().cpu_variant.clone();
+    println!("CPU variant: {variant}");
+    assert!(variant.contains(&want), "{variant}, not {want}");
+}
