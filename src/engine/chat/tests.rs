@@ -117,6 +117,13 @@ fn rendering_is_bounded() {
         ("join of lists", "{% set big = 'x' * 1000000 %}{{ [[big] * 1000]|join|length }}"),
         ("str.join of lists", "{% set big = 'x' * 1000000 %}{{ ''.join([[big] * 1000])|length }}"),
         ("str.format of a list", "{% set big = 'x' * 1000000 %}{{ '{}'.format([big] * 1000)|length }}"),
+        ("comparing lists shared 2^40 times", "{% set ns = namespace(v=[1], w=[1]) %}{% for i in range(40) %}{% set ns.v = [ns.v, ns.v] %}{% set ns.w = [ns.w, ns.w] %}{% endfor %}{{ ns.v == ns.w }}"),
+        ("sorting lists shared 2^40 times", "{% set ns = namespace(v=[1], w=[1]) %}{% for i in range(40) %}{% set ns.v = [ns.v, ns.v] %}{% set ns.w = [ns.w, ns.w] %}{% endfor %}{{ [ns.v, ns.w]|sort|length }}"),
+        ("hashing a list shared 2^40 times", "{% set ns = namespace(v=[1]) %}{% for i in range(40) %}{% set ns.v = [ns.v, ns.v] %}{% endfor %}{{ {ns.v: 1}|length }}"),
+        ("printing a list shared 2^40 times", "{% set ns = namespace(v=[1]) %}{% for i in range(40) %}{% set ns.v = [ns.v, ns.v] %}{% endfor %}{{ ns.v }}"),
+        ("hashing a namespace that holds itself thrice", "{% set ns = namespace(v=1, w=1, d=1) %}{% set ns.v = ns %}{% set ns.w = ns %}{% set ns.d = ns %}{{ {ns: 1}|length }}"),
+        ("printing a namespace that holds itself thrice", "{% set ns = namespace(v=1, w=1, d=1) %}{% set ns.v = ns %}{% set ns.w = ns %}{% set ns.d = ns %}{{ ns }}"),
+        ("pprint of a lazy list of 10^8", "{{ ([x] * 100000000)|pprint|length }}"),
         ("pprint of a long list of deep lists", "{% set ns = namespace(v=[]) %}{% for i in range(100) %}{% set ns.v = [ns.v] %}{% endfor %}{{ ([ns.v] * 100000)|pprint|length }}"),
     ];
     for (what, t) in cases {

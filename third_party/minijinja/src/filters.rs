@@ -978,7 +978,9 @@ mod builtins {
         #[cfg(feature = "fuel")]
         if let Some(tracker) = _state.fuel_tracker() {
             let slots = tracker.remaining_units() / crate::vm::fuel::SLOT_COST;
-            return usize::try_from(slots).unwrap_or(usize::MAX).saturating_add(1);
+            return usize::try_from(slots)
+                .unwrap_or(usize::MAX)
+                .saturating_add(1);
         }
         usize::MAX
     }
@@ -2739,9 +2741,14 @@ mod builtins {
                 fn write_str(&mut self, s: &str) -> std::fmt::Result {
                     let per_byte = crate::vm::fuel::SERIALIZED_BYTE_COST - 1
                         + crate::value::depth::DepthGuard::current() as u64;
-                    self.tracker
+                    if self
+                        .tracker
                         .consume((s.len() as u64).saturating_mul(per_byte))
-                        .map_err(|_| std::fmt::Error)?;
+                        .is_err()
+                    {
+                        crate::value::depth::out_of_fuel();
+                        return Err(std::fmt::Error);
+                    }
                     self.out.push_str(s);
                     Ok(())
                 }

@@ -36,12 +36,23 @@ pub const MAX_DEPTH: usize = 256;
 /// charged for it once it exists.
 pub const MAX_DISPLAY_BYTES: usize = 16 << 20;
 
+/// How many values one instruction may visit inside the walks of `==`,
+/// ordering and hashing.  A value shared at several places is visited at each
+/// of them, so a list built by `{% set ns.v = [ns.v, ns.v] %}` 30 times takes
+/// 2^30 visits to compare (and a namespace that contains itself twice, 2^256
+/// to hash) while holding 30 lists.  The visits are charged to the fuel like
+/// the items a filter visits; this many are what a quarter of the fuel pays
+/// for (about 130 ms).
+pub const MAX_WALK_STEPS: usize = 1 << 20;
+
 /// Why a walk was refused.
 #[derive(Copy, Clone, PartialEq, Eq)]
 enum Trip {
     None,
     Deep,
     Large,
+    Long,
+    Fuel,
 }
 
 thread_local! {
@@ -51,6 +62,7 @@ thread_local! {
     // containers by the current instruction.
     static RENDERING: Cell<usize> = const { Cell::new(0) };
     static DISPLAYED: Cell<usize> = const { Cell::new(0) };
+    static STEPS: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Marks a rendering in progress on this thread while it lives.
@@ -60,6 +72,7 @@ impl Rendering {
     pub(crate) fn start() -> Rendering {
         let _ = RENDERING.try_with(|r| r.set(r.get() + 1));
         let _ = DISPLAYED.try_with(|d| d.set(0));
+        let _ = STEPS.try_with(|s| s.set(0));
         Rendering(())
     }
 }
@@ -74,6 +87,82 @@ impl Drop for Rendering {
 #[inline]
 pub(crate) fn next_instruction() {
     let _ = DISPLAYED.try_with(|d| d.set(0));
+}
+
+/// Marks the thread when the fuel ran out in the middle of a walk (`pprint`
+/// writing): loops over the items of a container stop.
+pub(crate) fn out_of_fuel() {
+    let _ = TRIPPED.try_with(|t| {
+        if t.get() == Trip::None {
+            t.set(Trip::Fuel)
+        }
+    });
+}
+
+/// Whether a walk was refused and the rendering is about to fail: loops over
+/// the items of a container stop.
+#[inline]
+pub(crate) fn tripped() -> bool {
+    TRIPPED.try_with(|t| t.get() != Trip::None).unwrap_or(false)
+}
+
+/// `Iterator::cmp` that stops when a walk was refused.
+pub(crate) fn cmp_iters<T: Ord>(
+    mut a: impl Iterator<Item = T>,
+    mut b: impl Iterator<Item = T>,
+) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    loop {
+        if tripped() {
+            return Ordering::Equal;
+        }
+        match (a.next(), b.next()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) => match x.cmp(&y) {
+                Ordering::Equal => {}
+                other => return other,
+            },
+        }
+    }
+}
+
+/// The values visited by walks since the last call (and starts again from
+/// zero), for the engine to charge.
+#[inline]
+pub(crate) fn take_steps() -> usize {
+    STEPS.try_with(|s| s.replace(0)).unwrap_or(0)
+}
+
+/// Counts one value visited inside a walk (`==`, ordering, hashing).  False
+/// (and the thread is marked) past [`MAX_WALK_STEPS`] since the engine last
+/// charged them: the caller gives a fixed answer and the rendering fails.
+/// Only counts inside a walk while a rendering is in progress.
+#[inline]
+pub(crate) fn step() -> bool {
+    if DEPTH.try_with(|d| d.get()).unwrap_or(0) == 0
+        || RENDERING.try_with(|r| r.get()).unwrap_or(0) == 0
+    {
+        return true;
+    }
+    let steps = STEPS
+        .try_with(|s| {
+            let n = s.get().saturating_add(1);
+            s.set(n);
+            n
+        })
+        .unwrap_or(0);
+    if steps > MAX_WALK_STEPS {
+        let _ = TRIPPED.try_with(|t| {
+            if t.get() == Trip::None {
+                t.set(Trip::Long)
+            }
+        });
+        false
+    } else {
+        true
+    }
 }
 
 /// Counts `n` bytes about to be printed from inside a container.  False (and
@@ -156,6 +245,11 @@ pub(crate) fn take_tripped() -> Option<Error> {
         Ok(Trip::Deep) => Some(Error::new(
             ErrorKind::InvalidOperation,
             format!("value nested more than {MAX_DEPTH} levels deep (or containing itself)"),
+        )),
+        Ok(Trip::Fuel) => Some(Error::from(ErrorKind::OutOfFuel)),
+        Ok(Trip::Long) => Some(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("comparing or hashing a value visited more than {MAX_WALK_STEPS} values"),
         )),
         Ok(Trip::Large) => Some(Error::new(
             ErrorKind::InvalidOperation,

@@ -699,6 +699,10 @@ impl fmt::Debug for ValueRepr {
 
 impl Hash for Value {
     fn hash<H: Hasher>(&self, state: &mut H) {
+        // minerva's patch: bounded visits (see depth.rs).
+        if !depth::step() {
+            return;
+        }
         match self.0 {
             ValueRepr::None | ValueRepr::Undefined(..) => 0u8.hash(state),
             ValueRepr::String(ref s, _) => s.hash(state),
@@ -734,6 +738,10 @@ pub struct Value(pub(crate) ValueRepr);
 
 impl PartialEq for Value {
     fn eq(&self, other: &Self) -> bool {
+        // minerva's patch: bounded visits (see depth.rs).
+        if !depth::step() {
+            return false;
+        }
         match (&self.0, &other.0) {
             (&ValueRepr::None, &ValueRepr::None) => true,
             (&ValueRepr::Undefined(..), &ValueRepr::Undefined(..)) => true,
@@ -923,6 +931,10 @@ fn cmp_uncoercible_numbers(left: &Value, right: &Value) -> Ordering {
 
 impl Ord for Value {
     fn cmp(&self, other: &Self) -> Ordering {
+        // minerva's patch: bounded visits (see depth.rs).
+        if !depth::step() {
+            return Ordering::Equal;
+        }
         match (&self.0, &other.0) {
             (&ValueRepr::Bool(a), _) if other.is_number() => {
                 return Value::from(a as i64).cmp(other)
@@ -985,7 +997,7 @@ impl Ord for Value {
                                 // we don't want to pay the cost of actually sorting the keys for
                                 // ordering so we just accept this for now.
                                 match (a.try_iter_pairs(), b.try_iter_pairs()) {
-                                    (Some(a), Some(b)) => a.cmp(b),
+                                    (Some(a), Some(b)) => depth::cmp_iters(a, b),
                                     _ => unreachable!(),
                                 }
                             }
@@ -993,7 +1005,7 @@ impl Ord for Value {
                                 ObjectRepr::Seq | ObjectRepr::Iterable,
                                 ObjectRepr::Seq | ObjectRepr::Iterable,
                             ) => match (a.try_iter(), b.try_iter()) {
-                                (Some(a), Some(b)) => a.cmp(b),
+                                (Some(a), Some(b)) => depth::cmp_iters(a, b),
                                 _ => unreachable!(),
                             },
                             // terrible fallback for plain objects

@@ -306,6 +306,10 @@ fn default_render(obj: &DynObject, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         ObjectRepr::Map => render_container(f, "{...}", |f| {
             let mut dbg = f.debug_map();
             for (idx, (key, value)) in obj.try_iter_pairs().into_iter().flatten().enumerate() {
+                // minerva's patch: a refused walk stops here (see depth.rs).
+                if crate::value::depth::tripped() {
+                    break;
+                }
                 if is_over_item_limit(idx) {
                     let count = obj.enumerator_len().map(|x| x - idx);
                     dbg.entry(&OmittedKey, &Omitted { count, prefix: "" });
@@ -322,6 +326,10 @@ fn default_render(obj: &DynObject, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             render_container(f, "[...]", |f| {
                 let mut dbg = f.debug_list();
                 for (idx, value) in obj.try_iter().into_iter().flatten().enumerate() {
+                    // minerva's patch: a refused walk stops here (see depth.rs).
+                    if crate::value::depth::tripped() {
+                        break;
+                    }
                     if is_over_item_limit(idx) {
                         let count = obj.enumerator_len().map(|x| x - idx);
                         dbg.entry(&Omitted {
@@ -955,6 +963,10 @@ impl Hash for DynObject {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         if let Some(iter) = self.try_iter_pairs() {
             for (key, value) in iter {
+                // minerva's patch: a refused walk stops here (see depth.rs).
+                if crate::value::depth::tripped() {
+                    break;
+                }
                 key.hash(state);
                 value.hash(state);
             }

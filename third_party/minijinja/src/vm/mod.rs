@@ -465,6 +465,15 @@ impl<'env> Executor<'env> {
                 bail!(walk_err);
             }
             crate::value::depth::next_instruction();
+            // the values its walks visited are charged like the items a
+            // filter visits.
+            let _steps = crate::value::depth::take_steps();
+            #[cfg(feature = "fuel")]
+            if let Some(ref tracker) = state.fuel_tracker {
+                if _steps > 0 {
+                    ctx_ok!(tracker.consume(fuel::cost_of(_steps, fuel::ITEM_COST)));
+                }
+            }
 
             // charges for the size of a value that was just created.
             macro_rules! charge_value {
