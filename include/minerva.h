@@ -1010,10 +1010,12 @@ void minerva_chat_params_init(struct minerva_chat_params *params, uint32_t struc
 
  Templates are Jinja, rendered as Hugging Face's `transformers` and llama.cpp's server render
  them (`messages`, `add_generation_prompt`, `tools`, `bos_token`, `eos_token`,
- `raise_exception`, `strftime_now`). Rendering is bounded: a template that loops too long or
- builds too much text (over about 2 million steps or 128 MiB) is stopped with an error within
- milliseconds. With tools (and `tool_choice` not NONE), a template that reads `tools` describes
- them itself; any other gets their description and the reply format in its system turn.
+ `raise_exception`, `strftime_now`; line ends read as Jinja2 reads them). Rendering is bounded:
+ a template that loops too long, builds too much text (over about 2 million steps or
+ 128 MiB) or walks values nested more than 256 deep is stopped with an error within
+ milliseconds. With tools (and `tool_choice` not NONE), a template that reads `tools`
+ describes them itself; any other gets their description and the reply format in its system
+ turn.
 
  Writes up to `cap` bytes to `buf`, NUL-terminated when there is room, and always the length
  needed (without the NUL) to `*out_len`: `MINERVA_ERR_BUFFER_TOO_SMALL` when it does not fit

@@ -87,11 +87,18 @@ const SCHEMAS: [&str; 3] = [
 ];
 
 const ROLES: [&str; 6] = ["system", "user", "assistant", "tool", "narrator", ""];
-const TEMPLATES: [&str; 4] = [
+const TEMPLATES: [&str; 9] = [
     "chatml",
     "gemma",
     "{% for m in messages %}<{{ m.role }}>{{ m.content | trim }}{% endfor %}{{ tools | tojson }}",
     "{{ raise_exception('no') }}",
+    // Hostile shapes: nesting by a loop, a namespace that holds itself, shared lists, huge splits,
+    // CRLF line ends and a backslash-newline in a literal.
+    "{% set ns = namespace(v=[]) %}{% for i in range(30000) %}{% set ns.v = [ns.v] %}{% endfor %}{{ ns.v == messages }}{{ ns.v }}",
+    "{% set ns = namespace(v=1) %}{% set ns.v = [ns, messages] %}{{ ns|pprint }}{{ {ns.v: 1} }}",
+    "{% set ns = namespace(v=[1], w=[1]) %}{% for i in range(40) %}{% set ns.v = [ns.v, ns.v] %}{% set ns.w = [ns.w, ns.w] %}{% endfor %}{{ [ns.v, ns.w]|sort }}",
+    "{{ (' ' * 60000000).split(' ')|length }}{{ ('\\n' * 60000000)|lines|length }}",
+    "{% for m in messages %}\r\n{{ m.content ~ 'a\\\r\nb' }}\r{% endfor %}\r\n",
 ];
 const TOOLS: [&str; 2] = [
     "[{\"type\": \"function\", \"function\": {\"name\": \"go\", \"parameters\": {\"type\": \"object\", \"properties\": {\"to\": {\"enum\": [\"a\", \"b\"]}}}}}]",
