@@ -89,6 +89,7 @@ pub(crate) fn next_instruction() {
     let _ = DISPLAYED.try_with(|d| d.set(0));
 }
 
+#[cfg_attr(not(all(feature = "fuel", feature = "builtins")), allow(dead_code))]
 /// Marks the thread when the fuel ran out in the middle of a walk (`pprint`
 /// writing): loops over the items of a container stop.
 pub(crate) fn out_of_fuel() {
@@ -224,6 +225,7 @@ impl DepthGuard {
 
     /// How many levels deep the walk of this thread is.
     #[inline]
+    #[cfg_attr(not(all(feature = "fuel", feature = "builtins")), allow(dead_code))]
     pub(crate) fn current() -> usize {
         DEPTH.try_with(|d| d.get()).unwrap_or(0)
     }
@@ -246,6 +248,7 @@ pub(crate) fn take_tripped() -> Option<Error> {
             ErrorKind::InvalidOperation,
             format!("value nested more than {MAX_DEPTH} levels deep (or containing itself)"),
         )),
+        #[cfg(feature = "fuel")]
         Ok(Trip::Fuel) => Some(Error::from(ErrorKind::OutOfFuel)),
         Ok(Trip::Long) => Some(Error::new(
             ErrorKind::InvalidOperation,
@@ -260,6 +263,7 @@ pub(crate) fn take_tripped() -> Option<Error> {
 }
 
 /// The error of serializing a value nested too deep.
+#[cfg_attr(not(feature = "json"), allow(dead_code))]
 pub(crate) fn too_deep_json() -> Error {
     Error::new(
         ErrorKind::InvalidOperation,
