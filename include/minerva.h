@@ -154,7 +154,10 @@ typedef struct minerva_engine_params {
   /*
    Layers to offload to the best GPU and the `rpc_servers`' devices, spread over them in
    proportion to their free memory, as llama.cpp spreads them (the output layer counts as
-   one). -1 (default; any negative value): as many as fit in their free memory; 0: CPU only;
+   one). -1 (default; any negative value): as many as fit in their free memory, each device
+   keeping room for its compute buffers: all; else the output layer and the layers that fit
+   beside it; else, when the output layer leaves no room for one more, the layers that fit
+   with the output layer on the CPU (`minerva_engine_info.devices` says which); 0: CPU only;
    N: at most N. If loading there fails, it is retried with half the layers, down to one,
    then on the CPU. Without a usable device the engine runs on the CPU, which is never an
    error (`minerva_engine_info.fallback_reason` says why).
@@ -198,9 +201,12 @@ typedef struct minerva_engine_params {
   /*
    Other machines' devices through ggml's RPC protocol (default NULL; NULL or "": none):
    "host:port" entries separated by commas, at most 16, each a `minerva-rpc-server` (or
-   llama.cpp's `rpc-server` of the same version). Each is checked first (a connection and
-   the protocol's handshake, 5 s each): a server that cannot be reached or is not one gives
-   `MINERVA_ERR_BACKEND` naming it. Their devices join the local GPU for `gpu_layers`.
+   llama.cpp's `rpc-server` of the same version). Each is checked first: a connection, the
+   protocol's handshake and what llama.cpp asks a server while an engine is created (its
+   devices, their memory, alignment and largest buffer), 5 s for the connection, 5 s for
+   the handshake and 5 s for the rest: a server that cannot be reached, is not one, falls
+   silent, closes or answers wrongly gives `MINERVA_ERR_BACKEND` naming it. Their devices
+   join the local GPU for `gpu_layers`.
    A server that dies while the engine uses it ends the process: llama.cpp's RPC client
    aborts (minerva logs which server first, and ignores SIGPIPE if the program left it at
    its default so that the abort can say so). The protocol has no authentication: use
@@ -405,16 +411,20 @@ typedef struct minerva_generate_params {
    stream ends (`MINERVA_FINISH_EOS`) when the grammar is complete, `ignore_eos` or not. The
    output is a whole match when the stream ends with `MINERVA_FINISH_EOS`; `max_tokens` or a
    stop string can cut it short (`MINERVA_FINISH_LENGTH`, `_STOP`). An empty grammar, one
-   nested more than 256 groups deep, or one that does not parse is refused by
-   `minerva_stream_new` (llama.cpp's parser prints its reason on stderr, not to the log).
-   The chain picks a token first and the grammar checks that one; only a rejected pick makes
-   it check every candidate, on its own stream's time. Copied during the call.
+   nested more than 256 groups deep, one of more than 10,000 rules, or one that does not
+   parse is refused by `minerva_stream_new` (llama.cpp's parser prints its reason on stderr,
+   not to the log); it is built on a thread of minerva's own, whatever the caller's stack.
+   The chain picks a token first and the grammar checks that one, then the best candidates;
+   only when neither settles it does the grammar check every candidate, on a worker thread
+   of the engine: that stream waits for it, the engine's other streams go on, and a cancel or
+   `minerva_engine_free` stops it at once. Copied during the call.
    */
   const char *grammar;
   /*
    A JSON Schema (default NULL): the output is JSON valid against it, whole when the stream
    ends with `MINERVA_FINISH_EOS` (as for `grammar`; llama.cpp's conversion of the schema to
-   a grammar; a schema it cannot read, or nested more than 256 deep, is refused, named, by
+   a grammar; a schema it cannot read, nested more than 256 deep, reaching more than 1,000
+   levels deep through its `$ref`s, or giving more than 10,000 rules, is refused, named, by
    `minerva_stream_new`). Not together with `grammar`. Copied during the call.
    */
   const char *json_schema;
@@ -429,8 +439,9 @@ typedef struct minerva_generate_params {
    */
   float frequency_penalty;
   /*
-   Added to the logits of tokens (default NULL); a bias of -INFINITY bans the token. Token ids
-   must be in the vocabulary. Copied during the call.
+   Added to the logits of tokens (default NULL); a bias of -INFINITY bans the token, and a
+   banned token never comes out. Token ids must be in the vocabulary; a list that bans every
+   token is refused (`MINERVA_ERR_INVALID`). Copied during the call.
    */
   const struct minerva_logit_bias *logit_bias;
   /*
@@ -1082,11 +1093,10 @@ void minerva_embed_params_init(struct minerva_embed_params *params, uint32_t str
 
  Works on any engine, from any thread, while its streams generate: the vectors are computed on
  the engine thread in a llama.cpp context of their own (made on the first call; see
- docs/PERFORMANCE.md for its memory), many texts in one batch, one batch of at most 128 tokens
- between two generation steps, so running streams slow down but never stop. Each text is its
- own sequence: its vector does not depend on the other texts of the call, up to the arithmetic
- of batching (a text embedded alone and beside others: cosine similarity above 0.999, each
- value within about 0.005). Blocks until the vectors are done: refused inside a callback.
+ docs/PERFORMANCE.md for its memory), one decode of at most 128 tokens of one text between two
+ generation steps, so running streams slow down but never stop. Each text is decoded by itself:
+ its vector is the same, to the bit, alone or beside any other texts, in any order. Blocks
+ until the vectors are done: refused inside a callback.
 
  Buffer rules as `minerva_tokenize`: `*out_len` always gets the number of floats needed, and
  `minerva_embed(e, t, n, NULL, NULL, 0, &len)` asks for it (without computing anything);
