@@ -351,6 +351,11 @@ pub(crate) fn load_model(
             fallback_reason = if cfg!(any(feature = "cuda", feature = "vulkan", feature = "metal"))
             {
                 "no usable GPU device was found".into()
+            } else if cfg!(feature = "portable") {
+                "no GPU backend was loaded (a libggml-cuda.so, libggml-vulkan.so or \
+                 libggml-hip.so in minerva's backend folder: docs/GPU.md) and no rpc_servers \
+                 were given"
+                    .into()
             } else {
                 "minerva was built without a GPU backend (cargo features cuda, vulkan, metal) \
                  and no rpc_servers were given"

@@ -101,14 +101,7 @@ impl Engine {
             )
         })?;
 
-        let placed = device::load_model(
-            path,
-            &cpath,
-            file_bytes,
-            &summary,
-            config,
-            progress,
-        )?;
+        let placed = device::load_model(path, &cpath, file_bytes, &summary, config, progress)?;
         let mut info = EngineInfo {
             file_bytes,
             device_kind: Some(placed.device_kind),
