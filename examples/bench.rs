@@ -1082,6 +1082,25 @@ fn vm_hwm_kib() -> u64 {
 
 static KV_MIB: std::sync::Mutex<f64> = std::sync::Mutex::new(0.0);
 
+/// The engine thread's profile line ("engine thread: ..."), said when an engine ends.
+static PROFILE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Keeps the engine's profile line; warnings and errors go to stderr.
+unsafe extern "C" fn profile_log(_: *mut c_void, level: minerva_log_level, msg: *const c_char) {
+    let line = unsafe { std::ffi::CStr::from_ptr(msg) }.to_string_lossy();
+    if line.starts_with("engine thread:") {
+        *PROFILE.lock().unwrap() = Some(line.trim_end().to_string());
+    } else if level >= MINERVA_LOG_WARN {
+        eprintln!("{}", line.trim_end());
+    }
+}
+
+/// Frees the engine and returns its profile line.
+fn profile_of(m: Minerva) -> String {
+    drop(m);
+    PROFILE.lock().unwrap().take().unwrap_or_default()
+}
+
 unsafe extern "C" fn kv_log(_: *mut c_void, _: minerva_log_level, msg: *const c_char) {
     let line = unsafe { std::ffi::CStr::from_ptr(msg) }.to_string_lossy();
     // "llama_kv_cache: size =   24.00 MiB (...)": one line per cache (two for sliding-window models).
@@ -1204,7 +1223,7 @@ fn callback_cost(base: &Baseline, tokens: &[i32]) -> (f64, f64) {
 
 fn main() {
     let args = parse_args();
-    unsafe { minerva_set_log_callback(None, std::ptr::null_mut(), MINERVA_LOG_ERROR) };
+    unsafe { minerva_set_log_callback(Some(profile_log), std::ptr::null_mut(), MINERVA_LOG_INFO) };
     println!(
         "model: {}\nthreads: {}, best of {} interleaved runs, GPU layers {}\n",
         args.model,
@@ -1223,6 +1242,8 @@ fn main() {
     drop(base);
 
     let mut rows = Vec::new();
+    // Where minerva's engine thread spent its steps, per section.
+    let mut profiles: Vec<(String, String)> = Vec::new();
 
     if args.runs("load") {
         // minerva_engine_new against llama_model_load_from_file + llama_init_from_model.
@@ -1258,6 +1279,10 @@ fn main() {
             tg_b.push(127.0 / rest);
             t16_b.push(first * 1e3);
         }
+        profiles.push((
+            "1 stream, 512-token prompts and 128-token generations".into(),
+            profile_of(m),
+        ));
         rows.push(row(
             "prompt processing (512 tokens)",
             &pp_m,
@@ -1320,10 +1345,19 @@ fn main() {
                 target,
             ));
             agg.push((n, best(&am, true)));
+            if n == 1 || n == 8 {
+                profiles.push((
+                    format!("{n} streams x (128 prompt + 128 generated)"),
+                    profile_of(m),
+                ));
+            }
         }
     }
 
     print_rows(&rows);
+    for (what, line) in &profiles {
+        println!("{what}: {line}");
+    }
     if args.runs("chat") {
         chat_section(&args);
     }

@@ -279,13 +279,118 @@ impl Drop for Sampler {
 
 /// Index of the largest logit (the first one on ties, as llama.cpp's greedy sampler does).
 pub fn argmax(logits: &[f32]) -> Token {
-    let mut best = 0usize;
-    let mut best_v = f32::NEG_INFINITY;
-    for (i, &v) in logits.iter().enumerate() {
-        if v > best_v {
-            best_v = v;
-            best = i;
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked just above.
+            return unsafe { argmax_avx512(logits) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { argmax_avx2(logits) };
         }
     }
-    best as Token
+    argmax_lanes(logits)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn argmax_avx512(logits: &[f32]) -> Token {
+    argmax_lanes(logits)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn argmax_avx2(logits: &[f32]) -> Token {
+    argmax_lanes(logits)
+}
+
+/// The first index of the largest value (NaN never wins; all NaN or -inf: 0), over 16 lanes
+/// that the compiler turns into vector compares and selects: 262,144 logits in a few
+/// microseconds where a scalar loop with a branch took about 0.2 ms.
+#[inline(always)]
+fn argmax_lanes(logits: &[f32]) -> Token {
+    const L: usize = 16;
+    let mut best = [f32::NEG_INFINITY; L];
+    let mut at = [0u32; L];
+    let chunks = logits.chunks_exact(L);
+    let rest = chunks.remainder();
+    for (c, chunk) in chunks.enumerate() {
+        let c = c as u32;
+        for l in 0..L {
+            let v = chunk[l];
+            let take = v > best[l];
+            best[l] = if take { v } else { best[l] };
+            at[l] = if take { c } else { at[l] };
+        }
+    }
+    // Each lane holds its first best; the answer is the best of them, the lowest index on a tie.
+    let mut best_v = f32::NEG_INFINITY;
+    let mut best_i = 0usize;
+    let mut found = false;
+    for l in 0..L {
+        let i = at[l] as usize * L + l;
+        if best[l] > best_v || (found && best[l] == best_v && i < best_i) {
+            best_v = best[l];
+            best_i = i;
+            found = true;
+        }
+    }
+    let base = logits.len() - rest.len();
+    for (j, &v) in rest.iter().enumerate() {
+        if v > best_v {
+            best_v = v;
+            best_i = base + j;
+        }
+    }
+    best_i as Token
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scalar_argmax(logits: &[f32]) -> Token {
+        let (mut best, mut best_v) = (0usize, f32::NEG_INFINITY);
+        for (i, &v) in logits.iter().enumerate() {
+            if v > best_v {
+                best_v = v;
+                best = i;
+            }
+        }
+        best as Token
+    }
+
+    #[test]
+    fn argmax_is_the_first_best_as_a_scalar_loop_finds_it() {
+        // A small LCG: values on a coarse grid, so that ties are common.
+        let mut x: u64 = 12345;
+        let mut next = || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) as u32
+        };
+        for len in [0usize, 1, 7, 15, 16, 17, 31, 33, 100, 1000, 262_144] {
+            for round in 0..20 {
+                let mut v: Vec<f32> = (0..len).map(|_| (next() % 50) as f32 - 25.0).collect();
+                if round % 4 == 1 && len > 3 {
+                    v[len / 2] = f32::NAN;
+                    v[len - 1] = f32::INFINITY;
+                }
+                if round % 4 == 2 {
+                    v.iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
+                }
+                if round % 4 == 3 {
+                    v.iter_mut().for_each(|x| *x = f32::NAN);
+                }
+                assert_eq!(argmax(&v), scalar_argmax(&v), "len {len}, round {round}");
+                assert_eq!(
+                    argmax_lanes(&v),
+                    scalar_argmax(&v),
+                    "len {len}, round {round}"
+                );
+            }
+        }
+    }
 }

@@ -21,6 +21,7 @@
 mod constrain;
 mod intake;
 mod plan;
+mod profile;
 mod request;
 mod slot;
 
@@ -32,6 +33,7 @@ use super::llama::{argmax, Batch, Context, Model, Sampled, Token};
 use super::stream::FinishReason;
 use constrain::{Constrainer, Job};
 use plan::{plan_batch, Pace, Work};
+use profile::Profile;
 use slot::Active;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -63,6 +65,8 @@ pub(crate) struct Scheduler {
     pace: Pace,
     /// Embedding calls, one decode of them after each generation step.
     embedder: Embedder,
+    /// Where the steps' time went.
+    profile: Profile,
 }
 
 impl Scheduler {
@@ -90,6 +94,7 @@ impl Scheduler {
             context_tokens,
             pace: Pace::default(),
             embedder,
+            profile: Profile::default(),
         }
     }
 
@@ -113,12 +118,14 @@ impl Scheduler {
     }
 
     fn step(&mut self) {
+        let mut phases = profile::Step::start();
         self.end_cancelled();
         self.take_sampled();
         self.admit();
         if !self.build_batch() {
             return;
         }
+        phases.decoding();
         let started = Instant::now();
         let rc = match super::faults::take_decode_fault() {
             Some(rc) => rc,
@@ -131,13 +138,15 @@ impl Scheduler {
                 }
             },
         };
+        phases.decoded();
         if rc != 0 {
             self.fail_batch(rc);
             return;
         }
         let (generated, prompt) = self.batch_mix();
         self.pace.record(generated, prompt, started.elapsed());
-        self.after_decode();
+        let (sample, deliver, tokens) = self.after_decode();
+        self.profile.record(phases, sample, deliver, tokens);
     }
 
     /// Generating streams and prompt tokens in the current batch.
@@ -299,7 +308,10 @@ impl Scheduler {
         }
     }
 
-    fn after_decode(&mut self) {
+    /// Samples and hands out the tokens of the decode just done. Returns the time spent picking
+    /// tokens, the time spent accepting them (text, callbacks), and how many were picked.
+    fn after_decode(&mut self) -> (Duration, Duration, usize) {
+        let (mut sample, mut deliver, mut picked) = (Duration::ZERO, Duration::ZERO, 0);
         for slot in 0..self.slots.len() {
             let Some(a) = self.slots[slot].as_mut().filter(|a| !a.deferred) else {
                 continue;
@@ -315,6 +327,7 @@ impl Scheduler {
             let Some(row) = a.out_row.take() else {
                 continue;
             };
+            let t0 = Instant::now();
             let token = match a.sampler.as_mut() {
                 Some(s) => match s.sample(self.ctx.logits(row)) {
                     Ok(Sampled::Token(t)) => Ok(t),
@@ -330,6 +343,7 @@ impl Scheduler {
                         a.next = None;
                         a.deferred = true;
                         self.constrainer.submit(job);
+                        sample += t0.elapsed();
                         continue;
                     }
                     Err(e) => Err(e),
@@ -343,6 +357,8 @@ impl Scheduler {
                     }
                 }
             };
+            let t1 = Instant::now();
+            sample += t1 - t0;
             let token = match token {
                 Ok(t) => t,
                 Err(e) => {
@@ -350,10 +366,13 @@ impl Scheduler {
                     continue;
                 }
             };
+            picked += 1;
             if let Some((status, reason, err)) = a.accept(token, &self.model, self.context_tokens) {
                 self.end(slot, status, reason, err);
             }
+            deliver += t1.elapsed();
         }
+        (sample, deliver, picked)
     }
 
     /// Ends the stream in `slot` (see [`Active::finish`]); after an error its KV cells go too.
@@ -368,6 +387,9 @@ impl Scheduler {
     }
 
     fn shutdown(&mut self) {
+        if let Some(line) = self.profile.summary() {
+            super::log::log_info!("{line}");
+        }
         self.end_all();
         // The constraint thread stops within a slice of the vocabulary; its samplers go before
         // the model.
