@@ -154,7 +154,7 @@ pub fn check_server(endpoint: &str, timeout: Duration) -> Result<()> {
              (use the same llama.cpp version on both sides)"
         ));
     }
-    query_devices(&mut s, timeout).or_else(|why| fail(why))
+    query_devices(&mut s, timeout).or_else(fail)
 }
 
 /// Asks the server what ggml's client asks it while an engine is created (its devices, and each

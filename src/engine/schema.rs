@@ -82,13 +82,12 @@ fn depth(root: &Value) -> usize {
             Some(Child::Value(_)) => {}
             Some(Child::Ref(r)) => match targets.get(r) {
                 Some(d) => top.deepest = top.deepest.max(d.unwrap_or(0)),
-                None => match resolve(root, r) {
-                    Some(target) => {
+                None => {
+                    if let Some(target) = resolve(root, r) {
                         targets.insert(r, None);
                         stack.push(frame(target, Some(r)));
                     }
-                    None => {}
-                },
+                }
             },
             None => {
                 let done = stack.pop().expect("a frame");

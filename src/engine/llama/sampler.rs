@@ -233,7 +233,7 @@ impl Sampler {
         unsafe extern "C" fn ask(data: *mut std::ffi::c_void) -> std::ffi::c_int {
             // SAFETY: data is the `&dyn Fn` below, alive for the call.
             let stop = unsafe { &*(data as *const &dyn Fn() -> bool) };
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stop())).unwrap_or(true)
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(stop)).unwrap_or(true)
                 as std::ffi::c_int
         }
         let mut t: Token = -1; // LLAMA_TOKEN_NULL
