@@ -6,13 +6,21 @@
 #
 #   scripts/bench.sh [--threads N] [--reps N] [--seconds N]
 #                    [--only load,single,batched,callback,memory,chat,structured,tools,embed,rpc,frame]
+#                    [--tiny]
 #   MINERVA_MODEL=/path/model.gguf scripts/bench.sh
+#
+# --tiny runs on the tiny model of scripts/tiny-model.sh (the default model's vocabulary, 2 layers
+# of width 64: decode takes about a millisecond, as the real model's does on a GPU), which makes
+# minerva's host work per step plain in the engine thread's profile lines.
 #
 # Extra cargo flags go in BENCH_CARGO_FLAGS (e.g. "--features portable"), extra rustc flags in
 # RUSTFLAGS, and a separate build directory in CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+for a in "$@"; do
+  [ "$a" = --tiny ] && MINERVA_MODEL=$(scripts/tiny-model.sh)
+done
 MINERVA_MODEL="${MINERVA_MODEL:-$(scripts/fetch-model.sh)}"
 export MINERVA_MODEL
 # shellcheck disable=SC2086
@@ -25,6 +33,7 @@ while [ $# -gt 0 ]; do
     --threads) bench_args+=("$1" "$2"); frame_args+=("$1" "$2"); shift 2 ;;
     --seconds) frame_args+=("$1" "$2"); shift 2 ;;
     --only) only="$2"; bench_args+=("$1" "$2"); shift 2 ;;
+    --tiny) shift ;;
     *) bench_args+=("$1"); shift ;;
   esac
 done
