@@ -12,6 +12,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod faults;
 pub mod gguf;
+pub(crate) mod host;
 pub(crate) mod llama;
 pub mod log;
 pub mod params;
@@ -120,7 +121,7 @@ impl Engine {
             let available = if on_gpu {
                 placed.gpu_free_bytes
             } else {
-                device::available_memory()
+                host::available_memory()
             };
             if let Some(avail) = available.filter(|&a| need > a / 10 * 9) {
                 return Err(Error::new(
@@ -137,7 +138,7 @@ impl Engine {
                 ));
             }
         }
-        let threads = device::decode_threads(config.threads);
+        let threads = host::decode_threads(config.threads);
         // Every generating stream needs a row in each batch.
         let batch_tokens = config.batch_tokens.max(config.max_streams);
         let ctx = llama::Context::new(

@@ -266,7 +266,7 @@ pub fn serve(endpoint: &str, mem_bytes: usize, threads: usize) -> String {
     if threads > max as usize {
         return format!("threads must be in 0..={max} (0: one per physical core), got {threads}");
     }
-    let threads = super::device::decode_threads(threads as u32) as usize;
+    let threads = super::host::decode_threads(threads as u32) as usize;
     super::llama::rpc_serve(endpoint, mem_bytes, threads)
 }
 
