@@ -196,6 +196,10 @@ impl Baseline {
         unsafe { sys::llama_sampler_sample(self.smpl, self.ctx, row) }
     }
 
+    fn sample_with(&mut self, chain: *mut sys::llama_sampler, row: i32) -> i32 {
+        unsafe { sys::llama_sampler_sample(chain, self.ctx, row) }
+    }
+
     /// Prompt in chunks of n_batch, then greedy generation of `gen` tokens. Returns
     /// (seconds to the first token, seconds from the first to the last token).
     fn generate(&mut self, text: &str, gen: usize) -> (f64, f64) {
@@ -225,9 +229,39 @@ impl Baseline {
     }
 
     /// One batch holding `prompts.len()` sequences: their prompts in chunks of n_batch, then
-    /// `gen` steps of one token each. Returns the wall time.
+    /// `gen` steps of one token each, greedy. Returns the wall time.
     fn batched(&mut self, prompts: &[Vec<i32>], gen: usize) -> f64 {
+        self.batched_with(prompts, gen, false)
+    }
+
+    /// `batched`, each sequence with the default sampling chain of minerva's streams
+    /// (`sampling_chain`, one after another as a plain llama.h program samples) when `sampled`.
+    fn batched_with(&mut self, prompts: &[Vec<i32>], gen: usize, sampled: bool) -> f64 {
         self.clear();
+        let chains: Vec<*mut sys::llama_sampler> = (0..prompts.len())
+            .map(|s| {
+                if sampled {
+                    sampling_chain(s as u32)
+                } else {
+                    self.smpl
+                }
+            })
+            .collect();
+        let t = self.batched_chains(prompts, gen, &chains);
+        if sampled {
+            for c in chains {
+                unsafe { sys::llama_sampler_free(c) };
+            }
+        }
+        t
+    }
+
+    fn batched_chains(
+        &mut self,
+        prompts: &[Vec<i32>],
+        gen: usize,
+        chains: &[*mut sys::llama_sampler],
+    ) -> f64 {
         let t0 = Instant::now();
         let n = prompts.len();
         let mut toks = vec![0i32; n];
@@ -243,7 +277,7 @@ impl Baseline {
                 if self.batch.n_tokens as usize == self.n_batch {
                     self.decode();
                     for (s, r) in pending.drain(..) {
-                        toks[s] = self.sample(r);
+                        toks[s] = self.sample_with(chains[s], r);
                     }
                 }
             }
@@ -251,7 +285,7 @@ impl Baseline {
         if self.batch.n_tokens > 0 {
             self.decode();
             for (s, r) in pending.drain(..) {
-                toks[s] = self.sample(r);
+                toks[s] = self.sample_with(chains[s], r);
             }
         }
         let mut pos: Vec<usize> = prompts.iter().map(|p| p.len()).collect();
@@ -263,10 +297,26 @@ impl Baseline {
             }
             self.decode();
             for s in 0..n {
-                toks[s] = self.sample(rows[s]);
+                toks[s] = self.sample_with(chains[s], rows[s]);
             }
         }
         t0.elapsed().as_secs_f64()
+    }
+}
+
+/// The chain of a stream with minerva's default sampling (temperature 0.8, top-k 40, top-p
+/// 0.95, min-p 0.05), as minerva builds it.
+fn sampling_chain(seed: u32) -> *mut sys::llama_sampler {
+    unsafe {
+        let mut p = sys::llama_sampler_chain_default_params();
+        p.no_perf = true;
+        let c = sys::llama_sampler_chain_init(p);
+        sys::llama_sampler_chain_add(c, sys::llama_sampler_init_top_k(40));
+        sys::llama_sampler_chain_add(c, sys::llama_sampler_init_top_p(0.95, 1));
+        sys::llama_sampler_chain_add(c, sys::llama_sampler_init_min_p(0.05, 1));
+        sys::llama_sampler_chain_add(c, sys::llama_sampler_init_temp(0.8));
+        sys::llama_sampler_chain_add(c, sys::llama_sampler_init_dist(seed));
+        c
     }
 }
 
@@ -369,9 +419,24 @@ impl Minerva {
         st
     }
 
-    /// Streams started together; returns the wall time until the last one ends.
+    /// Streams started together, greedy; returns the wall time until the last one ends.
     fn batched(&self, texts: &[String], gen: u32) -> f64 {
-        let g = Self::params(gen);
+        self.batched_with(texts, gen, false)
+    }
+
+    /// `batched`, with the default sampling settings (temperature 0.8, top-k 40, top-p 0.95,
+    /// min-p 0.05, a fixed seed per stream) when `sampled`.
+    fn batched_with(&self, texts: &[String], gen: u32, sampled: bool) -> f64 {
+        let mut g = Self::params(gen);
+        if sampled {
+            let mut d: minerva_generate_params = unsafe { std::mem::zeroed() };
+            unsafe { minerva_generate_params_init(&mut d, std::mem::size_of_val(&d) as u32) };
+            g.temperature = d.temperature;
+            g.top_k = d.top_k;
+            g.top_p = d.top_p;
+            g.min_p = d.min_p;
+            g.seed = 7;
+        }
         let prompts: Vec<CString> = texts
             .iter()
             .map(|t| CString::new(t.as_str()).unwrap())
@@ -1352,6 +1417,37 @@ fn main() {
                 ));
             }
         }
+    }
+
+    if args.runs("batched") {
+        // Eight streams with the default sampling settings: a chain each (top-k sorts 262,144
+        // candidates), where minerva picks side by side and the baseline one after another.
+        let n = 8;
+        let (m, _) = Minerva::new(&args.model, args.threads, 256, n as u32);
+        let (mut b, _) = Baseline::new(&args.model, args.threads, 256 * n as u32, n as u32, 512);
+        let prompts_b: Vec<Vec<i32>> = p128[..n].iter().map(|t| b.tokenize(t)).collect();
+        let (mut am, mut ab) = (vec![], vec![]);
+        for rep in 0..args.reps {
+            if rep % 2 == 0 {
+                am.push((n * 128) as f64 / m.batched_with(&p128[..n], 128, true));
+                ab.push((n * 128) as f64 / b.batched_with(&prompts_b, 128, true));
+            } else {
+                ab.push((n * 128) as f64 / b.batched_with(&prompts_b, 128, true));
+                am.push((n * 128) as f64 / m.batched_with(&p128[..n], 128, true));
+            }
+        }
+        rows.push(row(
+            "8 streams sampled (temp 0.8, top-k 40)",
+            &am,
+            &ab,
+            "t/s",
+            true,
+            Some(0.95),
+        ));
+        profiles.push((
+            "8 streams sampled, temperature 0.8 and top-k 40".into(),
+            profile_of(m),
+        ));
     }
 
     print_rows(&rows);

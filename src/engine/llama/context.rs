@@ -24,6 +24,7 @@ pub struct ContextParams {
 pub struct Context {
     raw: NonNull<sys::llama_context>,
     n_vocab: usize,
+    threads: u32,
     // Keeps the model alive as long as the context (dropped after `raw` is freed).
     _model: std::sync::Arc<Model>,
 }
@@ -84,8 +85,14 @@ impl Context {
         Ok(Context {
             raw,
             n_vocab: model.n_vocab(),
+            threads: p.threads,
             _model: model,
         })
+    }
+
+    /// The threads that decode.
+    pub fn threads(&self) -> u32 {
+        self.threads
     }
 
     /// Decodes a batch. Returns llama_decode's code (0 is success), or the exception it threw.
@@ -110,6 +117,35 @@ impl Context {
         // SAFETY: llama.cpp returned n_vocab floats for an output row of the last decode; they
         // stay valid until the next decode, which needs &mut self.
         unsafe { std::slice::from_raw_parts(p, self.n_vocab) }
+    }
+
+    /// The logits of several output rows of the last decode at once (each empty if llama.cpp
+    /// has none), to be read side by side.
+    pub fn logits_rows(&mut self, rows: &[i32]) -> Vec<&[f32]> {
+        let ptrs: Vec<*mut f32> = rows
+            .iter()
+            .map(|&i| {
+                let mut p = std::ptr::null_mut();
+                // SAFETY: valid context; llama.cpp checks the row.
+                let rc = unsafe { shim::mshim_get_logits_ith(self.raw.as_ptr(), i, &mut p) };
+                if check(rc, "logits").is_err() {
+                    std::ptr::null_mut()
+                } else {
+                    p
+                }
+            })
+            .collect();
+        ptrs.into_iter()
+            .map(|p| {
+                if p.is_null() {
+                    &[][..]
+                } else {
+                    // SAFETY: as in `logits`: n_vocab floats each, valid until the next decode,
+                    // which needs &mut self; nothing writes them before then.
+                    unsafe { std::slice::from_raw_parts(p, self.n_vocab) }
+                }
+            })
+            .collect()
     }
 
     /// The vector of output row `row` of the last decode (an embedding context), `n` floats.

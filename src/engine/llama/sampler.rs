@@ -75,6 +75,22 @@ impl SamplingParams {
         }
     }
 
+    /// The k of a chain that begins with its top-k (sampling, no logit bias or penalties before
+    /// it, k below the vocabulary and at most [`PREFILTER_MAX`]); 0 otherwise.
+    fn prefilter(&self, n_vocab: usize) -> usize {
+        let k = self.top_k.max(0) as usize;
+        let first = self.temperature > 0.0
+            && self.logit_bias.is_empty()
+            && self.repeat_penalty == 1.0
+            && self.presence_penalty == 0.0
+            && self.frequency_penalty == 0.0;
+        if first && k > 0 && k <= PREFILTER_MAX && k < n_vocab {
+            k
+        } else {
+            0
+        }
+    }
+
     /// Greedy without penalties: an argmax over the logits does the same as the sampler chain,
     /// without sorting 262,144 candidates.
     pub fn is_plain_greedy(&self) -> bool {
@@ -131,6 +147,12 @@ pub struct Sampler {
     grammar: Option<NonNull<sys::llama_sampler>>,
     /// The sampling temperature (the grammar's screening of candidates depends on it).
     temperature: f32,
+    /// When the chain begins with a top-k (no bias or penalties before it), its k: the chain
+    /// then picks among the k best tokens, found in one vector pass ([`top_k`]), instead of an
+    /// array of the whole vocabulary that it sorts. 0: the whole vocabulary.
+    prefilter: usize,
+    /// The k best tokens of the current pick (kept to reuse the allocation).
+    top: Vec<Token>,
 }
 
 // SAFETY: owned by one stream and used by one thread at a time (created by the caller that starts
@@ -192,6 +214,8 @@ impl Sampler {
             raw,
             grammar: NonNull::new(grammar),
             temperature: p.temperature,
+            prefilter: p.prefilter(n_vocab),
+            top: Vec::new(),
         })
     }
 
@@ -200,7 +224,11 @@ impl Sampler {
     /// is [`Sampled::Deferred`], for [`Sampler::sample_full`].
     pub fn sample(&mut self, logits: &[f32]) -> Result<Sampled> {
         let (mut t, mut deferred) = (0, false);
-        // SAFETY: valid sampler chain and grammar; logits holds logits.len() floats.
+        if self.prefilter > 0 {
+            top_k(logits, self.prefilter, &mut self.top);
+        }
+        // SAFETY: valid sampler chain and grammar; logits holds logits.len() floats, and `top`
+        // holds top.len() of their indices.
         check(
             unsafe {
                 shim::mshim_sampler_sample(
@@ -208,6 +236,12 @@ impl Sampler {
                     self.grammar.map_or(std::ptr::null_mut(), NonNull::as_ptr),
                     logits.as_ptr(),
                     logits.len().min(i32::MAX as usize) as i32,
+                    self.top.as_ptr(),
+                    if self.prefilter > 0 {
+                        self.top.len() as i32
+                    } else {
+                        0
+                    },
                     self.temperature,
                     &mut t,
                     &mut deferred,
@@ -275,6 +309,91 @@ impl Drop for Sampler {
             }
         }
     }
+}
+
+/// The largest top-k that samples among the k best tokens found by [`top_k`] (past it, llama.cpp's
+/// bucket sort of the whole vocabulary is as quick).
+pub const PREFILTER_MAX: usize = 256;
+
+/// The indices of the `k` largest logits into `out`, largest first (the lower index first among
+/// equal ones; NaN never). One pass: blocks of 64 that hold nothing above the k-th best so far are
+/// passed over with a vector compare (nearly all of them, after the first few thousand logits).
+pub fn top_k(logits: &[f32], k: usize, out: &mut Vec<Token>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked just above.
+            return unsafe { top_k_avx512(logits, k, out) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { top_k_avx2(logits, k, out) };
+        }
+    }
+    top_k_blocks(logits, k, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn top_k_avx512(logits: &[f32], k: usize, out: &mut Vec<Token>) {
+    top_k_blocks(logits, k, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn top_k_avx2(logits: &[f32], k: usize, out: &mut Vec<Token>) {
+    top_k_blocks(logits, k, out)
+}
+
+#[inline(always)]
+fn top_k_blocks(logits: &[f32], k: usize, out: &mut Vec<Token>) {
+    const L: usize = 64;
+    out.clear();
+    if k == 0 {
+        return;
+    }
+    // Best first: higher value, then lower index (a total order: NaN never enters).
+    let order = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+    // Candidates that beat the floor; cut back to the best k (linear time) whenever they reach
+    // `cap`, which raises the floor. Logits that rise through the vocabulary cost a few cuts, not
+    // an insertion each.
+    let cap = (4 * k).max(1024);
+    let mut cand: Vec<(f32, u32)> = Vec::with_capacity(cap + L);
+    let mut floor = f32::NEG_INFINITY;
+    let mut full = false;
+    let take = |cand: &mut Vec<(f32, u32)>, floor: f32, full: bool, v: f32, i: usize| {
+        // Once k are held, one equal to the floor comes after them (a higher index).
+        if v > floor || (!full && !v.is_nan()) {
+            cand.push((v, i as u32));
+        }
+    };
+    let chunks = logits.chunks_exact(L);
+    let rest = chunks.remainder();
+    for (c, chunk) in chunks.enumerate() {
+        // A vector compare of the block against the floor, one reduction for all its lanes.
+        let mut hit = !full;
+        for &v in chunk {
+            hit |= v > floor;
+        }
+        if hit {
+            for (l, &v) in chunk.iter().enumerate() {
+                take(&mut cand, floor, full, v, c * L + l);
+            }
+            if cand.len() >= cap {
+                cand.select_nth_unstable_by(k - 1, order);
+                cand.truncate(k);
+                floor = cand.iter().map(|c| c.0).fold(f32::INFINITY, f32::min);
+                full = true;
+            }
+        }
+    }
+    let base = logits.len() - rest.len();
+    for (j, &v) in rest.iter().enumerate() {
+        take(&mut cand, floor, full, v, base + j);
+    }
+    cand.sort_unstable_by(order);
+    cand.truncate(k);
+    out.extend(cand.iter().map(|&(_, i)| i as Token));
 }
 
 /// Index of the largest logit (the first one on ties, as llama.cpp's greedy sampler does).
@@ -359,6 +478,113 @@ mod tests {
             }
         }
         best as Token
+    }
+
+    #[test]
+    fn top_k_is_a_sort_by_value_then_index() {
+        let mut x: u64 = 777;
+        let mut next = || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) as u32
+        };
+        let mut out = Vec::new();
+        for len in [0usize, 1, 5, 16, 17, 40, 100, 1000, 262_144] {
+            for k in [1usize, 3, 40, 256] {
+                for round in 0..4 {
+                    // Coarse values (ties everywhere), rising values (every block beats the
+                    // floor), NaN and infinities.
+                    let mut v: Vec<f32> = (0..len)
+                        .map(|i| match round {
+                            1 => i as f32,
+                            _ => (next() % 64) as f32 - 32.0,
+                        })
+                        .collect();
+                    if round == 2 && len > 3 {
+                        v[len / 2] = f32::NAN;
+                        v[len / 3] = f32::INFINITY;
+                        v[len - 1] = f32::NEG_INFINITY;
+                    }
+                    let mut want: Vec<usize> = (0..len).filter(|&i| !v[i].is_nan()).collect();
+                    want.sort_by(|&a, &b| v[b].partial_cmp(&v[a]).unwrap().then(a.cmp(&b)));
+                    want.truncate(k);
+                    top_k(&v, k, &mut out);
+                    let got: Vec<usize> = out.iter().map(|&t| t as usize).collect();
+                    assert_eq!(got, want, "len {len}, k {k}, round {round}");
+                }
+            }
+        }
+    }
+
+    /// A chain like a stream's with default settings (top-k first), seeded.
+    fn chain(seed: u32) -> *mut sys::llama_sampler {
+        // SAFETY: llama.cpp's constructors; the chain owns what is added to it.
+        unsafe {
+            let c = sys::llama_sampler_chain_init(sys::llama_sampler_chain_default_params());
+            sys::llama_sampler_chain_add(c, sys::llama_sampler_init_top_k(40));
+            sys::llama_sampler_chain_add(c, sys::llama_sampler_init_top_p(0.95, 1));
+            sys::llama_sampler_chain_add(c, sys::llama_sampler_init_min_p(0.05, 1));
+            sys::llama_sampler_chain_add(c, sys::llama_sampler_init_temp(0.8));
+            sys::llama_sampler_chain_add(c, sys::llama_sampler_init_dist(seed));
+            c
+        }
+    }
+
+    #[test]
+    fn a_chain_picks_the_same_among_the_top_k_as_over_the_whole_vocabulary() {
+        let (whole, top) = (chain(42), chain(42));
+        let mut x: u64 = 99;
+        let mut ids = Vec::new();
+        for step in 0..300 {
+            // Distinct values (no ties: the order of equal logits is llama.cpp's to choose),
+            // shuffled.
+            let mut logits: Vec<f32> = (0..50_000).map(|i| i as f32 * 4e-4 - 10.0).collect();
+            for i in (1..logits.len()).rev() {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                logits.swap(i, (x >> 33) as usize % (i + 1));
+            }
+            top_k(&logits, 40, &mut ids);
+            let (mut a, mut b, mut d) = (0, 0, false);
+            // SAFETY: valid chains; logits and ids live across the calls.
+            unsafe {
+                let n = logits.len() as i32;
+                let p = logits.as_ptr();
+                let nul = std::ptr::null_mut();
+                let rc = shim::mshim_sampler_sample(
+                    whole,
+                    nul,
+                    p,
+                    n,
+                    ids.as_ptr(),
+                    0,
+                    0.8,
+                    &mut a,
+                    &mut d,
+                );
+                assert_eq!(rc, 0);
+                let rc = shim::mshim_sampler_sample(
+                    top,
+                    nul,
+                    p,
+                    n,
+                    ids.as_ptr(),
+                    40,
+                    0.8,
+                    &mut b,
+                    &mut d,
+                );
+                assert_eq!(rc, 0);
+            }
+            assert_eq!(a, b, "step {step}");
+        }
+        // SAFETY: each chain freed once.
+        unsafe {
+            sys::llama_sampler_free(whole);
+            sys::llama_sampler_free(top);
+        }
     }
 
     #[test]

@@ -483,6 +483,21 @@ void accept_token(llama_sampler *chain, llama_sampler *grammar, llama_token id) 
     if (grammar) llama_sampler_accept(grammar, id);
     llama_sampler_accept(chain, id);
 }
+
+// The chain's pick among `top` alone, the n_top best tokens by logit, best first (sorted): the
+// same pick as over the whole vocabulary when the chain begins with a top-k of at most n_top,
+// without building and sorting an array of every token.
+llama_token pick_top(llama_sampler *chain, const float *logits, const llama_token *top, int32_t n_top) {
+    thread_local std::vector<llama_token_data> cur;
+    cur.resize(n_top);
+    for (int32_t i = 0; i < n_top; i++) cur[i] = llama_token_data{top[i], logits[top[i]], 0.0f};
+    llama_token_data_array arr{cur.data(), cur.size(), -1, true};
+    llama_sampler_apply(chain, &arr);
+    if (arr.selected < 0 || (size_t)arr.selected >= arr.size)
+        throw std::runtime_error("the sampler selected no token");
+    return arr.data[arr.selected].id;
+}
+
 } // namespace
 
 extern "C" {
@@ -490,12 +505,15 @@ extern "C" {
 // Samples from `logits` (n_vocab of them) and accepts the token: the chain picks, and the grammar
 // (if any) checks that one pick, then the best candidates (see screened()). When neither settles
 // it, *deferred is set and nothing is accepted: mshim_sampler_sample_full must filter every
-// candidate, which can take long and is left to the caller to run where it stalls nobody.
+// candidate, which can take long and is left to the caller to run where it stalls nobody. With
+// n_top > 0 the chain picks among `top` (see pick_top()).
 int mshim_sampler_sample(llama_sampler *chain, llama_sampler *grammar, const float *logits,
-                         int32_t n_vocab, float temperature, llama_token *out, bool *deferred) noexcept {
+                         int32_t n_vocab, const llama_token *top, int32_t n_top, float temperature,
+                         llama_token *out, bool *deferred) noexcept {
     *deferred = false;
     return guarded([&] {
-        llama_token id = pick(chain, nullptr, logits, n_vocab, nullptr, nullptr);
+        llama_token id = n_top > 0 ? pick_top(chain, logits, top, n_top)
+                                   : pick(chain, nullptr, logits, n_vocab, nullptr, nullptr);
         if (grammar) {
             llama_token_data one{id, 1.0f, 0.0f};
             llama_token_data_array single{&one, 1, -1, false};

@@ -129,6 +129,8 @@ extern "C" {
         grammar: *mut sys::llama_sampler,
         logits: *const f32,
         n_vocab: i32,
+        top: *const sys::llama_token,
+        n_top: i32,
         temperature: f32,
         out: *mut sys::llama_token,
         deferred: *mut bool,

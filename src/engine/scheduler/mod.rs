@@ -20,6 +20,7 @@
 
 mod constrain;
 mod intake;
+mod pick;
 mod plan;
 mod profile;
 mod request;
@@ -29,9 +30,10 @@ pub(crate) use request::{Mailbox, Request};
 
 use super::embed::Embedder;
 use super::error::{Error, Status};
-use super::llama::{argmax, Batch, Context, Model, Sampled, Token};
+use super::llama::{Batch, Context, Model, Token};
 use super::stream::FinishReason;
 use constrain::{Constrainer, Job};
+use pick::Pick;
 use plan::{plan_batch, Pace, Work};
 use profile::Profile;
 use slot::Active;
@@ -67,6 +69,8 @@ pub(crate) struct Scheduler {
     embedder: Embedder,
     /// Where the steps' time went.
     profile: Profile,
+    /// Threads that pick tokens side by side after a decode (the decoding threads').
+    sample_threads: usize,
 }
 
 impl Scheduler {
@@ -80,6 +84,7 @@ impl Scheduler {
         embedder: Embedder,
     ) -> Scheduler {
         let batch_tokens = batch.capacity();
+        let sample_threads = ctx.threads() as usize;
         Scheduler {
             constrainer: Constrainer::new(mailbox.clone()),
             ctx,
@@ -95,6 +100,7 @@ impl Scheduler {
             pace: Pace::default(),
             embedder,
             profile: Profile::default(),
+            sample_threads: sample_threads.max(1),
         }
     }
 
@@ -311,7 +317,8 @@ impl Scheduler {
     /// Samples and hands out the tokens of the decode just done. Returns the time spent picking
     /// tokens, the time spent accepting them (text, callbacks), and how many were picked.
     fn after_decode(&mut self) -> (Duration, Duration, usize) {
-        let (mut sample, mut deliver, mut picked) = (Duration::ZERO, Duration::ZERO, 0);
+        // The streams that sample, in slot order, and their output rows.
+        let mut rows: Vec<(usize, i32)> = Vec::new();
         for slot in 0..self.slots.len() {
             let Some(a) = self.slots[slot].as_mut().filter(|a| !a.deferred) else {
                 continue;
@@ -324,55 +331,68 @@ impl Scheduler {
             }
             a.n_past += a.in_batch;
             a.in_batch = 0;
-            let Some(row) = a.out_row.take() else {
-                continue;
-            };
-            let t0 = Instant::now();
-            let token = match a.sampler.as_mut() {
-                Some(s) => match s.sample(self.ctx.logits(row)) {
-                    Ok(Sampled::Token(t)) => Ok(t),
-                    Ok(Sampled::Deferred) => {
-                        // The grammar must filter every candidate: on the constraint thread,
-                        // with a copy of the logits (the next decode overwrites them).
-                        let job = Job {
-                            slot,
-                            shared: a.req.shared.clone(),
-                            sampler: a.sampler.take().expect("sampler"),
-                            logits: self.ctx.logits(row).to_vec(),
-                        };
-                        a.next = None;
-                        a.deferred = true;
-                        self.constrainer.submit(job);
-                        sample += t0.elapsed();
-                        continue;
-                    }
-                    Err(e) => Err(e),
-                },
-                None => {
-                    let logits = self.ctx.logits(row);
-                    if logits.is_empty() {
-                        Err(Error::new(Status::Backend, "llama.cpp returned no logits"))
-                    } else {
-                        Ok(argmax(logits))
-                    }
-                }
-            };
+            if let Some(row) = a.out_row.take() {
+                rows.push((slot, row));
+            }
+        }
+        if rows.is_empty() {
+            return (Duration::ZERO, Duration::ZERO, 0);
+        }
+        let t0 = Instant::now();
+        let picks = self.pick(&rows);
+        let sample = t0.elapsed();
+        let (mut deliver, mut picked) = (Duration::ZERO, 0);
+        for ((slot, row), pick) in rows.into_iter().zip(picks) {
             let t1 = Instant::now();
-            sample += t1 - t0;
-            let token = match token {
-                Ok(t) => t,
-                Err(e) => {
-                    self.end(slot, e.status, FinishReason::Error, Some(e));
-                    continue;
+            let a = self.slots[slot].as_mut().expect("a stream that sampled");
+            match pick {
+                Pick::Token(token) => {
+                    picked += 1;
+                    if let Some((status, reason, err)) =
+                        a.accept(token, &self.model, self.context_tokens)
+                    {
+                        self.end(slot, status, reason, err);
+                    }
                 }
-            };
-            picked += 1;
-            if let Some((status, reason, err)) = a.accept(token, &self.model, self.context_tokens) {
-                self.end(slot, status, reason, err);
+                Pick::Deferred => {
+                    // The grammar must filter every candidate: on the constraint thread, with a
+                    // copy of the logits (the next decode overwrites them).
+                    let job = Job {
+                        slot,
+                        shared: a.req.shared.clone(),
+                        sampler: a.sampler.take().expect("sampler"),
+                        logits: self.ctx.logits(row).to_vec(),
+                    };
+                    a.next = None;
+                    a.deferred = true;
+                    self.constrainer.submit(job);
+                }
+                Pick::Failed(e) => self.end(slot, e.status, FinishReason::Error, Some(e)),
             }
             deliver += t1.elapsed();
         }
         (sample, deliver, picked)
+    }
+
+    /// The picks of the streams sampling from `rows` (slot order), side by side where it pays.
+    fn pick(&mut self, rows: &[(usize, i32)]) -> Vec<Pick> {
+        let Scheduler { ctx, slots, .. } = self;
+        let row_ids: Vec<i32> = rows.iter().map(|&(_, r)| r).collect();
+        let logits = ctx.logits_rows(&row_ids);
+        let mut wanted = rows.iter().map(|&(slot, _)| slot).peekable();
+        let mut jobs = Vec::with_capacity(rows.len());
+        for (slot, a) in slots.iter_mut().enumerate() {
+            if wanted.peek() != Some(&slot) {
+                continue;
+            }
+            wanted.next();
+            let a = a.as_mut().expect("a stream that sampled");
+            jobs.push(pick::Job {
+                sampler: a.sampler.as_mut(),
+                logits: logits[jobs.len()],
+            });
+        }
+        pick::pick_all(jobs, self.sample_threads)
     }
 
     /// Ends the stream in `slot` (see [`Active::finish`]); after an error its KV cells go too.

@@ -1,0 +1,85 @@
+//! Picking the tokens of a decode: every stream that sampled gets its token from its own sampler
+//! chain, or an argmax for plain greedy. A chain with logit bias, penalties or a grammar works on
+//! the whole vocabulary (262,144 candidates built and sorted: up to a millisecond), so several
+//! streams' picks run side by side on as many threads as decode (idle between decodes) instead
+//! of one after another.
+
+use crate::engine::error::{Error, Result, Status};
+use crate::engine::llama::{argmax, Sampled, Sampler, Token};
+use std::sync::Mutex;
+
+/// What one stream's pick came to.
+pub(super) enum Pick {
+    Token(Token),
+    /// The grammar must filter the whole vocabulary (the constraint thread's job).
+    Deferred,
+    Failed(Error),
+}
+
+/// One stream's pick to make: its chain (None: argmax) and its row of logits.
+pub(super) struct Job<'a> {
+    pub sampler: Option<&'a mut Sampler>,
+    pub logits: &'a [f32],
+}
+
+impl Job<'_> {
+    fn run(self) -> Pick {
+        if self.logits.is_empty() {
+            return Pick::Failed(Error::new(Status::Backend, "llama.cpp returned no logits"));
+        }
+        let picked: Result<Sampled> = match self.sampler {
+            Some(s) => s.sample(self.logits),
+            None => Ok(Sampled::Token(argmax(self.logits))),
+        };
+        match picked {
+            Ok(Sampled::Token(t)) => Pick::Token(t),
+            Ok(Sampled::Deferred) => Pick::Deferred,
+            Err(e) => Pick::Failed(e),
+        }
+    }
+}
+
+/// Makes every pick, in the order of `jobs`, on up to `threads` threads (this one included).
+/// Side by side only when it pays for starting the helpers (tens of microseconds each, and the
+/// decoding threads still spin on the CPUs for a while after a decode): two chains or more, or
+/// eight argmaxes or more (about 20 µs each).
+pub(super) fn pick_all(jobs: Vec<Job<'_>>, threads: usize) -> Vec<Pick> {
+    let chains = jobs.iter().filter(|j| j.sampler.is_some()).count();
+    let helpers = if chains >= 2 || jobs.len() >= 8 {
+        threads.min(jobs.len()).saturating_sub(1)
+    } else {
+        0
+    };
+    if helpers == 0 {
+        return jobs.into_iter().map(Job::run).collect();
+    }
+    let n = jobs.len();
+    let queue = Mutex::new(jobs.into_iter().enumerate());
+    let results = Mutex::new((0..n).map(|_| None).collect::<Vec<Option<Pick>>>());
+    let work = || loop {
+        // Each job taken under the lock, run outside it.
+        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+        let Some((i, job)) = next else { break };
+        let pick = job.run();
+        results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(pick);
+    };
+    std::thread::scope(|s| {
+        for _ in 0..helpers {
+            s.spawn(work);
+        }
+        work();
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .map(|p| {
+            p.unwrap_or_else(|| {
+                Pick::Failed(Error::new(
+                    Status::Internal,
+                    "internal error: a pick was lost",
+                ))
+            })
+        })
+        .collect()
+}
