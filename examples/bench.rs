@@ -2,7 +2,7 @@
 //! against llama.h (the same llama.cpp build, the same threads and batch sizes), interleaved run by
 //! run so that machine noise cancels out; best of N for each.
 //!
-//!   scripts/bench.sh [--model PATH] [--threads N] [--reps N]
+//!   scripts/bench.sh [--model PATH] [--threads N] [--reps N] [--llama-tools DIR]
 //!
 //! Prints: load time; prompt processing for a 512-token prompt; generation for 128 tokens (greedy,
 //! ignore_eos); time to first token for 16- and 512-token prompts; aggregate generation with 1, 2,
@@ -25,6 +25,8 @@ struct Args {
     reps: usize,
     /// Sections to run (all when empty): load, single, batched, callback, memory, chat.
     only: Vec<String>,
+    /// A folder with llama.cpp's llama-bench and llama-batched-bench, run side by side.
+    llama_tools: Option<String>,
 }
 
 /// Layers on the GPU for minerva and the baseline alike: $MINERVA_BENCH_GPU_LAYERS (default 0, the
@@ -50,6 +52,7 @@ fn parse_args() -> Args {
     let mut threads = 0u32;
     let mut reps = 3usize;
     let mut only = Vec::new();
+    let mut llama_tools = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -57,6 +60,7 @@ fn parse_args() -> Args {
             "--threads" => threads = it.next().and_then(|v| v.parse().ok()).unwrap_or(0),
             "--reps" => reps = it.next().and_then(|v| v.parse().ok()).unwrap_or(3),
             "--only" => only.extend(it.next().unwrap_or_default().split(',').map(String::from)),
+            "--llama-tools" => llama_tools = it.next(),
             "--rss-child" => {
                 let (who, model, threads) = (it.next(), it.next(), it.next());
                 rss_child(&who.unwrap(), &model.unwrap(), &threads.unwrap());
@@ -64,7 +68,7 @@ fn parse_args() -> Args {
             }
             _ => {
                 eprintln!(
-                    "usage: bench [--model PATH] [--threads N] [--reps N] \
+                    "usage: bench [--model PATH] [--threads N] [--reps N] [--llama-tools DIR] \
                      [--only load,single,batched,callback,memory,chat,structured,tools,embed,rpc]"
                 );
                 std::process::exit(2);
@@ -82,6 +86,7 @@ fn parse_args() -> Args {
         threads,
         reps,
         only,
+        llama_tools,
     }
 }
 
@@ -1286,6 +1291,125 @@ fn callback_cost(base: &Baseline, tokens: &[i32]) -> (f64, f64) {
     (whole * 1e9, lookup * 1e9)
 }
 
+/// The numeric cells of a markdown table row of llama.cpp's tools ("| a | b |"), as text.
+fn table_cells(line: &str) -> Vec<&str> {
+    let t = line.trim();
+    if !t.starts_with('|') {
+        return Vec::new();
+    }
+    t.trim_matches('|').split('|').map(str::trim).collect()
+}
+
+/// Runs a tool, returning its standard output (None, said on stderr, when it fails).
+fn run_tool(dir: &str, tool: &str, args: &[String]) -> Option<String> {
+    let path = std::path::Path::new(dir).join(tool);
+    match std::process::Command::new(&path)
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .output()
+    {
+        Ok(o) if o.status.success() => Some(String::from_utf8_lossy(&o.stdout).into_owned()),
+        Ok(o) => {
+            eprintln!("{} failed ({})", path.display(), o.status);
+            None
+        }
+        Err(e) => {
+            eprintln!("cannot run {}: {e}", path.display());
+            None
+        }
+    }
+}
+
+/// llama.cpp's llama-bench (tg128) and llama-batched-bench (128-token prompts, 128 generated, 1
+/// and 8 sequences) on the same model, threads and GPU layers, run by run between minerva's own
+/// runs of the same work (best of each): minerva's generation against tg128 and against
+/// batched-bench's one-sequence S_TG, and eight streams' whole rate (prompts and generation)
+/// against its S for eight sequences.
+fn llama_tools_section(args: &Args, dir: &str, p16: &str, p128: &[String]) {
+    let ngl = if gpu_layers() < 0 { 99 } else { gpu_layers() }.to_string();
+    let threads = args.threads.to_string();
+    let common = |extra: &[&str]| -> Vec<String> {
+        ["-m", args.model.as_str(), "-t", &threads, "-ngl", &ngl]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let llama_bench = || {
+        let out = run_tool(
+            dir,
+            "llama-bench",
+            &common(&["-p", "0", "-n", "128", "-r", "1"]),
+        )?;
+        out.lines().find_map(|l| {
+            let c = table_cells(l);
+            let at = c.iter().position(|&x| x == "tg128")?;
+            c.get(at + 1)?
+                .split_whitespace()
+                .next()?
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    // (sequences, S_TG, S) of each row.
+    let batched_bench = || -> Vec<(usize, f64, f64)> {
+        let extra = [
+            "-c", "4096", "-b", "512", "-ub", "512", "-npp", "128", "-ntg", "128", "-npl", "1,8",
+        ];
+        let Some(out) = run_tool(dir, "llama-batched-bench", &common(&extra)) else {
+            return Vec::new();
+        };
+        out.lines()
+            .filter_map(|l| {
+                let c: Vec<f64> = table_cells(l)
+                    .iter()
+                    .map(|x| x.parse::<f64>())
+                    .collect::<Result<_, _>>()
+                    .ok()?;
+                (c.len() == 10).then(|| (c[2] as usize, c[7], c[9]))
+            })
+            .collect()
+    };
+    let (mut gen_m, mut gen_t, mut s1_t, mut all_m, mut all_t) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for _ in 0..args.reps {
+        // One engine at a time: an idle engine's decoding threads may still spin for a while.
+        let (one, _) = Minerva::new(&args.model, args.threads, 1024, 1);
+        one.generate(p16, 8, true); // warm-up
+        gen_m.push(one.generate(p16, 128, true).tokens_per_second);
+        drop(one);
+        gen_t.extend(llama_bench());
+        // Eight streams' tokens, prompts included, over the wall time.
+        let (eight, _) = Minerva::new(&args.model, args.threads, 256, 8);
+        eight.batched(&p128[..8], 8); // warm-up
+        all_m.push((8 * 256) as f64 / eight.batched(&p128[..8], 128));
+        drop(eight);
+        for (n, s_tg, s) in batched_bench() {
+            match n {
+                1 => s1_t.push(s_tg),
+                8 => all_t.push(s),
+                _ => {}
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for (name, m, t, target) in [
+        ("generation vs llama-bench tg128", &gen_m, &gen_t, 0.97),
+        ("1 stream vs batched-bench S_TG", &gen_m, &s1_t, 0.90),
+        ("8 streams vs batched-bench S", &all_m, &all_t, 0.90),
+    ] {
+        if !t.is_empty() {
+            rows.push(row(name, m, t, "t/s", true, Some(target)));
+        }
+    }
+    println!();
+    if rows.is_empty() {
+        println!("llama.cpp's tools in {dir} gave no figures");
+        return;
+    }
+    print_rows_as(&rows, "minerva", "llama.cpp");
+}
+
 fn main() {
     let args = parse_args();
     unsafe { minerva_set_log_callback(Some(profile_log), std::ptr::null_mut(), MINERVA_LOG_INFO) };
@@ -1477,6 +1601,9 @@ fn main() {
                 if *n == 8 { " (target >= 1.8)" } else { "" }
             );
         }
+    }
+    if let Some(dir) = &args.llama_tools {
+        llama_tools_section(&args, dir, &p16, &p128);
     }
     if let Some((whole, lookup)) = callback {
         println!(

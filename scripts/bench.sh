@@ -6,12 +6,17 @@
 #
 #   scripts/bench.sh [--threads N] [--reps N] [--seconds N]
 #                    [--only load,single,batched,callback,memory,chat,structured,tools,embed,rpc,frame]
-#                    [--tiny]
+#                    [--tiny] [--llama-tools DIR]
 #   MINERVA_MODEL=/path/model.gguf scripts/bench.sh
 #
 # --tiny runs on the tiny model of scripts/tiny-model.sh (the default model's vocabulary, 2 layers
 # of width 64: decode takes about a millisecond, as the real model's does on a GPU), which makes
 # minerva's host work per step plain in the engine thread's profile lines.
+#
+# --llama-tools DIR also runs llama.cpp's llama-bench and llama-batched-bench from DIR on the same
+# model, threads and layers, and prints minerva's figures against theirs (generation against
+# tg128, 1 and 8 streams against batched-bench). scripts/gpu-bundle.sh builds them into
+# target/gpu-bundle/minerva-gpu/tools/bin; minerva's CPU backends are linked in beside them.
 #
 # Extra cargo flags go in BENCH_CARGO_FLAGS (e.g. "--features portable"), extra rustc flags in
 # RUSTFLAGS, and a separate build directory in CARGO_TARGET_DIR.
@@ -34,6 +39,15 @@ while [ $# -gt 0 ]; do
     --seconds) frame_args+=("$1" "$2"); shift 2 ;;
     --only) only="$2"; bench_args+=("$1" "$2"); shift 2 ;;
     --tiny) shift ;;
+    --llama-tools)
+      tools=$(realpath "$2")
+      [ -x "$tools/llama-bench" ] && [ -x "$tools/llama-batched-bench" ] \
+        || { echo "bench.sh: no llama-bench and llama-batched-bench in $tools" >&2; exit 2; }
+      # ggml loads its backends from the program's folder: minerva's CPU variants.
+      for f in "${CARGO_TARGET_DIR:-target}"/release/minerva/libggml-cpu-*.so; do
+        ln -sf "$(realpath "$f")" "$tools/"
+      done
+      bench_args+=(--llama-tools "$tools"); shift 2 ;;
     *) bench_args+=("$1"); shift ;;
   esac
 done

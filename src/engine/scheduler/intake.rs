@@ -85,6 +85,7 @@ impl Scheduler {
 
     /// Gives free slots to the oldest queued streams, tokenizing each prompt here.
     pub(super) fn admit(&mut self) {
+        self.steps += 1;
         loop {
             if self.slots.iter().all(Option::is_some) {
                 return;
@@ -140,7 +141,7 @@ impl Scheduler {
             self.clock += 1;
             self.last_used[slot] = self.clock;
 
-            self.slots[slot] = Some(Active::new(req, seq, reuse));
+            self.slots[slot] = Some(Active::new(req, seq, reuse, self.steps));
         }
     }
 

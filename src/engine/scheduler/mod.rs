@@ -34,7 +34,7 @@ use super::llama::{Batch, Context, Model, Token};
 use super::stream::FinishReason;
 use constrain::{Constrainer, Job};
 use pick::Pick;
-use plan::{plan_batch, Pace, Work};
+use plan::{generating_before_prompts, plan_batch, Pace, Work};
 use profile::Profile;
 use slot::Active;
 use std::collections::VecDeque;
@@ -60,6 +60,8 @@ pub(crate) struct Scheduler {
     /// When each slot was last given a stream (for choosing which cache to overwrite).
     last_used: Vec<u64>,
     clock: u64,
+    /// Steps begun (admission runs once a step).
+    steps: u64,
     batch: Batch,
     batch_tokens: usize,
     context_tokens: usize,
@@ -94,6 +96,7 @@ impl Scheduler {
             kv: vec![Vec::new(); max_streams],
             last_used: vec![0; max_streams],
             clock: 0,
+            steps: 0,
             batch,
             batch_tokens,
             context_tokens,
@@ -245,7 +248,13 @@ impl Scheduler {
             .collect();
         order.sort_by_key(|&i| self.slots[i].as_ref().map(|a| a.req.shared.created));
         let generating = work.iter().filter(|w| **w == Work::Generate).count();
-        let prompt_budget = if generating > 0 {
+        let admitted: Vec<u64> = self
+            .slots
+            .iter()
+            .map(|a| a.as_ref().map_or(0, |a| a.admitted))
+            .collect();
+        let earlier_generating = generating_before_prompts(&work, &admitted);
+        let prompt_budget = if earlier_generating {
             self.pace.prompt_budget(generating, self.batch_tokens)
         } else {
             self.batch_tokens

@@ -48,6 +48,20 @@ pub(super) fn plan_batch(
     plan
 }
 
+/// Whether a stream generates that was admitted before every stream with prompt tokens pending
+/// (`admitted`: the step of each slot's admission). Only such streams are held to the prompt
+/// budget's time between tokens: streams started together (a burst) are not held back for each
+/// other, their prompts fill whole batches, and they all generate in the same steps as soon as
+/// possible.
+pub(super) fn generating_before_prompts(work: &[Work], admitted: &[u64]) -> bool {
+    let oldest_prompt = (0..work.len())
+        .filter(|&i| matches!(work[i], Work::Prompt(_)))
+        .map(|i| admitted[i])
+        .min();
+    oldest_prompt
+        .is_some_and(|p| (0..work.len()).any(|i| work[i] == Work::Generate && admitted[i] < p))
+}
+
 /// A step that also generates may take this many times as long as a step of generation alone:
 /// what bounds the time between a generating stream's tokens while prompts are computed.
 const STEP_FACTOR: f64 = 2.5;
@@ -178,6 +192,31 @@ pub(super) fn place(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_streams_older_than_the_prompts_hold_them_to_the_budget() {
+        use Work::*;
+        // A burst: four generate, four still have prompts, all admitted in step 1.
+        let burst = [
+            Generate,
+            Generate,
+            Generate,
+            Generate,
+            Prompt(128),
+            Prompt(128),
+        ];
+        assert!(!generating_before_prompts(&burst, &[1; 6]));
+        // A stream that was generating before the prompt came.
+        assert!(generating_before_prompts(&[Generate, Prompt(100)], &[3, 9]));
+        // No prompt pending, or nothing generating.
+        assert!(!generating_before_prompts(&[Generate, Idle], &[1, 0]));
+        assert!(!generating_before_prompts(&[Prompt(5), Idle], &[4, 0]));
+        // The oldest pending prompt decides: one older generating stream is enough.
+        assert!(generating_before_prompts(
+            &[Generate, Generate, Prompt(10), Prompt(10)],
+            &[5, 2, 5, 7]
+        ));
+    }
 
     /// Checks the promise of the prompt cache: reused cells hold exactly the prompt's tokens at the
     /// same positions, and at least one prompt token is left to compute.

@@ -23,6 +23,9 @@ pub(super) struct Active {
     pub cached: usize,
     /// Tokens put in the current batch.
     pub in_batch: usize,
+    /// The engine step in which the stream got its slot (streams admitted in one step started
+    /// together).
+    pub admitted: u64,
     /// Output row in the current batch, if this stream samples after the decode.
     pub out_row: Option<i32>,
     /// The last sampled token, to be decoded next.
@@ -77,7 +80,7 @@ impl Timing {
 
 impl Active {
     /// A stream placed in sequence `seq`, whose first `reuse` prompt tokens are in the cache.
-    pub fn new(mut req: Request, seq: i32, reuse: usize) -> Active {
+    pub fn new(mut req: Request, seq: i32, reuse: usize, admitted: u64) -> Active {
         let sampler = req.sampler.take();
         let mut stops = req.params.stop.clone();
         let user_stops = stops.len();
@@ -96,6 +99,7 @@ impl Active {
             n_past: reuse,
             cached: reuse,
             in_batch: 0,
+            admitted,
             out_row: None,
             next: None,
             sampler,
