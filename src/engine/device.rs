@@ -9,6 +9,20 @@ use super::params::EngineConfig;
 use super::rpc;
 use std::ffi::CStr;
 
+/// Whether tokens are picked inside llama.cpp's graph, on the device that computes the logits:
+/// on a GPU (greedy, and sampling chains without grammar, bias or penalties; the 262,144 logits
+/// of a row then neither cross to the host nor get sorted there), not on the CPU, where ggml's
+/// one-thread argmax made a step of the tiny model 1.8x slower than minerva's own vector argmax,
+/// nor on an RPC server (its ops are the remote CPU's). `MINERVA_BACKEND_SAMPLING=1` or `0`
+/// overrides (diagnostics and tests).
+pub(crate) fn samples_on_backend(output: DeviceKind) -> bool {
+    match std::env::var("MINERVA_BACKEND_SAMPLING").as_deref() {
+        Ok("1") => true,
+        Ok("0") => false,
+        _ => !matches!(output, DeviceKind::Cpu | DeviceKind::Rpc),
+    }
+}
+
 /// Where `gpu_layers = -1` puts a model: llama.cpp's `n_gpu_layers` (the output layer counts as
 /// one; -1: all) and whether the output layer stays on the CPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -214,6 +228,8 @@ pub(crate) struct Placed {
     pub gpu_free_bytes: Option<u64>,
     /// Each device used with its layers, e.g. "RPC0 (127.0.0.1:50052): 18 layers + output".
     pub devices: String,
+    /// The kind of device that computes the output layer (the logits).
+    pub output_kind: DeviceKind,
 }
 
 /// Loads the model on the GPU with the most free memory and the RPC servers' devices, with
@@ -369,7 +385,11 @@ pub(crate) fn load_model(
                             } else {
                                 (offload[most].kind, label(&offload[most]))
                             };
+                        let output_kind = offload
+                            .get(split.output)
+                            .map_or(DeviceKind::Cpu, |d| d.kind);
                         return Ok(Placed {
+                            output_kind,
                             gpu_layers: split.layers[..offload.len()].iter().sum(),
                             devices: split.describe(&labels),
                             device_kind,
@@ -408,6 +428,7 @@ pub(crate) fn load_model(
         gpu_layers: 0,
         gpu_free_bytes: None,
         devices: format!("CPU: {n} layers + output"),
+        output_kind: DeviceKind::Cpu,
     })
 }
 

@@ -167,6 +167,7 @@ impl Embedder {
                 n_seq_max: EMBED_SEQS as u32,
                 threads: self.threads,
                 embeddings: true,
+                backend_sampling: false,
             },
         )?;
         self.batch = Some(Batch::new(n as usize)?);

@@ -60,6 +60,9 @@ pub struct EngineInfo {
     pub cpu_variant: String,
     /// Each device that holds layers, with how many.
     pub devices: String,
+    /// Tokens are picked inside llama.cpp's graph, on the device that computes the logits
+    /// (`device::samples_on_backend`).
+    pub backend_sampling: bool,
 }
 
 /// One loaded model, its context and its engine thread.
@@ -149,8 +152,16 @@ impl Engine {
                 n_seq_max: config.max_streams,
                 threads,
                 embeddings: false,
+                backend_sampling: device::samples_on_backend(placed.output_kind),
             },
         )?;
+        info.backend_sampling = ctx.samples_on_backend();
+        if info.backend_sampling {
+            log::log_info!(
+                "tokens are picked on the device that computes the logits (greedy, and sampling \
+                 without grammar, bias or penalties); MINERVA_BACKEND_SAMPLING=0 turns it off"
+            );
+        }
         info.total_layers = model.n_layer();
         info.context_tokens = config.context_tokens;
         info.max_streams = config.max_streams;

@@ -79,7 +79,12 @@ pub struct minerva_generate_params {
     /// the stream is decoded alone and its prompt is computed afresh. Decoded in a batch with
     /// other streams, or starting from prompt cells cached by an earlier stream
     /// (`cache_prompt`), the arithmetic differs and the text may too: set `cache_prompt` false
-    /// for text that depends on the seed alone.
+    /// for text that depends on the seed alone. Where a GPU computes the logits, a stream
+    /// without grammar, logit bias or penalties is sampled there, in llama.cpp's graph
+    /// (`MINERVA_BACKEND_SAMPLING=0` in the environment keeps sampling on the CPU): its seed
+    /// gives the same text every run on that device, but not the same text as on the CPU or
+    /// another GPU. Greedy sampling picks the most likely token in either place (of exactly
+    /// equal ones, not always the same one).
     pub seed: u64,
     /// Stop strings (default NULL): non-empty UTF-8. Generation ends when one appears, and the
     /// matched text is never delivered. Copied during the call.

@@ -18,6 +18,27 @@ pub struct ContextParams {
     /// An embedding context: every token's vector is an output (pooling NONE), and a batch is
     /// computed in one micro-batch.
     pub embeddings: bool,
+    /// Sampling inside the graph, on the device of the output layer ([`Context::attach`]);
+    /// every sequence starts with a greedy chain. Not for an embedding context.
+    pub backend_sampling: bool,
+}
+
+/// A sampler chain attached to a sequence (owned here; llama.cpp holds its pointer).
+struct Attached {
+    chain: NonNull<sys::llama_sampler>,
+    greedy: bool,
+}
+
+/// A new greedy chain (None when llama.cpp could not make one).
+fn greedy_chain() -> Option<NonNull<sys::llama_sampler>> {
+    // SAFETY: llama.cpp's constructors; the chain owns the greedy sampler added to it.
+    unsafe {
+        let mut p = sys::llama_sampler_chain_default_params();
+        p.no_perf = true;
+        let chain = NonNull::new(sys::llama_sampler_chain_init(p))?;
+        sys::llama_sampler_chain_add(chain.as_ptr(), sys::llama_sampler_init_greedy());
+        Some(chain)
+    }
 }
 
 /// A llama.cpp context: the KV cache and the compute buffers. Used by the engine thread only.
@@ -25,6 +46,12 @@ pub struct Context {
     raw: NonNull<sys::llama_context>,
     n_vocab: usize,
     threads: u32,
+    /// With backend sampling, the chain attached to each sequence (None: sampled on the host
+    /// from llama.cpp's logits); empty without it. Freed after the context.
+    attached: Vec<Option<Attached>>,
+    /// A chain other than greedy picked nothing once: the device cannot run one of its samplers,
+    /// and such chains stay on the host from then on.
+    chains_refused: bool,
     // Keeps the model alive as long as the context (dropped after `raw` is freed).
     _model: std::sync::Arc<Model>,
 }
@@ -59,6 +86,35 @@ impl Context {
         // One pool of cells for all streams: a stream's cells are free for any other as soon as
         // it ends, and streams may share cells holding the same prompt prefix.
         cp.kv_unified = true;
+        // Backend sampling: a greedy chain on every sequence from the start, so that greedy
+        // streams never change the graph (each change of a chain makes llama.cpp reserve its
+        // compute graphs again). One output per sequence in a batch, never more.
+        let mut attached: Vec<Option<Attached>> = Vec::new();
+        let mut configs = Vec::new();
+        if p.backend_sampling && !p.embeddings {
+            for seq in 0..p.n_seq_max {
+                let chain = greedy_chain().ok_or_else(|| {
+                    Error::new(Status::OutOfMemory, "could not create a sampler chain")
+                })?;
+                configs.push(sys::llama_sampler_seq_config {
+                    seq_id: seq as i32,
+                    sampler: chain.as_ptr(),
+                });
+                attached.push(Some(Attached {
+                    chain,
+                    greedy: true,
+                }));
+            }
+            cp.samplers = configs.as_mut_ptr();
+            cp.n_samplers = configs.len();
+            cp.n_outputs_max_per_seq = 1;
+        }
+        let free_chains = |attached: &mut Vec<Option<Attached>>| {
+            for a in attached.drain(..).flatten() {
+                // SAFETY: made above, not attached to any live context.
+                unsafe { sys::llama_sampler_free(a.chain.as_ptr()) }
+            }
+        };
         super::take_last_llama_error();
         let mut raw = std::ptr::null_mut();
         // SAFETY: the model is valid and outlives the context (held in `_model`).
@@ -67,6 +123,7 @@ impl Context {
             "creating the context",
         );
         let Some(raw) = NonNull::new(raw) else {
+            free_chains(&mut attached);
             let why = match made {
                 Err(e) => e.message,
                 Ok(()) => super::take_last_llama_error(),
@@ -86,6 +143,8 @@ impl Context {
             raw,
             n_vocab: model.n_vocab(),
             threads: p.threads,
+            attached,
+            chains_refused: false,
             _model: model,
         })
     }
@@ -106,12 +165,107 @@ impl Context {
         Ok(rc)
     }
 
-    /// The logits of output row `i` of the last decode (empty if llama.cpp has none).
-    pub fn logits(&mut self, i: i32) -> &[f32] {
+    /// Whether sequences sample inside the graph (see [`Context::attach`]).
+    pub fn samples_on_backend(&self) -> bool {
+        !self.attached.is_empty()
+    }
+
+    /// Attaches `chain` (None: a greedy chain) to sequence `seq` for backend sampling, in
+    /// place of its current one; the context owns it from here. False when llama.cpp refused it
+    /// (or backend sampling is off): the sequence is then sampled on the host. A change costs a
+    /// new reservation of llama.cpp's compute graphs at the next decode; a greedy chain that is
+    /// already attached stays.
+    pub fn attach(&mut self, seq: i32, chain: Option<NonNull<sys::llama_sampler>>) -> bool {
+        let free = |c: NonNull<sys::llama_sampler>| {
+            // SAFETY: a chain owned here and no longer attached.
+            unsafe { sys::llama_sampler_free(c.as_ptr()) }
+        };
+        if self.chains_refused {
+            if let Some(c) = chain {
+                free(c);
+                self.attach(seq, None);
+                return false;
+            }
+        }
+        let Some(entry) = self.attached.get_mut(seq as usize) else {
+            chain.map(free);
+            return false;
+        };
+        if chain.is_none() && entry.as_ref().is_some_and(|a| a.greedy) {
+            return true;
+        }
+        let greedy = chain.is_none();
+        let Some(new) = chain.or_else(greedy_chain) else {
+            return false;
+        };
+        let mut ok = false;
+        // SAFETY: valid context and chain; the shim catches what llama.cpp throws.
+        let rc = unsafe { shim::mshim_set_sampler(self.raw.as_ptr(), seq, new.as_ptr(), &mut ok) };
+        if check(rc, "attaching a sampler").is_ok() && ok {
+            if let Some(old) = entry.replace(Attached { chain: new, greedy }) {
+                free(old.chain);
+            }
+            return true;
+        }
+        // Refused: llama.cpp dropped what the sequence had; the host samples it from now on.
+        free(new);
+        if let Some(old) = entry.take() {
+            free(old.chain);
+        }
+        false
+    }
+
+    /// The chain attached to `seq` picked nothing (see `chains_refused`): the sequence gets a
+    /// greedy chain back, whose logits the host samples from.
+    pub fn chain_failed(&mut self, seq: i32) {
+        if self
+            .attached
+            .get(seq as usize)
+            .is_some_and(|a| a.as_ref().is_some_and(|a| !a.greedy))
+        {
+            self.chains_refused = true;
+            self.attach(seq, None);
+        }
+    }
+
+    /// The token the sequence's backend chain picked for output row `i` (None: it picked none).
+    pub fn sampled_token(&mut self, i: i32) -> Option<super::Token> {
+        if self.attached.is_empty() {
+            return None;
+        }
+        // SAFETY: valid context; llama.cpp checks the row and catches its own errors.
+        let t = unsafe { sys::llama_get_sampled_token_ith(self.raw.as_ptr(), i) };
+        (t >= 0).then_some(t)
+    }
+
+    /// The whole-vocabulary logits of output row `i`, of sequence `seq` (null if llama.cpp has
+    /// none). With a chain attached, llama.cpp hands them over as the chain's logits: a greedy
+    /// chain's are the whole row (a chain that cut candidates on the device has none).
+    fn row_logits(&mut self, i: i32, seq: i32) -> *mut f32 {
+        if self.attached.get(seq as usize).is_some_and(Option::is_some) {
+            // SAFETY: valid context; llama.cpp checks the row and catches its own errors.
+            unsafe {
+                let n = sys::llama_get_sampled_logits_count_ith(self.raw.as_ptr(), i);
+                if n as usize != self.n_vocab {
+                    return std::ptr::null_mut();
+                }
+                return sys::llama_get_sampled_logits_ith(self.raw.as_ptr(), i);
+            }
+        }
         let mut p = std::ptr::null_mut();
         // SAFETY: valid context; llama.cpp checks the row.
         let rc = unsafe { shim::mshim_get_logits_ith(self.raw.as_ptr(), i, &mut p) };
-        if check(rc, "logits").is_err() || p.is_null() {
+        if check(rc, "logits").is_err() {
+            return std::ptr::null_mut();
+        }
+        p
+    }
+
+    /// The logits of output row `i` (sequence `seq`) of the last decode (empty if llama.cpp has
+    /// none).
+    pub fn logits(&mut self, i: i32, seq: i32) -> &[f32] {
+        let p = self.row_logits(i, seq);
+        if p.is_null() {
             return &[];
         }
         // SAFETY: llama.cpp returned n_vocab floats for an output row of the last decode; they
@@ -119,21 +273,12 @@ impl Context {
         unsafe { std::slice::from_raw_parts(p, self.n_vocab) }
     }
 
-    /// The logits of several output rows of the last decode at once (each empty if llama.cpp
-    /// has none), to be read side by side.
-    pub fn logits_rows(&mut self, rows: &[i32]) -> Vec<&[f32]> {
+    /// The logits of several output rows (row, sequence) of the last decode at once (each empty
+    /// if llama.cpp has none), to be read side by side.
+    pub fn logits_rows(&mut self, rows: &[(i32, i32)]) -> Vec<&[f32]> {
         let ptrs: Vec<*mut f32> = rows
             .iter()
-            .map(|&i| {
-                let mut p = std::ptr::null_mut();
-                // SAFETY: valid context; llama.cpp checks the row.
-                let rc = unsafe { shim::mshim_get_logits_ith(self.raw.as_ptr(), i, &mut p) };
-                if check(rc, "logits").is_err() {
-                    std::ptr::null_mut()
-                } else {
-                    p
-                }
-            })
+            .map(|&(i, seq)| self.row_logits(i, seq))
             .collect();
         ptrs.into_iter()
             .map(|p| {
@@ -198,5 +343,9 @@ impl Drop for Context {
     fn drop(&mut self) {
         // SAFETY: freed once; the model (in `_model`) is still alive here.
         unsafe { sys::llama_free(self.raw.as_ptr()) }
+        for a in self.attached.drain(..).flatten() {
+            // SAFETY: the context that used the chain is gone; each chain is freed once.
+            unsafe { sys::llama_sampler_free(a.chain.as_ptr()) }
+        }
     }
 }

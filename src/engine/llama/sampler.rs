@@ -79,27 +79,25 @@ impl SamplingParams {
     /// it, k below the vocabulary and at most [`PREFILTER_MAX`]); 0 otherwise.
     fn prefilter(&self, n_vocab: usize) -> usize {
         let k = self.top_k.max(0) as usize;
-        let first = self.temperature > 0.0
-            && self.logit_bias.is_empty()
-            && self.repeat_penalty == 1.0
-            && self.presence_penalty == 0.0
-            && self.frequency_penalty == 0.0;
-        if first && k > 0 && k <= PREFILTER_MAX && k < n_vocab {
+        if self.temperature > 0.0 && self.is_plain() && k > 0 && k <= PREFILTER_MAX && k < n_vocab {
             k
         } else {
             0
         }
     }
 
-    /// Greedy without penalties: an argmax over the logits does the same as the sampler chain,
-    /// without sorting 262,144 candidates.
-    pub fn is_plain_greedy(&self) -> bool {
-        self.temperature <= 0.0
+    /// No logit bias and no penalties: nothing changes the logits before the chain's samplers.
+    fn is_plain(&self) -> bool {
+        self.logit_bias.is_empty()
             && self.repeat_penalty == 1.0
             && self.presence_penalty == 0.0
             && self.frequency_penalty == 0.0
-            && self.logit_bias.is_empty()
-            && self.grammar.is_none()
+    }
+
+    /// Greedy without penalties: an argmax over the logits does the same as the sampler chain,
+    /// without sorting 262,144 candidates.
+    pub fn is_plain_greedy(&self) -> bool {
+        self.temperature <= 0.0 && self.is_plain() && self.grammar.is_none()
     }
 }
 
@@ -153,6 +151,9 @@ pub struct Sampler {
     prefilter: usize,
     /// The k best tokens of the current pick (kept to reuse the allocation).
     top: Vec<Token>,
+    /// Every sampler of the chain can run inside llama.cpp's graph (no grammar, bias or
+    /// penalties): see [`Sampler::backend_chain`].
+    backend_ok: bool,
 }
 
 // SAFETY: owned by one stream and used by one thread at a time (created by the caller that starts
@@ -216,6 +217,7 @@ impl Sampler {
             temperature: p.temperature,
             prefilter: p.prefilter(n_vocab),
             top: Vec::new(),
+            backend_ok: p.temperature > 0.0 && p.is_plain() && p.grammar.is_none(),
         })
     }
 
@@ -287,6 +289,17 @@ impl Sampler {
             "sampling",
         )?;
         Ok((t != -1).then_some(t))
+    }
+
+    /// A copy of the chain (its seed and random state included) to run inside llama.cpp's
+    /// graph, when all of it can (sampling with a top-k first and no grammar, logit bias or
+    /// penalties); None otherwise.
+    pub fn backend_chain(&self) -> Option<NonNull<sys::llama_sampler>> {
+        if !self.backend_ok {
+            return None;
+        }
+        // SAFETY: a valid chain; the copy is the caller's.
+        NonNull::new(unsafe { sys::llama_sampler_clone(self.raw.as_ptr()) })
     }
 
     /// Feeds a token the stream already has (its prompt) to the penalties.

@@ -296,6 +296,12 @@ int mshim_get_logits_ith(llama_context *ctx, int32_t i, float **out) noexcept {
     return guarded([&] { *out = llama_get_logits_ith(ctx, i); });
 }
 
+// Attaches a sampler chain to a sequence for backend sampling (*ok: llama.cpp took it).
+int mshim_set_sampler(llama_context *ctx, int32_t seq, llama_sampler *chain, bool *ok) noexcept {
+    *ok = false;
+    return guarded([&] { *ok = llama_set_sampler(ctx, seq, chain); });
+}
+
 int mshim_get_embeddings_ith(llama_context *ctx, int32_t i, float **out) noexcept {
     return guarded([&] { *out = llama_get_embeddings_ith(ctx, i); });
 }

@@ -97,6 +97,12 @@ extern "C" {
         out: *mut i32,
     ) -> c_int;
     pub fn mshim_get_logits_ith(ctx: *mut sys::llama_context, i: i32, out: *mut *mut f32) -> c_int;
+    pub fn mshim_set_sampler(
+        ctx: *mut sys::llama_context,
+        seq: i32,
+        chain: *mut sys::llama_sampler,
+        ok: *mut bool,
+    ) -> c_int;
     pub fn mshim_memory_seq_rm(
         ctx: *mut sys::llama_context,
         seq: sys::llama_seq_id,

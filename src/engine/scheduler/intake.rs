@@ -141,7 +141,23 @@ impl Scheduler {
             self.clock += 1;
             self.last_used[slot] = self.clock;
 
-            self.slots[slot] = Some(Active::new(req, seq, reuse, self.steps));
+            let mut active = Active::new(req, seq, reuse, self.steps);
+            if self.ctx.samples_on_backend() {
+                // Plain greedy: the greedy chain (attached from the start, or again). A chain that
+                // can run in the graph: a copy of it. Other streams sample on the host from the
+                // greedy chain's logits, which are the whole row.
+                active.on_backend = match &active.sampler {
+                    None => self.ctx.attach(seq, None),
+                    Some(s) => match s.backend_chain() {
+                        Some(chain) => self.ctx.attach(seq, Some(chain)),
+                        None => {
+                            self.ctx.attach(seq, None);
+                            false
+                        }
+                    },
+                };
+            }
+            self.slots[slot] = Some(active);
         }
     }
 

@@ -370,7 +370,7 @@ impl Scheduler {
                         slot,
                         shared: a.req.shared.clone(),
                         sampler: a.sampler.take().expect("sampler"),
-                        logits: self.ctx.logits(row).to_vec(),
+                        logits: self.ctx.logits(row, slot as i32).to_vec(),
                     };
                     a.next = None;
                     a.deferred = true;
@@ -383,13 +383,46 @@ impl Scheduler {
         (sample, deliver, picked)
     }
 
-    /// The picks of the streams sampling from `rows` (slot order), side by side where it pays.
+    /// The picks of the streams sampling from `rows` (slot order): read from the graph for the
+    /// streams sampled there, made on the host for the others, side by side where it pays.
     fn pick(&mut self, rows: &[(usize, i32)]) -> Vec<Pick> {
-        let Scheduler { ctx, slots, .. } = self;
-        let row_ids: Vec<i32> = rows.iter().map(|&(_, r)| r).collect();
-        let logits = ctx.logits_rows(&row_ids);
-        let mut wanted = rows.iter().map(|&(slot, _)| slot).peekable();
-        let mut jobs = Vec::with_capacity(rows.len());
+        let Scheduler {
+            ctx,
+            slots,
+            sample_threads,
+            ..
+        } = self;
+        // A stream whose chain picked nothing (a device that cannot run one of its samplers)
+        // is sampled on the host from now on.
+        let backend: Vec<Option<Token>> = rows
+            .iter()
+            .map(|&(slot, row)| {
+                let a = slots[slot].as_mut().expect("a stream that sampled");
+                if !a.on_backend {
+                    return None;
+                }
+                let t = ctx.sampled_token(row);
+                if t.is_none() {
+                    a.on_backend = false;
+                    ctx.chain_failed(a.seq);
+                }
+                t
+            })
+            .collect();
+        let host: Vec<(i32, i32)> = rows
+            .iter()
+            .zip(&backend)
+            .filter(|(_, b)| b.is_none())
+            .map(|(&(slot, row), _)| (row, slot as i32))
+            .collect();
+        let logits = ctx.logits_rows(&host);
+        let mut wanted = rows
+            .iter()
+            .zip(&backend)
+            .filter(|(_, b)| b.is_none())
+            .map(|(&(slot, _), _)| slot)
+            .peekable();
+        let mut jobs = Vec::with_capacity(host.len());
         for (slot, a) in slots.iter_mut().enumerate() {
             if wanted.peek() != Some(&slot) {
                 continue;
@@ -401,7 +434,19 @@ impl Scheduler {
                 logits: logits[jobs.len()],
             });
         }
-        pick::pick_all(jobs, self.sample_threads)
+        let mut picked = pick::pick_all(jobs, *sample_threads).into_iter();
+        backend
+            .into_iter()
+            .map(|b| match b {
+                Some(t) => Pick::Token(t),
+                None => picked.next().unwrap_or_else(|| {
+                    Pick::Failed(Error::new(
+                        Status::Internal,
+                        "internal error: a pick was lost",
+                    ))
+                }),
+            })
+            .collect()
     }
 
     /// Ends the stream in `slot` (see [`Active::finish`]); after an error its KV cells go too.

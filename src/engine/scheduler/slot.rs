@@ -33,6 +33,8 @@ pub(super) struct Active {
     /// None: plain greedy (an argmax over the logits); or, while `deferred`, at the constraint
     /// thread.
     pub sampler: Option<Sampler>,
+    /// Its token is picked inside llama.cpp's graph, by the chain attached to its sequence.
+    pub on_backend: bool,
     /// The stream's sampling is at the constraint thread (`constrain.rs`): it sits out of the
     /// batches until its token comes back.
     pub deferred: bool,
@@ -103,6 +105,7 @@ impl Active {
             out_row: None,
             next: None,
             sampler,
+            on_backend: false,
             deferred: false,
             text: TextOut {
                 utf8: Utf8Assembler::default(),
