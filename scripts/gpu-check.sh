@@ -163,8 +163,14 @@ fi
 
 if runs bench; then
   say "benchmark: minerva and the llama.h baseline, all layers on the GPU"
+  # With llama.cpp's tools run by run beside minerva's (ggml loads backends from their folder).
+  tool_args=()
+  if [ -x "$top/tools/bin/llama-bench" ]; then
+    for f in "$lib"/minerva/libggml-*.so; do ln -sf "$f" "$top/tools/bin/"; done
+    "$top/tools/bin/llama-bench" --help >/dev/null 2>&1 && tool_args=(--llama-tools "$top/tools/bin")
+  fi
   MINERVA_BENCH_GPU_LAYERS=-1 timeout 600 "$lib/examples/bench" --reps "$reps" \
-    --only single,batched,memory || fail "minerva bench"
+    --only single,batched,memory "${tool_args[@]}" || fail "minerva bench"
 fi
 
 if runs tools; then
