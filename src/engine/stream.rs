@@ -136,12 +136,20 @@ impl StreamShared {
     }
 }
 
+/// Where a stream waits until the engine thread takes it (the engine's mailbox, in the
+/// scheduler): it can end a stream that has not run yet.
+pub(crate) trait Queue: Send + Sync {
+    /// Ends the stream here, on the caller's thread, if the engine thread has not taken it yet.
+    /// Returns whether it did.
+    fn end_queued(&self, shared: &Arc<StreamShared>) -> bool;
+}
+
 /// A caller's handle to a stream. Dropping it does not stop the stream (see [`Stream::cancel`]).
 #[derive(Clone)]
 pub struct Stream {
     pub(crate) shared: Arc<StreamShared>,
     /// The engine's queue, where the stream waits until the engine thread takes it.
-    pub(crate) mailbox: Option<Arc<super::scheduler::Mailbox>>,
+    pub(crate) mailbox: Option<Arc<dyn Queue>>,
 }
 
 /// What [`Stream::read`] returned.

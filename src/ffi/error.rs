@@ -1,38 +1,8 @@
-//! Status codes and the words behind them: `minerva_status_str`, `minerva_last_error`.
+//! The words behind status codes, for C: `minerva_status_str`, `minerva_last_error`.
 
 use super::export::{ffi_export, last_error};
-use crate::engine::Status;
+use super::status::*;
 use std::ffi::c_char;
-
-/// The result of a call. `MINERVA_OK` (0) is success; every other value is an error whose words
-/// `minerva_last_error()` gives (or `minerva_stream_error()` for errors that end a stream). Values
-/// are never reused or renumbered; new ones are added at the end.
-pub type minerva_status = u32;
-/// Success.
-pub const MINERVA_OK: minerva_status = 0;
-/// NULL where a value is needed, bad parameters, a prompt or stop string that is not UTF-8, or a
-/// blocking call made from inside a callback.
-pub const MINERVA_ERR_INVALID_ARGUMENT: minerva_status = 1;
-/// The model file is missing or unreadable.
-pub const MINERVA_ERR_IO: minerva_status = 2;
-/// The model file is not GGUF, is truncated or corrupt, or its architecture is not supported.
-pub const MINERVA_ERR_MODEL: minerva_status = 3;
-/// Memory (host or device) ran out.
-pub const MINERVA_ERR_OUT_OF_MEMORY: minerva_status = 4;
-/// The prompt does not fit a stream's context, or the stream filled its context while generating.
-pub const MINERVA_ERR_CONTEXT_FULL: minerva_status = 5;
-/// The stream was cancelled (by `minerva_stream_cancel`, `minerva_stream_free` or
-/// `minerva_engine_free`), or a load was stopped by its progress callback.
-pub const MINERVA_ERR_CANCELLED: minerva_status = 6;
-/// A wait ended before the stream did.
-pub const MINERVA_ERR_TIMEOUT: minerva_status = 7;
-/// llama.cpp or the device failed.
-pub const MINERVA_ERR_BACKEND: minerva_status = 8;
-/// A bug in minerva: a panic was caught. The handle stays safe to free.
-pub const MINERVA_ERR_INTERNAL: minerva_status = 9;
-/// The caller's buffer is too small; the function wrote the size it needs to `*out_len` (or
-/// `*out_count`). Call it again with a buffer of that size.
-pub const MINERVA_ERR_BUFFER_TOO_SMALL: minerva_status = 10;
 
 /// A static string naming `status` ("ok", "invalid argument", ...); "unknown" for values this
 /// library does not know. Never NULL; never free it.
@@ -41,32 +11,10 @@ pub extern "C" fn minerva_status_str(status: minerva_status) -> *const c_char {
     ffi_export!(status_text(status).as_ptr())
 }
 
-/// The words of a status (see `minerva_status_str`).
-pub(crate) fn status_text(status: minerva_status) -> &'static std::ffi::CStr {
-    match status {
-        MINERVA_OK => c"ok",
-        MINERVA_ERR_INVALID_ARGUMENT => c"invalid argument",
-        MINERVA_ERR_IO => c"i/o error",
-        MINERVA_ERR_MODEL => c"invalid model",
-        MINERVA_ERR_OUT_OF_MEMORY => c"out of memory",
-        MINERVA_ERR_CONTEXT_FULL => c"context full",
-        MINERVA_ERR_CANCELLED => c"cancelled",
-        MINERVA_ERR_TIMEOUT => c"timeout",
-        MINERVA_ERR_BACKEND => c"backend error",
-        MINERVA_ERR_INTERNAL => c"internal error",
-        MINERVA_ERR_BUFFER_TOO_SMALL => c"buffer too small",
-        _ => c"unknown",
-    }
-}
-
 /// The message of the last failed minerva call on this thread, naming the function and the
 /// problem; "" if none failed yet. Owned by minerva: valid until the next minerva call on this
 /// thread. Never NULL. (A Go binding reads it inside the same C helper that made the call.)
 #[no_mangle]
 pub extern "C" fn minerva_last_error() -> *const c_char {
     ffi_export!(last_error())
-}
-
-pub(crate) fn status_of(s: Status) -> minerva_status {
-    s as minerva_status
 }

@@ -15,7 +15,7 @@
 //! }
 //! ```
 
-use super::error::{minerva_status, MINERVA_ERR_INTERNAL, MINERVA_OK};
+use super::status::{minerva_status, MINERVA_ERR_INTERNAL, MINERVA_OK};
 use crate::engine::Error;
 use std::cell::RefCell;
 use std::ffi::{c_char, CString};

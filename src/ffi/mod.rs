@@ -12,6 +12,7 @@ pub(crate) mod abi;
 pub(crate) mod export;
 
 pub mod error;
+pub mod status;
 pub mod version;
 
 pub mod engine;
@@ -30,6 +31,7 @@ pub use engine::*;
 pub use error::*;
 pub use log::*;
 pub use params::*;
+pub use status::*;
 pub use stream::*;
 pub use tokens::*;
 pub use version::*;

@@ -10,6 +10,7 @@ mod devices;
 mod inspect;
 mod model;
 mod sampler;
+mod select;
 mod shim;
 mod tokenize;
 
@@ -21,7 +22,8 @@ pub use context::{Context, ContextParams};
 pub use devices::{devices, rpc_devices, Device, DeviceKind};
 pub use inspect::{inspect_gguf, GgufSummary};
 pub use model::{LoadError, Model, ModelLoad, Token};
-pub use sampler::{argmax, json_schema_to_grammar, Sampled, Sampler, SamplingParams};
+pub use sampler::{json_schema_to_grammar, Sampled, Sampler, SamplingParams};
+pub use select::argmax;
 
 use super::log;
 use llama_cpp_sys_2 as sys;

@@ -8,7 +8,7 @@
 //! on. The work stops between slices of the vocabulary when the stream is cancelled or the engine
 //! shuts down, so neither waits for it.
 
-use super::request::Mailbox;
+use super::request::{Mailbox, Sampled};
 use crate::engine::error::{Error, Result, Status};
 use crate::engine::llama::{Sampler, Token};
 use crate::engine::stack::DEEP_STACK;
@@ -24,14 +24,6 @@ pub(crate) struct Job {
     pub shared: Arc<StreamShared>,
     pub sampler: Sampler,
     pub logits: Vec<f32>,
-}
-
-/// Its outcome, handed back through the mailbox: the sampler, and the token (None: stopped).
-pub(crate) struct Sampled {
-    pub slot: usize,
-    pub shared: Arc<StreamShared>,
-    pub sampler: Sampler,
-    pub token: Result<Option<Token>>,
 }
 
 /// The engine's worker, started at its first job.

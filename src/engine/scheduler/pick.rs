@@ -4,6 +4,7 @@
 //! streams' picks run side by side on as many threads as decode (idle between decodes) instead
 //! of one after another.
 
+use super::Scheduler;
 use crate::engine::error::{Error, Result, Status};
 use crate::engine::llama::{argmax, Sampled, Sampler, Token};
 use std::sync::Mutex;
@@ -82,4 +83,72 @@ pub(super) fn pick_all(jobs: Vec<Job<'_>>, threads: usize) -> Vec<Pick> {
             })
         })
         .collect()
+}
+
+impl Scheduler {
+    /// The picks of the streams sampling from `rows` (slot order): read from the graph for the
+    /// streams sampled there, made on the host for the others, side by side where it pays.
+    pub(super) fn pick(&mut self, rows: &[(usize, i32)]) -> Vec<Pick> {
+        let Scheduler {
+            ctx,
+            slots,
+            sample_threads,
+            ..
+        } = self;
+        // A stream whose chain picked nothing (a device that cannot run one of its samplers)
+        // is sampled on the host from now on.
+        let backend: Vec<Option<Token>> = rows
+            .iter()
+            .map(|&(slot, row)| {
+                let a = slots[slot].as_mut().expect("a stream that sampled");
+                if !a.on_backend {
+                    return None;
+                }
+                let t = ctx.sampled_token(row);
+                if t.is_none() {
+                    a.on_backend = false;
+                    ctx.chain_failed(a.seq);
+                }
+                t
+            })
+            .collect();
+        let host: Vec<(i32, i32)> = rows
+            .iter()
+            .zip(&backend)
+            .filter(|(_, b)| b.is_none())
+            .map(|(&(slot, row), _)| (row, slot as i32))
+            .collect();
+        let logits = ctx.logits_rows(&host);
+        let mut wanted = rows
+            .iter()
+            .zip(&backend)
+            .filter(|(_, b)| b.is_none())
+            .map(|(&(slot, _), _)| slot)
+            .peekable();
+        let mut jobs = Vec::with_capacity(host.len());
+        for (slot, a) in slots.iter_mut().enumerate() {
+            if wanted.peek() != Some(&slot) {
+                continue;
+            }
+            wanted.next();
+            let a = a.as_mut().expect("a stream that sampled");
+            jobs.push(Job {
+                sampler: a.sampler.as_mut(),
+                logits: logits[jobs.len()],
+            });
+        }
+        let mut picked = pick_all(jobs, *sample_threads).into_iter();
+        backend
+            .into_iter()
+            .map(|b| match b {
+                Some(t) => Pick::Token(t),
+                None => picked.next().unwrap_or_else(|| {
+                    Pick::Failed(Error::new(
+                        Status::Internal,
+                        "internal error: a pick was lost",
+                    ))
+                }),
+            })
+            .collect()
+    }
 }

@@ -1,10 +1,10 @@
 //! What callers hand to the engine thread: started streams and the shutdown flag.
 
 use crate::engine::callback::callback_scope;
-use crate::engine::error::{Error, Status};
+use crate::engine::error::{Error, Result, Status};
 use crate::engine::llama::{Sampler, Token};
 use crate::engine::params::GenerateParams;
-use crate::engine::stream::{FinishFn, FinishReason, StreamShared, TokenFn};
+use crate::engine::stream::{FinishFn, FinishReason, Queue, StreamShared, TokenFn};
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicUsize;
@@ -72,7 +72,7 @@ pub(crate) struct Incoming {
     /// Embedding calls waiting for the engine thread.
     pub embeds: VecDeque<Arc<crate::engine::embed::EmbedJob>>,
     /// Deferred samplings done by the constraint thread, for the engine thread to take.
-    pub sampled: VecDeque<super::constrain::Sampled>,
+    pub sampled: VecDeque<Sampled>,
     /// Queued streams that callers took back out and are ending on their own threads (their
     /// finish callbacks running): the engine thread's shutdown waits for them.
     pub finishing: usize,
@@ -91,11 +91,11 @@ pub(crate) struct Mailbox {
     pub callback_lock: Arc<Mutex<()>>,
 }
 
-impl Mailbox {
+impl Queue for Mailbox {
     /// Ends the stream here, on the caller's thread, if the engine thread has not taken it yet:
     /// it never runs, its finish callback runs now (one at a time with the engine's other
     /// callbacks). Returns whether it did.
-    pub fn end_queued(&self, shared: &Arc<StreamShared>) -> bool {
+    fn end_queued(&self, shared: &Arc<StreamShared>) -> bool {
         let req = {
             let mut inc = self.incoming.lock();
             let Some(i) = inc
@@ -116,4 +116,13 @@ impl Mailbox {
         self.wake.notify_all();
         true
     }
+}
+
+/// A token the constraint thread sampled (`constrain.rs`), handed back through the mailbox: the
+/// stream's slot and sampler, and the token (None: stopped).
+pub(crate) struct Sampled {
+    pub slot: usize,
+    pub shared: Arc<StreamShared>,
+    pub sampler: Sampler,
+    pub token: Result<Option<Token>>,
 }
