@@ -24,6 +24,10 @@ def main() -> int:
     ap.add_argument("--max-tokens", type=int, default=192)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--only", default="")
+    ap.add_argument("--lenient", action="store_true",
+                    help='add "x-guidance": {"lenient": true, "coerce_one_of": true} to each '
+                         "schema's root: keywords llguidance cannot enforce are accepted and left "
+                         "unchecked, oneOf is read as anyOf")
     args = ap.parse_args()
 
     names = sorted(f for f in os.listdir(args.schemas) if f.endswith(".json"))
@@ -42,6 +46,10 @@ def main() -> int:
             with open(os.path.join(args.schemas, name), encoding="utf-8") as f:
                 text = f.read()
             schema = json.loads(text)
+            if args.lenient and isinstance(schema, dict):
+                given = json.loads(text)
+                given["x-guidance"] = {"lenient": True, "coerce_one_of": True}
+                text = json.dumps(given)
             warnings.clear()
             row = {"schema": name[:-5], "kb": len(text) // 1024}
             prompt = f"A {name[:-5]} configuration file, in JSON:\n"

@@ -8,7 +8,7 @@
 # prints, per schema and in all: refused (and why), valid, invalid, cut by max_tokens, too slow,
 # and whether llama.cpp said it loosened a constraint.
 #
-#   scripts/schema-coverage.sh [--max-tokens N] [--seconds S] [--only NAME,...]
+#   scripts/schema-coverage.sh [--max-tokens N] [--seconds S] [--only NAME,...] [--lenient]
 #   MINERVA_MODEL=/path/model.gguf scripts/schema-coverage.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -6,6 +6,7 @@
 
 mod callback;
 pub mod chat;
+pub mod constraint;
 mod device;
 pub mod embed;
 pub mod error;
@@ -18,7 +19,6 @@ pub mod log;
 pub mod params;
 pub mod rpc;
 mod scheduler;
-mod schema;
 mod stack;
 pub mod stream;
 pub mod text;
@@ -29,11 +29,12 @@ pub use llama::{DeviceKind, SamplingParams};
 pub use params::*;
 pub use stream::{Control, FinishFn, FinishReason, ReadResult, Stats, Stream, TokenFn};
 
+use constraint::{Constraint, Spec, Vocabulary};
 use llama::{ContextParams, Model, Sampler};
 use scheduler::{Mailbox, Request, Scheduler};
 use std::ffi::CString;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -74,6 +75,8 @@ pub struct Engine {
     info: EngineInfo,
     /// The ChatML fallback was announced (once per engine).
     chatml_warned: std::sync::atomic::AtomicBool,
+    /// The token table of constrained decoding, built at the first stream that needs it.
+    vocabulary: OnceLock<Result<Arc<Vocabulary>>>,
 }
 
 impl Engine {
@@ -228,6 +231,7 @@ impl Engine {
             model,
             info,
             chatml_warned: Default::default(),
+            vocabulary: OnceLock::new(),
         })
     }
 
@@ -296,15 +300,23 @@ impl Engine {
             }
         }
         let mut params = params;
-        if let Some(schema) = &params.json_schema {
-            let grammar = stack::on_deep_stack(|| llama::json_schema_to_grammar(schema))
-                .map_err(|e| Error::new(e.status, format!("json_schema: {}", e.message)))?;
-            params::check_grammar_size(&grammar)
-                .map_err(|e| Error::invalid(format!("json_schema: {}", e.message)))?;
-            params.sampling.grammar = Some(grammar);
-        } else if let Some(grammar) = &params.grammar {
-            params.sampling.grammar = Some(grammar.clone());
-        }
+        let spec = match (&params.json_schema, &params.grammar) {
+            (Some(schema), _) => Some(Spec::JsonSchema(schema)),
+            (None, Some(g)) if constraint::is_lark(g) => Some(Spec::Lark(g)),
+            _ => None,
+        };
+        let constraint = match spec {
+            Some(spec) => {
+                let vocabulary = self.vocabulary()?;
+                // llguidance's compilers recurse along the schema's or grammar's nesting.
+                Some(stack::on_deep_stack(|| Constraint::new(&vocabulary, spec))?)
+            }
+            None => {
+                // A GBNF grammar: llama.cpp's grammar sampler, in the chain.
+                params.sampling.grammar = params.grammar.clone();
+                None
+            }
+        };
         // Tell the engine thread that a stream is on its way (see Scheduler::intake).
         struct Submitting<'a>(&'a AtomicUsize);
         impl Drop for Submitting<'_> {
@@ -347,6 +359,7 @@ impl Engine {
             tokens: Vec::new(),
             params,
             sampler,
+            constraint,
             on_token,
             on_finish,
         };
@@ -369,6 +382,14 @@ impl Engine {
 }
 
 impl Engine {
+    /// The token table of constrained decoding (built at the first call: about a second for a
+    /// vocabulary of 262,144 tokens; streams of other threads wait for it).
+    fn vocabulary(&self) -> Result<Arc<Vocabulary>> {
+        self.vocabulary
+            .get_or_init(|| Vocabulary::build(self.model.clone()).map(Arc::new))
+            .clone()
+    }
+
     /// The sampler chain of a new stream (None for plain greedy: an argmax is enough).
     fn sampler_for(&self, p: &SamplingParams) -> Result<Option<Sampler>> {
         if p.is_plain_greedy() {

@@ -155,7 +155,7 @@ impl GenerateParams {
                     "json_schema nests more than {MAX_NESTING} deep"
                 )));
             }
-            super::schema::check_refs(s)?;
+            super::constraint::check_refs(s)?;
         }
         if self.grammar.is_some() && self.json_schema.is_some() {
             return Err(Error::invalid(

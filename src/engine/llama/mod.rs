@@ -22,7 +22,7 @@ pub use context::{Context, ContextParams};
 pub use devices::{devices, rpc_devices, Device, DeviceKind};
 pub use inspect::{inspect_gguf, GgufSummary};
 pub use model::{LoadError, Model, ModelLoad, Token};
-pub use sampler::{json_schema_to_grammar, Sampled, Sampler, SamplingParams};
+pub use sampler::{Sampled, Sampler, SamplingParams};
 pub use select::argmax;
 
 use super::log;

@@ -350,6 +350,18 @@ impl Model {
         ))
     }
 
+    /// The token that ends a turn (end-of-turn where the model has one, else end-of-sequence):
+    /// what a complete constraint allows.
+    pub fn end_token(&self) -> Token {
+        // SAFETY: valid vocabulary.
+        let eot = unsafe { sys::llama_vocab_eot(self.vocab()) };
+        if eot >= 0 {
+            return eot;
+        }
+        // SAFETY: valid vocabulary.
+        unsafe { sys::llama_vocab_eos(self.vocab()) }.max(0)
+    }
+
     pub fn is_eog(&self, token: Token) -> bool {
         // SAFETY: any token id is accepted; the vocabulary is valid.
         unsafe { sys::llama_vocab_is_eog(self.vocab(), token) }

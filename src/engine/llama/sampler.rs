@@ -103,28 +103,6 @@ impl SamplingParams {
     }
 }
 
-/// llama.cpp's conversion of a JSON schema to a GBNF grammar; the error names what it refused.
-pub fn json_schema_to_grammar(schema: &str) -> Result<String> {
-    let schema =
-        CString::new(schema).map_err(|_| Error::invalid("the JSON schema contains a NUL byte"))?;
-    let mut out = std::ptr::null_mut();
-    // SAFETY: schema is NUL-terminated; out receives a malloc'ed string freed below.
-    let rc = unsafe { shim::mshim_json_schema_to_grammar(schema.as_ptr(), &mut out) };
-    check(rc, "the JSON schema").map_err(|e| Error::invalid(e.message))?;
-    if out.is_null() {
-        return Err(Error::new(
-            Status::OutOfMemory,
-            "could not convert the JSON schema",
-        ));
-    }
-    // SAFETY: out is the shim's NUL-terminated copy; freed once, after it is copied.
-    let grammar = unsafe { std::ffi::CStr::from_ptr(out) }
-        .to_string_lossy()
-        .into_owned();
-    unsafe { shim::mshim_string_free(out) };
-    Ok(grammar)
-}
-
 /// SplitMix64's output function: every input bit changes about half of the output bits.
 fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

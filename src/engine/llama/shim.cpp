@@ -10,7 +10,6 @@
 // Only the wrapper shape lives here; what to call and when is decided in Rust (src/engine/llama/).
 
 #include "ggml-backend.h"
-#include "json-schema-to-grammar.h"
 #include "llama.h"
 
 #include <dlfcn.h>
@@ -554,15 +553,6 @@ int mshim_sampler_sample_full(llama_sampler *chain, llama_sampler *grammar, cons
 
 int mshim_sampler_accept(llama_sampler *s, llama_token token) noexcept {
     return guarded([&] { llama_sampler_accept(s, token); });
-}
-
-// A JSON schema as a GBNF grammar (llama.cpp's own conversion). *out is malloc'ed: free it with
-// mshim_string_free.
-int mshim_json_schema_to_grammar(const char *schema, char **out) noexcept {
-    *out = nullptr;
-    return guarded([&] {
-        copy_out(json_schema_to_grammar(common_json::parse(schema), false), out);
-    });
 }
 
 void mshim_string_free(char *s) noexcept { std::free(s); }

@@ -128,7 +128,6 @@ extern "C" {
         out: *mut *mut sys::llama_sampler,
         grammar_out: *mut *mut sys::llama_sampler,
     ) -> c_int;
-    pub fn mshim_json_schema_to_grammar(schema: *const c_char, out: *mut *mut c_char) -> c_int;
     pub fn mshim_string_free(s: *mut c_char);
     pub fn mshim_sampler_sample(
         chain: *mut sys::llama_sampler,

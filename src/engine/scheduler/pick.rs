@@ -5,6 +5,7 @@
 //! of one after another.
 
 use super::Scheduler;
+use crate::engine::constraint::Constraint;
 use crate::engine::error::{Error, Result, Status};
 use crate::engine::llama::{argmax, Sampled, Sampler, Token};
 use std::sync::Mutex;
@@ -17,9 +18,10 @@ pub(super) enum Pick {
     Failed(Error),
 }
 
-/// One stream's pick to make: its chain (None: argmax) and its row of logits.
+/// One stream's pick to make: its chain (None: argmax), its constraint and its row of logits.
 pub(super) struct Job<'a> {
     pub sampler: Option<&'a mut Sampler>,
+    pub constraint: Option<&'a mut Constraint>,
     pub logits: &'a [f32],
 }
 
@@ -28,9 +30,20 @@ impl Job<'_> {
         if self.logits.is_empty() {
             return Pick::Failed(Error::new(Status::Backend, "llama.cpp returned no logits"));
         }
-        let picked: Result<Sampled> = match self.sampler {
-            Some(s) => s.sample(self.logits),
-            None => Ok(Sampled::Token(argmax(self.logits))),
+        let picked: Result<Sampled> = match (self.sampler, self.constraint) {
+            (Some(s), None) => s.sample(self.logits),
+            (None, None) => Ok(Sampled::Token(argmax(self.logits))),
+            // The constraint masks the logits; the token picked is its next one.
+            (sampler, Some(c)) => {
+                let token = match sampler {
+                    Some(s) => c.masked(self.logits).and_then(|row| s.sample(row)),
+                    None => c.argmax(self.logits).map(Sampled::Token),
+                };
+                match token {
+                    Ok(Sampled::Token(t)) => c.consume(t).map(|_| Sampled::Token(t)),
+                    other => other,
+                }
+            }
         };
         match picked {
             Ok(Sampled::Token(t)) => Pick::Token(t),
@@ -45,7 +58,10 @@ impl Job<'_> {
 /// decoding threads still spin on the CPUs for a while after a decode): two chains or more, or
 /// eight argmaxes or more (about 20 µs each).
 pub(super) fn pick_all(jobs: Vec<Job<'_>>, threads: usize) -> Vec<Pick> {
-    let chains = jobs.iter().filter(|j| j.sampler.is_some()).count();
+    let chains = jobs
+        .iter()
+        .filter(|j| j.sampler.is_some() || j.constraint.is_some())
+        .count();
     let helpers = if chains >= 2 || jobs.len() >= 8 {
         threads.min(jobs.len()).saturating_sub(1)
     } else {
@@ -134,6 +150,7 @@ impl Scheduler {
             let a = a.as_mut().expect("a stream that sampled");
             jobs.push(Job {
                 sampler: a.sampler.as_mut(),
+                constraint: a.req.constraint.as_mut(),
                 logits: logits[jobs.len()],
             });
         }

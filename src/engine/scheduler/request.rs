@@ -1,6 +1,7 @@
 //! What callers hand to the engine thread: started streams and the shutdown flag.
 
 use crate::engine::callback::callback_scope;
+use crate::engine::constraint::Constraint;
 use crate::engine::error::{Error, Result, Status};
 use crate::engine::llama::{Sampler, Token};
 use crate::engine::params::GenerateParams;
@@ -21,6 +22,9 @@ pub(crate) struct Request {
     pub params: GenerateParams,
     /// The stream's sampler chain, built by the caller (None: plain greedy, an argmax).
     pub sampler: Option<Sampler>,
+    /// The stream's JSON schema or Lark grammar, compiled by the caller (`constraint/`): it masks
+    /// the logits before the sampler picks.
+    pub constraint: Option<Constraint>,
     pub on_token: Option<TokenFn>,
     pub on_finish: Option<FinishFn>,
 }

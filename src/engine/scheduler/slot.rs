@@ -126,7 +126,7 @@ impl Active {
         self.record_token();
         // A complete grammar allows nothing but end-of-generation: the stream ends there even
         // with ignore_eos.
-        let grammar = self.req.params.sampling.grammar.is_some();
+        let grammar = self.req.params.sampling.grammar.is_some() || self.req.constraint.is_some();
         if (!self.req.params.ignore_eos || grammar) && model.is_eog(token) {
             return Some((Status::Ok, FinishReason::Eos, None));
         }
@@ -171,6 +171,11 @@ impl Active {
                 t.callback_stopped = true;
                 return Some((Status::Ok, FinishReason::Stop, None));
             }
+        }
+        // A complete constraint allows only the end token: the stream ends now, without a step
+        // to pick it.
+        if self.req.constraint.as_ref().is_some_and(|c| c.is_done()) {
+            return Some((Status::Ok, FinishReason::Eos, None));
         }
         let generated = self.timing.generated;
         if self.req.params.max_tokens > 0 && generated >= self.req.params.max_tokens {

@@ -5,7 +5,7 @@
 //! each to a schema that is the next `$ref`, overflowed an 8 MiB stack, although the text nests
 //! two levels deep. The depth the conversion can reach, refs followed, is measured here first.
 
-use super::error::{Error, Result};
+use crate::engine::error::{Error, Result};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
