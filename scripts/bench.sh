@@ -28,6 +28,9 @@ for a in "$@"; do
 done
 MINERVA_MODEL="${MINERVA_MODEL:-$(scripts/fetch-model.sh)}"
 export MINERVA_MODEL
+# The real-world schemas of the structured section, where scripts/schema-coverage.sh fetched them.
+cache="${MINERVA_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/minerva}"
+export MINERVA_SCHEMAS="${MINERVA_SCHEMAS:-$cache/schemas-check-jsonschema-0.39.0}"
 # shellcheck disable=SC2086
 cargo build --release --example bench --example frame_loop --bin minerva-rpc-server ${BENCH_CARGO_FLAGS:-}
 bin="${CARGO_TARGET_DIR:-target}/release/examples"

@@ -100,23 +100,50 @@ pub struct minerva_generate_params {
     pub on_finish: minerva_finish_callback,
     // Added in 0.2. A program built against the 0.1 header passes a smaller struct_size and gets
     // the defaults for these.
-    /// A GBNF grammar (default NULL), with a rule `root`: the output always follows it, and the
-    /// stream ends (`MINERVA_FINISH_EOS`) when the grammar is complete, `ignore_eos` or not. The
-    /// output is a whole match when the stream ends with `MINERVA_FINISH_EOS`; `max_tokens` or a
-    /// stop string can cut it short (`MINERVA_FINISH_LENGTH`, `_STOP`). An empty grammar, one
-    /// nested more than 256 groups deep, one of more than 10,000 rules, or one that does not
-    /// parse is refused by `minerva_stream_new` (llama.cpp's parser prints its reason on stderr,
-    /// not to the log); it is built on a thread of minerva's own, whatever the caller's stack.
-    /// The chain picks a token first and the grammar checks that one, then the best candidates;
-    /// only when neither settles it does the grammar check every candidate, on a worker thread
-    /// of the engine: that stream waits for it, the engine's other streams go on, and a cancel or
-    /// `minerva_engine_free` stops it at once. Copied during the call.
+    /// A grammar (default NULL) the output always follows: GBNF with a rule `root` (llama.cpp's
+    /// grammar sampler), or, when the text starts with `%llguidance`, llguidance's Lark syntax
+    /// with a rule `start` (`rule: ...` in lower case, terminals in capitals `NAME: /regex/` or
+    /// `"literal"`, `|`, `*`, `+`, `?`, `{m,n}`, and `%json {...}` for a JSON Schema inside;
+    /// docs/CHAT.md). The stream ends (`MINERVA_FINISH_EOS`) when the grammar is complete,
+    /// `ignore_eos` or not. The output is a whole match when the stream ends with
+    /// `MINERVA_FINISH_EOS`; `max_tokens` or a stop string can cut it short
+    /// (`MINERVA_FINISH_LENGTH`, `_STOP`). An empty grammar, one nested more than 256 groups deep,
+    /// a GBNF one of more than 10,000 rules, or one that does not parse is refused by
+    /// `minerva_stream_new` (a Lark grammar's message says why; llama.cpp's GBNF parser prints
+    /// its reason on stderr, not to the log); it is built on a thread of minerva's own, whatever
+    /// the caller's stack. A Lark grammar's mask of allowed tokens is computed while the model
+    /// computes the logits. With GBNF the chain picks a token first and the grammar checks that
+    /// one, then the best candidates; only when neither settles it does the grammar check every
+    /// candidate, on a worker thread of the engine: that stream waits for it, the engine's other
+    /// streams go on, and a cancel or `minerva_engine_free` stops it at once. Copied during the
+    /// call.
     pub grammar: *const c_char,
     /// A JSON Schema (default NULL): the output is JSON valid against it, whole when the stream
-    /// ends with `MINERVA_FINISH_EOS` (as for `grammar`; llama.cpp's conversion of the schema to
-    /// a grammar; a schema it cannot read, nested more than 256 deep, reaching more than 1,000
-    /// levels deep through its `$ref`s, or giving more than 10,000 rules, is refused, named, by
-    /// `minerva_stream_new`). Not together with `grammar`. Copied during the call.
+    /// ends with `MINERVA_FINISH_EOS`, which it does as soon as the JSON is complete, `ignore_eos`
+    /// or not. Enforced token by token (llguidance): `type`, `enum`, `const`, `properties`,
+    /// `required`, `additionalProperties`, `patternProperties`, `minProperties`,
+    /// `maxProperties`, `items`, `prefixItems`, `additionalItems`, `minItems`, `maxItems`,
+    /// `minLength`, `maxLength`, `pattern` (full regular expressions), `format` (`date-time`,
+    /// `date`, `time`, `duration`, `email`, `hostname`, `ipv4`, `ipv6`, `uuid`, `uri`),
+    /// `minimum`, `maximum`, `exclusiveMinimum`, `exclusiveMaximum`, `multipleOf`, `anyOf`,
+    /// `allOf`, `oneOf` whose branches cannot both match, and `$ref` within the schema
+    /// (recursive ones included); annotations (`title`, `description`, `default`, `examples`,
+    /// ...) are ignored. Refused by `minerva_stream_new` with the keyword named: `uniqueItems`,
+    /// `not`, `if`/`then`/`else`, `propertyNames`, `contains`, `dependentRequired`,
+    /// `dependentSchemas`, `unevaluated*`, `oneOf` of branches that overlap, unknown formats,
+    /// and `$ref` to other documents; `"x-guidance": {"lenient": true}` at the schema's root
+    /// accepts such a schema with those keywords left unchecked. minerva narrows what a schema
+    /// leaves open, so that a model cannot write on until `max_tokens`: a number without bounds
+    /// has at most 16 digits before the point and 10 after it, and whitespace between two JSON
+    /// tokens is a run of at most 20 spaces or tabs, or one or two line breaks and an indent
+    /// (`"x-guidance": {"whitespace_flexible": true}` lifts it); an object whose schema does not
+    /// mention `additionalProperties` (or `patternProperties`) gets none, as llama.cpp's
+    /// conversion did, unless the schema uses `allOf` (`"additionalProperties": true` keeps them).
+    /// A schema that is not JSON, is nested more than 256 deep, reaches more than 1,000 levels
+    /// deep through its `$ref`s, or compiles to more than 500,000 grammar symbols is refused,
+    /// named. The first `json_schema` or Lark grammar of an engine builds its token table in
+    /// that call (about a second for a vocabulary of 262,144 tokens). Not together with
+    /// `grammar`. Copied during the call.
     pub json_schema: *const c_char,
     /// Penalty on tokens among the last `repeat_last_n` of the prompt and the output, once each
     /// (default 0: off). Finite.

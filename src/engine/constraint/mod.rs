@@ -20,6 +20,7 @@ use llguidance::Matcher;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::time::{Duration, Instant};
+use toktrie::SimpleVob;
 
 /// What a `grammar` text starts with to be llguidance's Lark syntax rather than GBNF (as in
 /// llama.cpp).
@@ -31,10 +32,10 @@ pub fn is_lark(grammar: &str) -> bool {
 }
 
 /// The whitespace a JSON schema's output may hold between two of its lexemes, unless the schema
-/// says otherwise in its `x-guidance` options: a space, or up to two line breaks and an indent
-/// (what llama.cpp's conversion allows). Unbounded whitespace lets a small model write blank
-/// lines until `max_tokens`.
-const JSON_WHITESPACE: &str = r"[\x20\x09]{1,40}|(\x0D?\x0A){1,2}[\x20\x09]{0,40}";
+/// says otherwise in its `x-guidance` options: up to 20 spaces or tabs, or one or two line breaks
+/// and an indent of up to 20 (about what llama.cpp's conversion allows). Unbounded whitespace
+/// lets a small model write blank lines until `max_tokens`.
+const JSON_WHITESPACE: &str = r"[\x20\x09]{1,20}|(\x0D?\x0A){1,2}[\x20\x09]{0,20}";
 
 /// What constrains a stream.
 #[derive(Clone, Copy, Debug)]
@@ -69,6 +70,8 @@ pub struct Constraint {
     /// Where `row` holds logits now.
     written: Vec<u32>,
     n_vocab: usize,
+    /// The mask for the next pick, computed ahead ([`Constraint::prepare`]).
+    ready: Option<Result<SimpleVob>>,
     /// How long the last mask took.
     pub last_mask: Duration,
 }
@@ -98,12 +101,28 @@ impl Constraint {
             row: Vec::new(),
             written: Vec::new(),
             n_vocab: vocab.n_vocab,
+            ready: None,
             last_mask: Duration::ZERO,
         })
     }
 
+    /// Computes the mask of the next pick now (while the logits are being computed).
+    pub fn prepare(&mut self) {
+        if self.ready.is_none() {
+            self.ready = Some(self.compute());
+        }
+    }
+
+    /// The tokens allowed next: computed ahead, or now.
+    fn mask(&mut self) -> Result<SimpleVob> {
+        match self.ready.take() {
+            Some(m) => m,
+            None => self.compute(),
+        }
+    }
+
     /// The tokens allowed next (only the end token once the text is complete).
-    fn mask(&mut self) -> Result<toktrie::SimpleVob> {
+    fn compute(&mut self) -> Result<SimpleVob> {
         let started = Instant::now();
         let mask = self.matcher.compute_mask_or_eos().map_err(|e| {
             Error::new(
@@ -158,6 +177,7 @@ impl Constraint {
 
     /// Follows the token picked; an error if the constraint does not allow it.
     pub fn consume(&mut self, token: Token) -> Result<()> {
+        self.ready = None;
         self.matcher.consume_token(token as u32).map_err(|e| {
             Error::new(
                 Status::Internal,
@@ -185,6 +205,7 @@ fn json_with_defaults(text: &str) -> Result<Value> {
         .and_then(|v| de.end().map(|_| v))
         .map_err(|e| Error::invalid(format!("json_schema is not valid JSON: {e}")))?;
     bound_numbers(&mut schema);
+    close_objects(&mut schema);
     if let Value::Object(root) = &mut schema {
         let options = root
             .entry("x-guidance")
@@ -231,6 +252,61 @@ fn bound_numbers(schema: &mut Value) {
                 }
                 if number && !o.contains_key("multipleOf") {
                     o.insert("multipleOf".into(), NUMBER_STEP.into());
+                }
+                stack.extend(
+                    o.iter_mut()
+                        .filter(|(k, _)| !DATA.contains(&k.as_str()))
+                        .map(|(_, v)| v),
+                );
+            }
+            Value::Array(a) => stack.extend(a.iter_mut()),
+            _ => {}
+        }
+    }
+}
+
+/// Gives every object schema that says nothing of `additionalProperties` (and has no
+/// `patternProperties`) `"additionalProperties": false`, as llama.cpp's conversion did: left open,
+/// a small model adds property after property (the same key again, too) until `max_tokens`. This
+/// only narrows the schema; `"additionalProperties": true` keeps them. Not where the schema uses
+/// `allOf` anywhere: the parts of an `allOf` each name some of the properties, and closing them
+/// would leave no object that satisfies them all.
+fn close_objects(schema: &mut Value) {
+    const DATA: [&str; 4] = ["enum", "const", "default", "examples"];
+    fn uses_all_of(v: &Value) -> bool {
+        let mut stack = vec![v];
+        while let Some(v) = stack.pop() {
+            match v {
+                Value::Object(o) => {
+                    if o.contains_key("allOf") {
+                        return true;
+                    }
+                    stack.extend(
+                        o.iter()
+                            .filter(|(k, _)| !DATA.contains(&k.as_str()))
+                            .map(|(_, v)| v),
+                    );
+                }
+                Value::Array(a) => stack.extend(a.iter()),
+                _ => {}
+            }
+        }
+        false
+    }
+    if uses_all_of(schema) {
+        return;
+    }
+    let mut stack = vec![schema];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Object(o) => {
+                let object = o.get("type").and_then(Value::as_str) == Some("object")
+                    || o.contains_key("properties");
+                if object
+                    && !o.contains_key("additionalProperties")
+                    && !o.contains_key("patternProperties")
+                {
+                    o.insert("additionalProperties".into(), false.into());
                 }
                 stack.extend(
                     o.iter_mut()

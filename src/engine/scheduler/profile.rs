@@ -19,6 +19,11 @@ pub(super) struct Profile {
     sample: Duration,
     /// Accepting tokens: detokenizing, stop strings, tool-call capture, callbacks, wake-ups.
     deliver: Duration,
+    /// Masks of constrained streams (computed while decoding): how many, their total time, the
+    /// slowest.
+    masks: u64,
+    mask_total: Duration,
+    mask_max: Duration,
 }
 
 /// The phases of one step.
@@ -63,6 +68,15 @@ impl Profile {
         self.plan += after.saturating_sub(sample + deliver);
     }
 
+    /// Records the masks computed during one decode.
+    pub fn record_masks(&mut self, times: &[Duration]) {
+        self.masks += times.len() as u64;
+        for &t in times {
+            self.mask_total += t;
+            self.mask_max = self.mask_max.max(t);
+        }
+    }
+
     /// "engine thread: ..." with the time of an average step in each phase.
     pub fn summary(&self) -> Option<String> {
         if self.steps == 0 {
@@ -70,10 +84,20 @@ impl Profile {
         }
         let per = |d: Duration| d.as_secs_f64() * 1e3 / self.steps as f64;
         let host = self.plan + self.sample + self.deliver;
+        let masks = if self.masks > 0 {
+            format!(
+                "; {} constraint masks (during the decodes): mean {:.1} us, slowest {:.1} us",
+                self.masks,
+                self.mask_total.as_secs_f64() * 1e6 / self.masks as f64,
+                self.mask_max.as_secs_f64() * 1e6
+            )
+        } else {
+            String::new()
+        };
         Some(format!(
             "engine thread: {} steps, {:.2} tokens generated a step; a step's time: llama_decode \
              {:.3} ms, minerva's host work {:.3} ms (planning {:.3}, sampling {:.3}, text and \
-             callbacks {:.3})",
+             callbacks {:.3}){masks}",
             self.steps,
             self.generated as f64 / self.steps as f64,
             per(self.decode),
