@@ -300,23 +300,11 @@ impl Engine {
             }
         }
         let mut params = params;
-        let spec = match (&params.json_schema, &params.grammar) {
-            (Some(schema), _) => Some(Spec::JsonSchema(schema)),
-            (None, Some(g)) if constraint::is_lark(g) => Some(Spec::Lark(g)),
-            _ => None,
-        };
-        let constraint = match spec {
-            Some(spec) => {
-                let vocabulary = self.vocabulary()?;
-                // llguidance's compilers recurse along the schema's or grammar's nesting.
-                Some(stack::on_deep_stack(|| Constraint::new(&vocabulary, spec))?)
-            }
-            None => {
-                // A GBNF grammar: llama.cpp's grammar sampler, in the chain.
-                params.sampling.grammar = params.grammar.clone();
-                None
-            }
-        };
+        let constraint = self.constraint_for(&params)?;
+        if constraint.is_none() {
+            // A GBNF grammar, if any: llama.cpp's grammar sampler, in the chain.
+            params.sampling.grammar = params.grammar.clone();
+        }
         // Tell the engine thread that a stream is on its way (see Scheduler::intake).
         struct Submitting<'a>(&'a AtomicUsize);
         impl Drop for Submitting<'_> {
@@ -382,6 +370,31 @@ impl Engine {
 }
 
 impl Engine {
+    /// The stream's constraint: its JSON schema, or its grammar in llguidance's Lark syntax
+    /// (None for none, or for a GBNF grammar).
+    fn constraint_for(&self, params: &GenerateParams) -> Result<Option<Constraint>> {
+        let spec = match (&params.json_schema, &params.grammar) {
+            (Some(schema), _) => Spec::JsonSchema(schema),
+            (None, Some(g)) if constraint::is_lark(g) => Spec::Lark(g),
+            _ => return Ok(None),
+        };
+        let vocabulary = self.vocabulary()?;
+        // llguidance's compilers recurse along the schema's or grammar's nesting.
+        stack::on_deep_stack(|| Constraint::new(&vocabulary, spec)).map(Some)
+    }
+
+    /// Whether `text` is a whole output that the `json_schema` (or Lark `grammar`) of `params`
+    /// allows, followed token by token in the model's own tokens of it, as a stream would write
+    /// it. For tests and coverage reports: Err where `minerva_stream_new` would refuse it.
+    #[doc(hidden)]
+    pub fn constraint_accepts(&self, params: &GenerateParams, text: &str) -> Result<bool> {
+        params.check()?;
+        let Some(mut c) = self.constraint_for(params)? else {
+            return Err(Error::invalid("no json_schema or Lark grammar"));
+        };
+        c.accepts(&self.model.tokenize(text, false, false)?)
+    }
+
     /// The token table of constrained decoding (built at the first call: about a second for a
     /// vocabulary of 262,144 tokens; streams of other threads wait for it).
     fn vocabulary(&self) -> Result<Arc<Vocabulary>> {

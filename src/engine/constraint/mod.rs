@@ -189,6 +189,26 @@ impl Constraint {
         })
     }
 
+    /// Whether `tokens` are a whole output of the constraint: each allowed in turn, and the end
+    /// allowed after them.
+    pub fn accepts(&mut self, tokens: &[Token]) -> Result<bool> {
+        for &t in tokens {
+            if self.is_done() {
+                return Ok(false);
+            }
+            let allowed = match self.compute() {
+                Ok(mask) => mask.is_allowed(t as u32),
+                Err(_) if !self.matcher.is_error() => false, // an empty mask
+                Err(e) => return Err(e),
+            };
+            if !allowed {
+                return Ok(false);
+            }
+            self.consume(t)?;
+        }
+        Ok(self.is_done() || self.matcher.is_accepting().unwrap_or(false))
+    }
+
     /// The text is complete: only the end token may follow.
     pub fn is_done(&self) -> bool {
         self.matcher.is_stopped()
@@ -204,6 +224,7 @@ fn json_with_defaults(text: &str) -> Result<Value> {
     let mut schema = Value::deserialize(&mut de)
         .and_then(|v| de.end().map(|_| v))
         .map_err(|e| Error::invalid(format!("json_schema is not valid JSON: {e}")))?;
+    whole_counts(&mut schema);
     bound_numbers(&mut schema);
     close_objects(&mut schema);
     if let Value::Object(root) = &mut schema {
@@ -217,6 +238,45 @@ fn json_with_defaults(text: &str) -> Result<Value> {
         }
     }
     Ok(schema)
+}
+
+/// Writes the counts of a schema (`maxItems`, `minLength`, ...) given as whole numbers with a
+/// point (`2.0`, an integer to JSON Schema) as integers, which llguidance requires.
+fn whole_counts(schema: &mut Value) {
+    const COUNTS: [&str; 8] = [
+        "minItems",
+        "maxItems",
+        "minLength",
+        "maxLength",
+        "minProperties",
+        "maxProperties",
+        "minContains",
+        "maxContains",
+    ];
+    const DATA: [&str; 4] = ["enum", "const", "default", "examples"];
+    let mut stack = vec![schema];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Object(o) => {
+                for (k, v) in o.iter_mut() {
+                    if COUNTS.contains(&k.as_str()) {
+                        if let Some(f) = v.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0) {
+                            if !v.is_u64() && f <= u64::MAX as f64 {
+                                *v = Value::from(f as u64);
+                            }
+                        }
+                    }
+                }
+                stack.extend(
+                    o.iter_mut()
+                        .filter(|(k, _)| !DATA.contains(&k.as_str()))
+                        .map(|(_, v)| v),
+                );
+            }
+            Value::Array(a) => stack.extend(a.iter_mut()),
+            _ => {}
+        }
+    }
 }
 
 /// How long a number may be where its schema does not say: at most 16 digits before the point
