@@ -5,6 +5,11 @@ the time limit), and whether llama.cpp warned that it loosened a constraint whil
 schema. Run by scripts/schema-coverage.sh, which fetches the schemas and the validator.
 
     python3 schema-coverage.py SCHEMA_DIR [--max-tokens N] [--seconds S] [--only NAME,...]
+                               [--lenient] [--suite]
+
+With --suite, SCHEMA_DIR holds files of the official JSON Schema Test Suite
+(tests/json-schema-suite/): every group's schema is one entry, "file#index", and a summary per
+file follows the summary of all.
 """
 
 import argparse
@@ -28,12 +33,24 @@ def main() -> int:
                     help='add "x-guidance": {"lenient": true, "coerce_one_of": true} to each '
                          "schema's root: keywords llguidance cannot enforce are accepted and left "
                          "unchecked, oneOf is read as anyOf")
+    ap.add_argument("--suite", action="store_true",
+                    help="SCHEMA_DIR is the JSON Schema Test Suite: one entry per group")
     args = ap.parse_args()
 
     names = sorted(f for f in os.listdir(args.schemas) if f.endswith(".json"))
     if args.only:
         keep = set(args.only.split(","))
         names = [n for n in names if n[:-5] in keep]
+    entries = []  # (name, schema text, prompt)
+    for name in names:
+        with open(os.path.join(args.schemas, name), encoding="utf-8") as f:
+            text = f.read()
+        if args.suite:
+            for i, group in enumerate(json.loads(text)):
+                entries.append((f"{name[:-5]}#{i}", json.dumps(group["schema"]),
+                                "Data, in JSON:\n"))
+        else:
+            entries.append((name[:-5], text, f"A {name[:-5]} configuration file, in JSON:\n"))
 
     warnings: list = []
     minerva.set_log_callback(lambda level, msg: warnings.append(msg), "warn")
@@ -42,17 +59,14 @@ def main() -> int:
     with minerva.Engine(os.environ["MINERVA_MODEL"], max_streams=1,
                         context_tokens=1024) as engine:
         plain_rate = rate_of(engine, "A configuration file:\n", {}, args)
-        for name in names:
-            with open(os.path.join(args.schemas, name), encoding="utf-8") as f:
-                text = f.read()
+        for name, text, prompt in entries:
             schema = json.loads(text)
             if args.lenient and isinstance(schema, dict):
                 given = json.loads(text)
                 given["x-guidance"] = {"lenient": True, "coerce_one_of": True}
                 text = json.dumps(given)
             warnings.clear()
-            row = {"schema": name[:-5], "kb": len(text) // 1024}
-            prompt = f"A {name[:-5]} configuration file, in JSON:\n"
+            row = {"schema": name, "kb": len(text) // 1024}
             t0 = time.monotonic()
             try:
                 # llama.cpp's schema conversion says what it loosened on stderr, not in the log.
@@ -98,6 +112,17 @@ def main() -> int:
     loosened = [r["schema"] for r in rows if r.get("loosened")]
     print(f"loosened by the conversion (llama.cpp warned): {len(loosened)} of {total}"
           + (f" ({', '.join(loosened)})" if loosened else ""))
+    if args.suite:
+        print()
+        print(f"{'file':<24} {'schemas':>7} {'accepted':>8} {'valid':>5} {'invalid':>7} "
+              f"{'cut':>4} {'refused':>7}")
+        files = sorted({r["schema"].split("#")[0] for r in rows})
+        for f in files:
+            rs = [r for r in rows if r["schema"].split("#")[0] == f]
+            n = lambda o: sum(r["outcome"] == o for r in rs)
+            print(f"{f:<24} {len(rs):>7} {len(rs) - n('refused'):>8} "
+                  f"{n('valid') + n('valid?'):>5} {n('invalid'):>7} {n('cut'):>4} "
+                  f"{n('refused'):>7}")
     rates = [r["t/s"] for r in rows if r.get("t/s")]
     if rates and plain_rate > 0:
         rates.sort()

@@ -9,6 +9,10 @@
 # and whether llama.cpp said it loosened a constraint.
 #
 #   scripts/schema-coverage.sh [--max-tokens N] [--seconds S] [--only NAME,...] [--lenient]
+#                              [--suite]
+#
+# --suite runs the official JSON Schema Test Suite's schemas instead (draft 2020-12, vendored in
+# tests/json-schema-suite/), one stream per group, with a summary per file.
 #   MINERVA_MODEL=/path/model.gguf scripts/schema-coverage.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +49,11 @@ venv=$dir/venv-schemas
   || { echo "schema-coverage: python3 -m venv failed (apt-get install python3-venv)" >&2; exit 1; }
 "$venv/bin/python" -c "import jsonschema" 2>/dev/null || "$venv/bin/pip" install -q jsonschema >&2
 cargo build --release --lib
-export MINERVA_LIBRARY="$PWD/${CARGO_TARGET_DIR:-target}/release/libminerva.so"
+# MINERVA_LIBRARY set by the caller runs another build (an earlier one, for a before-and-after).
+export MINERVA_LIBRARY="${MINERVA_LIBRARY:-$PWD/${CARGO_TARGET_DIR:-target}/release/libminerva.so}"
 export PYTHONPATH="$PWD/bindings/python/src" PYTHONDONTWRITEBYTECODE=1
-exec "$venv/bin/python" scripts/schema-coverage.py "$schemas" "$@"
+dir_arg=$schemas
+for a in "$@"; do
+  [ "$a" = --suite ] && dir_arg=$PWD/tests/json-schema-suite
+done
+exec "$venv/bin/python" scripts/schema-coverage.py "$dir_arg" "$@"

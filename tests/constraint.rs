@@ -413,6 +413,11 @@ fn what_is_not_enforced_is_refused_by_name() {
         assert!(m.contains(named), "{schema}: {m}");
         assert!(m.starts_with("json_schema"), "{schema}: {m}");
     }
+    let m = refused(
+        &engine,
+        schema_params(r#"{"oneOf": [{"type": "string"}, {"type": "string", "maxLength": 2}]}"#),
+    );
+    assert!(m.contains("coerce_one_of"), "{m}");
     // The way out that the message names: accepted, the keyword left unchecked.
     let m = refused(
         &engine,

@@ -137,7 +137,7 @@ impl GenerateParams {
         if self.grammar.as_deref().is_some_and(|g| g.trim().is_empty()) {
             return Err(Error::invalid("grammar is empty (it needs a rule `root`)"));
         }
-        // llama.cpp's grammar parser and its schema conversion recurse once per nesting level:
+        // llama.cpp's grammar parser and llguidance's compilers recurse once per nesting level:
         // a deep enough text would overflow the caller's stack.
         if let Some(g) = &self.grammar {
             if nesting(g, b'(', b')', true) > MAX_NESTING {

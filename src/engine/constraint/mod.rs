@@ -7,6 +7,7 @@
 //! with llguidance: their meaning is character by character, which llguidance's lexer does not
 //! promise to keep.
 
+mod narrow;
 mod schema;
 mod vocab;
 
@@ -224,9 +225,7 @@ fn json_with_defaults(text: &str) -> Result<Value> {
     let mut schema = Value::deserialize(&mut de)
         .and_then(|v| de.end().map(|_| v))
         .map_err(|e| Error::invalid(format!("json_schema is not valid JSON: {e}")))?;
-    whole_counts(&mut schema);
-    bound_numbers(&mut schema);
-    close_objects(&mut schema);
+    narrow::narrow(&mut schema);
     if let Value::Object(root) = &mut schema {
         let options = root
             .entry("x-guidance")
@@ -240,150 +239,16 @@ fn json_with_defaults(text: &str) -> Result<Value> {
     Ok(schema)
 }
 
-/// Writes the counts of a schema (`maxItems`, `minLength`, ...) given as whole numbers with a
-/// point (`2.0`, an integer to JSON Schema) as integers, which llguidance requires.
-fn whole_counts(schema: &mut Value) {
-    const COUNTS: [&str; 8] = [
-        "minItems",
-        "maxItems",
-        "minLength",
-        "maxLength",
-        "minProperties",
-        "maxProperties",
-        "minContains",
-        "maxContains",
-    ];
-    const DATA: [&str; 4] = ["enum", "const", "default", "examples"];
-    let mut stack = vec![schema];
-    while let Some(v) = stack.pop() {
-        match v {
-            Value::Object(o) => {
-                for (k, v) in o.iter_mut() {
-                    if COUNTS.contains(&k.as_str()) {
-                        if let Some(f) = v.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0) {
-                            if !v.is_u64() && f <= u64::MAX as f64 {
-                                *v = Value::from(f as u64);
-                            }
-                        }
-                    }
-                }
-                stack.extend(
-                    o.iter_mut()
-                        .filter(|(k, _)| !DATA.contains(&k.as_str()))
-                        .map(|(_, v)| v),
-                );
-            }
-            Value::Array(a) => stack.extend(a.iter_mut()),
-            _ => {}
-        }
-    }
-}
-
-/// How long a number may be where its schema does not say: at most 16 digits before the point
-/// (as llama.cpp's conversion allows) and 10 after it. A JSON schema's number has no length,
-/// and a small model can write digits until `max_tokens`; a bounded one must close the number.
-/// This only narrows the schema: the output stays valid against it.
-const NUMBER_BOUND: f64 = 9_999_999_999_999_999.0;
-const NUMBER_STEP: f64 = 1e-10;
-
-/// Puts [`NUMBER_BOUND`] on each side of every `integer` or `number` schema that leaves that
-/// side open, and [`NUMBER_STEP`] on every `number` without a `multipleOf`. Values (`enum`,
-/// `const`, `default`, `examples`) are data, not schemas: left alone. Iterative: the schema may
-/// nest deeply.
-fn bound_numbers(schema: &mut Value) {
-    const DATA: [&str; 4] = ["enum", "const", "default", "examples"];
-    let mut stack = vec![schema];
-    while let Some(v) = stack.pop() {
-        match v {
-            Value::Object(o) => {
-                let is = |t: &str| match o.get("type") {
-                    Some(Value::String(s)) => s == t,
-                    Some(Value::Array(ts)) => ts.iter().any(|s| s.as_str() == Some(t)),
-                    _ => false,
-                };
-                let (integer, number) = (is("integer"), is("number"));
-                if integer || number {
-                    if !o.contains_key("minimum") && !o.contains_key("exclusiveMinimum") {
-                        o.insert("minimum".into(), (-NUMBER_BOUND).into());
-                    }
-                    if !o.contains_key("maximum") && !o.contains_key("exclusiveMaximum") {
-                        o.insert("maximum".into(), NUMBER_BOUND.into());
-                    }
-                }
-                if number && !o.contains_key("multipleOf") {
-                    o.insert("multipleOf".into(), NUMBER_STEP.into());
-                }
-                stack.extend(
-                    o.iter_mut()
-                        .filter(|(k, _)| !DATA.contains(&k.as_str()))
-                        .map(|(_, v)| v),
-                );
-            }
-            Value::Array(a) => stack.extend(a.iter_mut()),
-            _ => {}
-        }
-    }
-}
-
-/// Gives every object schema that says nothing of `additionalProperties` (and has no
-/// `patternProperties`) `"additionalProperties": false`, as llama.cpp's conversion did: left open,
-/// a small model adds property after property (the same key again, too) until `max_tokens`. This
-/// only narrows the schema; `"additionalProperties": true` keeps them. Not where the schema uses
-/// `allOf` anywhere: the parts of an `allOf` each name some of the properties, and closing them
-/// would leave no object that satisfies them all.
-fn close_objects(schema: &mut Value) {
-    const DATA: [&str; 4] = ["enum", "const", "default", "examples"];
-    fn uses_all_of(v: &Value) -> bool {
-        let mut stack = vec![v];
-        while let Some(v) = stack.pop() {
-            match v {
-                Value::Object(o) => {
-                    if o.contains_key("allOf") {
-                        return true;
-                    }
-                    stack.extend(
-                        o.iter()
-                            .filter(|(k, _)| !DATA.contains(&k.as_str()))
-                            .map(|(_, v)| v),
-                    );
-                }
-                Value::Array(a) => stack.extend(a.iter()),
-                _ => {}
-            }
-        }
-        false
-    }
-    if uses_all_of(schema) {
-        return;
-    }
-    let mut stack = vec![schema];
-    while let Some(v) = stack.pop() {
-        match v {
-            Value::Object(o) => {
-                let object = o.get("type").and_then(Value::as_str) == Some("object")
-                    || o.contains_key("properties");
-                if object
-                    && !o.contains_key("additionalProperties")
-                    && !o.contains_key("patternProperties")
-                {
-                    o.insert("additionalProperties".into(), false.into());
-                }
-                stack.extend(
-                    o.iter_mut()
-                        .filter(|(k, _)| !DATA.contains(&k.as_str()))
-                        .map(|(_, v)| v),
-                );
-            }
-            Value::Array(a) => stack.extend(a.iter_mut()),
-            _ => {}
-        }
-    }
-}
-
 /// llguidance's message, first line only (the rest dumps the grammar), and for a keyword it
 /// does not enforce, how to accept the schema anyway.
 fn refusal(message: &str) -> String {
     let line = first_line(message);
+    if line.contains("coerce_one_of") {
+        return format!(
+            "{line} (minerva refuses what it would not enforce; to read oneOf as anyOf, add \
+             \"x-guidance\": {{\"coerce_one_of\": true}} at the schema's root)"
+        );
+    }
     let unenforced = [
         "not supported",
         "Unimplemented",

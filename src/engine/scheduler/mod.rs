@@ -254,6 +254,7 @@ impl Scheduler {
             // Without a thread, each mask is computed at its pick instead.
             let masking = std::thread::Builder::new()
                 .name("minerva-mask".into())
+                .stack_size(super::stack::DEEP_STACK)
                 .spawn_scoped(s, || {
                     constraints
                         .iter_mut()

@@ -8,6 +8,7 @@ use super::Scheduler;
 use crate::engine::constraint::Constraint;
 use crate::engine::error::{Error, Result, Status};
 use crate::engine::llama::{argmax, Sampled, Sampler, Token};
+use crate::engine::stack::DEEP_STACK;
 use std::sync::Mutex;
 
 /// What one stream's pick came to.
@@ -82,7 +83,11 @@ pub(super) fn pick_all(jobs: Vec<Job<'_>>, threads: usize) -> Vec<Pick> {
     };
     std::thread::scope(|s| {
         for _ in 0..helpers {
-            s.spawn(work);
+            // A constraint's parser may recurse along its grammar: the engine thread's stack.
+            // Without a helper, this thread does the work.
+            let _ = std::thread::Builder::new()
+                .stack_size(DEEP_STACK)
+                .spawn_scoped(s, work);
         }
         work();
     });
