@@ -97,6 +97,12 @@ fn schemas() -> Vec<(&'static str, String)> {
             format!("{{\"enum\": [{}]}}", big_enum.join(", ")),
         ),
         (
+            "multipleOf met through allOf, anyOf and oneOf (a number at the root)",
+            r#"{"type": "number", "allOf": [{"multipleOf": 2}], "anyOf": [{"multipleOf": 3}],
+                "oneOf": [{"multipleOf": 5}]}"#
+                .into(),
+        ),
+        (
             "a string of bounded length at the root",
             r#"{"type": "string", "minLength": 3, "maxLength": 40}"#.into(),
         ),

@@ -4,7 +4,8 @@
 //!
 //! - A number without bounds gets at most 16 digits before the point and 10 after it (llama.cpp's
 //!   conversion allowed 16 and 16): a JSON number has no length, and a model can write digits
-//!   for ever ("2000000...").
+//!   for ever ("2000000..."). The digits after the point are bounded by a `multipleOf`, not
+//!   where the schema has one of its own.
 //! - An object that says nothing of `additionalProperties` (nor `patternProperties`) gets none,
 //!   as with llama.cpp's conversion: left open, a small model adds property after property, the
 //!   same key again too. Not where the schema uses `allOf`: its parts each list some of an
@@ -31,10 +32,13 @@ const COUNTS: [&str; 8] = [
 
 /// Narrows `schema` in place (see the module's text).
 pub(super) fn narrow(schema: &mut Value) {
-    let close = !uses_all_of(schema);
+    let close = !uses(schema, "allOf");
+    // llguidance merges the `multipleOf`s of combined schemas by their least common multiple in
+    // 32 bits: one of minerva's steps beside one of the schema's own could overflow it.
+    let step = !uses(schema, "multipleOf");
     each_schema(schema, &mut |o| {
         whole_counts(o);
-        bound_numbers(o);
+        bound_numbers(o, step);
         if close {
             close_object(o);
         }
@@ -116,7 +120,7 @@ fn whole_counts(o: &mut serde_json::Map<String, Value>) {
 
 /// Bounds each open side of a schema that allows numbers (the keywords apply to numbers only,
 /// so a schema of any type keeps its other types as they were).
-fn bound_numbers(o: &mut serde_json::Map<String, Value>) {
+fn bound_numbers(o: &mut serde_json::Map<String, Value>, step: bool) {
     let (integer, number) = (allows(o, "integer"), allows(o, "number"));
     if !(integer || number) || !is_open(o) {
         return;
@@ -127,7 +131,7 @@ fn bound_numbers(o: &mut serde_json::Map<String, Value>) {
     if !o.contains_key("maximum") && !o.contains_key("exclusiveMaximum") {
         o.insert("maximum".into(), NUMBER_BOUND.into());
     }
-    if number && !o.contains_key("multipleOf") {
+    if number && step && !o.contains_key("multipleOf") {
         o.insert("multipleOf".into(), NUMBER_STEP.into());
     }
 }
@@ -145,9 +149,10 @@ fn close_object(o: &mut serde_json::Map<String, Value>) {
     }
 }
 
-fn uses_all_of(root: &mut Value) -> bool {
+/// Whether a subschema of `root` has `keyword`.
+fn uses(root: &mut Value, keyword: &str) -> bool {
     let mut found = false;
-    each_schema(root, &mut |o| found |= o.contains_key("allOf"));
+    each_schema(root, &mut |o| found |= o.contains_key(keyword));
     found
 }
 
@@ -174,6 +179,9 @@ mod tests {
         assert!(narrowed(json!({"maxItems": 2})).get("maximum").is_some());
         assert!(narrowed(json!({"type": "string"})).get("maximum").is_none());
         assert!(narrowed(json!({"enum": [1, 2]})).get("maximum").is_none());
+        // No step of minerva's beside a schema's own multipleOf.
+        let v = narrowed(json!({"allOf": [{"multipleOf": 2}]}));
+        assert!(v.get("multipleOf").is_none());
     }
 
     #[test]
