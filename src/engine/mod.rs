@@ -29,7 +29,7 @@ pub use llama::{DeviceKind, SamplingParams};
 pub use params::*;
 pub use stream::{Control, FinishFn, FinishReason, ReadResult, Stats, Stream, TokenFn};
 
-use constraint::{Constraint, Spec, Vocabulary};
+use constraint::Vocabulary;
 use llama::{ContextParams, Model, Sampler};
 use scheduler::{Mailbox, Request, Scheduler};
 use std::ffi::CString;
@@ -370,39 +370,6 @@ impl Engine {
 }
 
 impl Engine {
-    /// The stream's constraint: its JSON schema, or its grammar in llguidance's Lark syntax
-    /// (None for none, or for a GBNF grammar).
-    fn constraint_for(&self, params: &GenerateParams) -> Result<Option<Constraint>> {
-        let spec = match (&params.json_schema, &params.grammar) {
-            (Some(schema), _) => Spec::JsonSchema(schema),
-            (None, Some(g)) if constraint::is_lark(g) => Spec::Lark(g),
-            _ => return Ok(None),
-        };
-        let vocabulary = self.vocabulary()?;
-        // llguidance's compilers recurse along the schema's or grammar's nesting.
-        stack::on_deep_stack(|| Constraint::new(&vocabulary, spec)).map(Some)
-    }
-
-    /// Whether `text` is a whole output that the `json_schema` (or Lark `grammar`) of `params`
-    /// allows, followed token by token in the model's own tokens of it, as a stream would write
-    /// it. For tests and coverage reports: Err where `minerva_stream_new` would refuse it.
-    #[doc(hidden)]
-    pub fn constraint_accepts(&self, params: &GenerateParams, text: &str) -> Result<bool> {
-        params.check()?;
-        let Some(mut c) = self.constraint_for(params)? else {
-            return Err(Error::invalid("no json_schema or Lark grammar"));
-        };
-        c.accepts(&self.model.tokenize(text, false, false)?)
-    }
-
-    /// The token table of constrained decoding (built at the first call: about a second for a
-    /// vocabulary of 262,144 tokens; streams of other threads wait for it).
-    fn vocabulary(&self) -> Result<Arc<Vocabulary>> {
-        self.vocabulary
-            .get_or_init(|| Vocabulary::build(self.model.clone()).map(Arc::new))
-            .clone()
-    }
-
     /// The sampler chain of a new stream (None for plain greedy: an argmax is enough).
     fn sampler_for(&self, p: &SamplingParams) -> Result<Option<Sampler>> {
         if p.is_plain_greedy() {

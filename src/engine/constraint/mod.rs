@@ -9,6 +9,7 @@
 
 mod narrow;
 mod schema;
+mod streams;
 mod vocab;
 
 pub(crate) use schema::check_refs;
@@ -16,7 +17,7 @@ pub use vocab::Vocabulary;
 
 use crate::engine::error::{Error, Result, Status};
 use crate::engine::llama::Token;
-use llguidance::api::{ParserLimits, TopLevelGrammar};
+use llguidance::api::TopLevelGrammar;
 use llguidance::Matcher;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -53,13 +54,6 @@ impl Spec<'_> {
             Spec::Lark(_) => "grammar",
         }
     }
-}
-
-/// The bounds of one constraint's work (llguidance's defaults, stated here because minerva's
-/// documentation promises them): a grammar of at most 500,000 symbols; at most 200,000 units of
-/// lexer work (about 15 ms) and 50,000 parser items (about 2.5 ms) for one mask.
-pub fn limits() -> ParserLimits {
-    ParserLimits::default()
 }
 
 /// One stream's constraint: llguidance's matcher and the stream's masked row of logits.

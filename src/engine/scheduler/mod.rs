@@ -28,9 +28,8 @@ mod slot;
 
 pub(crate) use request::{Mailbox, Request};
 
-use super::constraint::Constraint;
 use super::embed::Embedder;
-use super::error::{Error, Result, Status};
+use super::error::{Error, Status};
 use super::llama::{Batch, Context, Model, Token};
 use super::stream::FinishReason;
 use constrain::{Constrainer, Job};
@@ -228,48 +227,6 @@ impl Scheduler {
                 self.end(slot, status, reason, err);
             }
         }
-    }
-
-    /// Decodes the batch; meanwhile, on a thread of its own, the constrained streams that sample
-    /// after this decode compute their masks (their last token is already consumed): on a GPU
-    /// the mask costs the step nothing, on the CPU it takes a core from the decode for its time.
-    fn decode_and_mask(&mut self) -> Result<i32> {
-        let Scheduler {
-            ctx,
-            batch,
-            slots,
-            profile,
-            ..
-        } = self;
-        let mut constraints: Vec<&mut Constraint> = slots
-            .iter_mut()
-            .flatten()
-            .filter(|a| a.out_row.is_some())
-            .filter_map(|a| a.req.constraint.as_mut())
-            .collect();
-        if constraints.is_empty() {
-            return ctx.decode(batch);
-        }
-        std::thread::scope(|s| {
-            // Without a thread, each mask is computed at its pick instead.
-            let masking = std::thread::Builder::new()
-                .name("minerva-mask".into())
-                .stack_size(super::stack::DEEP_STACK)
-                .spawn_scoped(s, || {
-                    constraints
-                        .iter_mut()
-                        .map(|c| {
-                            c.prepare();
-                            c.last_mask
-                        })
-                        .collect::<Vec<_>>()
-                });
-            let rc = ctx.decode(batch);
-            if let Ok(Ok(times)) = masking.map(|t| t.join()) {
-                profile.record_masks(&times);
-            }
-            rc
-        })
     }
 
     /// Fills the batch. Returns false when there is nothing to decode.

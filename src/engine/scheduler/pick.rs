@@ -2,7 +2,8 @@
 //! chain, or an argmax for plain greedy. A chain with logit bias, penalties or a grammar works on
 //! the whole vocabulary (262,144 candidates built and sorted: up to a millisecond), so several
 //! streams' picks run side by side on as many threads as decode (idle between decodes) instead
-//! of one after another.
+//! of one after another. The masks of constrained streams are computed ahead, during the decode
+//! ([`Scheduler::decode_and_mask`]).
 
 use super::Scheduler;
 use crate::engine::constraint::Constraint;
@@ -107,6 +108,48 @@ pub(super) fn pick_all(jobs: Vec<Job<'_>>, threads: usize) -> Vec<Pick> {
 }
 
 impl Scheduler {
+    /// Decodes the batch; meanwhile, on a thread of its own, the constrained streams that sample
+    /// after this decode compute their masks (their last token is already consumed): on a GPU
+    /// the mask costs the step nothing, on the CPU it takes a core from the decode for its time.
+    pub(super) fn decode_and_mask(&mut self) -> Result<i32> {
+        let Scheduler {
+            ctx,
+            batch,
+            slots,
+            profile,
+            ..
+        } = self;
+        let mut constraints: Vec<&mut Constraint> = slots
+            .iter_mut()
+            .flatten()
+            .filter(|a| a.out_row.is_some())
+            .filter_map(|a| a.req.constraint.as_mut())
+            .collect();
+        if constraints.is_empty() {
+            return ctx.decode(batch);
+        }
+        std::thread::scope(|s| {
+            // Without a thread, each mask is computed at its pick instead.
+            let masking = std::thread::Builder::new()
+                .name("minerva-mask".into())
+                .stack_size(DEEP_STACK)
+                .spawn_scoped(s, || {
+                    constraints
+                        .iter_mut()
+                        .map(|c| {
+                            c.prepare();
+                            c.last_mask
+                        })
+                        .collect::<Vec<_>>()
+                });
+            let rc = ctx.decode(batch);
+            if let Ok(Ok(times)) = masking.map(|t| t.join()) {
+                profile.record_masks(&times);
+            }
+            rc
+        })
+    }
+
     /// The picks of the streams sampling from `rows` (slot order): read from the graph for the
     /// streams sampled there, made on the host for the others, side by side where it pays.
     pub(super) fn pick(&mut self, rows: &[(usize, i32)]) -> Vec<Pick> {
