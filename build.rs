@@ -176,17 +176,20 @@ fn main() {
         .warnings(true)
         .extra_warnings(true)
         .compile("minerva_shim");
-    // llama.cpp's own chat rendering, for the tests' comparison only (its headers warn).
+    // llama.cpp's chat-format detection and output parsers (common/chat.h), and its own chat
+    // rendering for the tests' comparison (its headers warn).
+    println!("cargo:rerun-if-changed=src/engine/llama/chat_format.cpp");
     cc::Build::new()
         .cpp(true)
         .std("c++17")
+        .file("src/engine/llama/chat_format.cpp")
         .file("src/engine/llama/chat_reference.cpp")
         .include(llama.join("include"))
         .include(llama.join("ggml/include"))
         .include(llama.join("common"))
         .include(llama.join("vendor"))
         .warnings(false)
-        .compile("minerva_chat_reference");
+        .compile("minerva_chat");
 
     // cbindgen reads the whole crate: any public item anywhere could reach the header.
     println!("cargo:rerun-if-changed=src");

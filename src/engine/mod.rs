@@ -75,6 +75,8 @@ pub struct Engine {
     info: EngineInfo,
     /// The ChatML fallback was announced (once per engine).
     chatml_warned: std::sync::atomic::AtomicBool,
+    /// The chat formats llama.cpp found in templates, per inputs (see chat/format.rs).
+    chat_formats: chat::format::Formats,
     /// The token table of constrained decoding, built at the first stream that needs it.
     vocabulary: OnceLock<Result<Arc<Vocabulary>>>,
 }
@@ -231,6 +233,7 @@ impl Engine {
             model,
             info,
             chatml_warned: Default::default(),
+            chat_formats: Default::default(),
             vocabulary: OnceLock::new(),
         })
     }

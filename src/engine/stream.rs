@@ -68,6 +68,8 @@ pub struct StreamShared {
     error: OnceLock<String>,
     /// Chat streams with tools: the calls of the reply (JSON), set when the stream ends.
     tool_calls: OnceLock<String>,
+    /// Chat streams: the reasoning of the reply so far (the template's format marks it).
+    reasoning: Mutex<String>,
 }
 
 impl StreamShared {
@@ -87,6 +89,7 @@ impl StreamShared {
             callback_lock,
             error: OnceLock::new(),
             tool_calls: OnceLock::new(),
+            reasoning: Mutex::new(String::new()),
         })
     }
 
@@ -112,6 +115,13 @@ impl StreamShared {
 
     pub(crate) fn update_stats(&self, f: impl FnOnce(&mut Stats)) {
         f(&mut self.state.lock().stats);
+    }
+
+    /// Engine thread: more of a chat reply's reasoning.
+    pub(crate) fn push_reasoning(&self, text: &str) {
+        if !text.is_empty() {
+            self.reasoning.lock().push_str(text);
+        }
     }
 
     /// Engine thread: the reply's tool calls, before the finish callback runs.
@@ -263,6 +273,11 @@ impl Stream {
         // Recorded before the finish callback runs: readable from inside it too.
         self.shared.state.lock().status?;
         Some(self.shared.tool_calls.get().map_or("[]", String::as_str))
+    }
+
+    /// Chat streams: the reasoning of the reply so far, kept apart from its text ("" when none).
+    pub fn reasoning(&self) -> String {
+        self.shared.reasoning.lock().clone()
     }
 
     /// The message of the error the stream ended with, "" when none. Lives as long as the stream.

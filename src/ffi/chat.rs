@@ -55,7 +55,26 @@ pub struct minerva_chat_params {
     pub tool_choice: minerva_tool_choice,
     /// End the rendering with the start of an assistant turn (default true).
     pub add_generation_prompt: bool,
+    /// Added in 0.3. NULL (default) or a JSON object of extra template variables, e.g.
+    /// `{"enable_thinking": false}`; anything else is `MINERVA_ERR_INVALID_ARGUMENT`.
+    pub template_kwargs_json: *const c_char,
+    /// Added in 0.3. A `MINERVA_REASONING_*` value (default AUTO).
+    pub reasoning: minerva_reasoning,
+    /// Added in 0.3. The last message is an assistant turn the model continues (rendered without
+    /// its end of turn); a last message of another role is `MINERVA_ERR_INVALID_ARGUMENT`.
+    pub continue_final_message: bool,
+    /// Added in 0.3. A REQUIRED reply holds 1 to `max_tool_calls` calls; 0 (default): 4.
+    pub max_tool_calls: u32,
 }
+
+/// What becomes of the reasoning a model writes (`minerva_chat_params.reasoning`).
+pub type minerva_reasoning = u32;
+/// The reasoning the template's format marks (`<think>...</think>`, `<seed:think>`, gpt-oss's
+/// analysis channel, a generation prompt that opens `<think>`, ...) is kept apart from the text:
+/// never delivered as text, readable with `minerva_stream_reasoning`.
+pub const MINERVA_REASONING_AUTO: minerva_reasoning = 0;
+/// The reasoning is left in the text as the model wrote it.
+pub const MINERVA_REASONING_NONE: minerva_reasoning = 1;
 
 impl Default for minerva_chat_params {
     fn default() -> Self {
@@ -65,6 +84,10 @@ impl Default for minerva_chat_params {
             tools_json: std::ptr::null(),
             tool_choice: MINERVA_TOOL_CHOICE_AUTO,
             add_generation_prompt: true,
+            template_kwargs_json: std::ptr::null(),
+            reasoning: MINERVA_REASONING_AUTO,
+            continue_final_message: false,
+            max_tool_calls: 0,
         }
     }
 }
@@ -115,9 +138,12 @@ unsafe fn convert(
         read_params(
             chat,
             minerva_chat_params::default(),
-            std::mem::size_of::<minerva_chat_params>(),
+            offset_of!(minerva_chat_params, template_kwargs_json),
             "chat",
-            &[offset_of!(minerva_chat_params, add_generation_prompt)],
+            &[
+                offset_of!(minerva_chat_params, add_generation_prompt),
+                offset_of!(minerva_chat_params, continue_final_message),
+            ],
         )
     }?;
     let tool_choice = match c.tool_choice {
@@ -137,6 +163,20 @@ unsafe fn convert(
         tools: unsafe { opt_str(c.tools_json, "chat.tools_json") }?.map(str::to_owned),
         tool_choice,
         add_generation_prompt: c.add_generation_prompt,
+        // SAFETY: NULL or NUL-terminated, as the header requires.
+        template_kwargs: unsafe { opt_str(c.template_kwargs_json, "chat.template_kwargs_json") }?
+            .map(str::to_owned),
+        reasoning: match c.reasoning {
+            MINERVA_REASONING_AUTO => true,
+            MINERVA_REASONING_NONE => false,
+            other => {
+                return Err(Error::invalid(format!(
+                    "chat.reasoning is {other}; it must be MINERVA_REASONING_AUTO (0) or _NONE (1)"
+                )))
+            }
+        },
+        continue_final_message: c.continue_final_message,
+        max_tool_calls: c.max_tool_calls as usize,
     };
     Ok((out, opts))
 }
@@ -269,6 +309,40 @@ pub unsafe extern "C" fn minerva_stream_tool_calls(
         unsafe {
             fill_buffer(
                 calls.as_bytes(),
+                buf.cast::<u8>(),
+                cap,
+                out_len,
+                Some(0),
+                "buf",
+            )
+        }
+    })
+}
+
+/// Added in 0.3. The reasoning of a chat stream's reply so far: what the template's format marks
+/// as reasoning (`<think>...</think>`, `<seed:think>`, gpt-oss's analysis channel, ...) under
+/// `MINERVA_REASONING_AUTO`, kept out of the text. Readable while the stream runs and after it
+/// ended; "" when there is none (a plain stream, `MINERVA_REASONING_NONE`, or a template that
+/// marks no reasoning). Buffer rules as `minerva_chat_format`. Any thread, a callback too.
+///
+/// # Safety
+/// `stream` is NULL or a live stream; `buf` is NULL or `cap` writable bytes; `out_len` is NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn minerva_stream_reasoning(
+    stream: *const minerva_stream,
+    buf: *mut c_char,
+    cap: usize,
+    out_len: *mut usize,
+) -> minerva_status {
+    ffi_export!({
+        let stream = try_ref!(stream, "stream");
+        let out_len = try_mut!(out_len, "out_len");
+        let text = stream.inner.reasoning();
+        // SAFETY: buf is NULL or the caller's buffer of cap bytes.
+        unsafe {
+            fill_buffer(
+                text.as_bytes(),
                 buf.cast::<u8>(),
                 cap,
                 out_len,

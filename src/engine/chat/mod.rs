@@ -2,12 +2,18 @@
 //! turn, and tool calls. Rendering is in [`template`], tools in [`tools`]; this file chooses the
 //! template and turns messages into the template's variables.
 
+pub mod format;
+pub mod reply;
 pub mod template;
 pub mod tools;
 
 use super::error::{Error, Result};
 use super::llama::{self, Model};
+use format::{Format, Formats};
+pub use reply::Reply;
 use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::sync::Arc;
 use template::Template;
 pub use tools::{Capture, Tool, ToolCall, ToolChoice};
 
@@ -44,6 +50,14 @@ pub struct ChatOptions {
     pub tools: Option<String>,
     pub tool_choice: ToolChoice,
     pub add_generation_prompt: bool,
+    /// Extra template variables: a JSON object text (`{"enable_thinking": false}`).
+    pub template_kwargs: Option<String>,
+    /// Keep the reasoning the template's format marks apart from the text (`MINERVA_REASONING_AUTO`).
+    pub reasoning: bool,
+    /// The last message is an assistant turn the model continues.
+    pub continue_final_message: bool,
+    /// A `Required` reply holds 1 to this many calls.
+    pub max_tool_calls: usize,
 }
 
 impl Default for ChatOptions {
@@ -53,33 +67,93 @@ impl Default for ChatOptions {
             tools: None,
             tool_choice: ToolChoice::Auto,
             add_generation_prompt: true,
+            template_kwargs: None,
+            reasoning: true,
+            continue_final_message: false,
+            max_tool_calls: tools::MAX_REQUIRED_CALLS,
         }
     }
 }
 
 /// What a chat stream needs beyond a plain one. Set by [`prepare`], carried in the stream's
 /// parameters.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default)]
 pub struct ChatStream {
     /// Texts that end the assistant's turn (`<|im_end|>`, ...): they end the stream as an EOS
     /// would and are never delivered.
     pub end_markers: Vec<String>,
-    /// The tools offered, when calls are to be captured.
+    /// The tools offered, when calls are to be read.
     pub tools: Option<Vec<Tool>>,
     pub required: bool,
+    /// The model's own format, where its reasoning or calls are to be read.
+    pub format: Option<Arc<Format>>,
+    pub max_calls: usize,
+}
+
+impl ChatStream {
+    /// The reader of this stream's reply, if it needs one beyond plain text.
+    pub fn reply(&self) -> Option<Reply> {
+        let native = self.format.as_ref().is_some_and(|f| f.native_calls);
+        let capture = match (&self.tools, native) {
+            (Some(t), false) => Some(Capture::new(t, self.required)),
+            _ => None,
+        };
+        if self.format.is_none() && capture.is_none() {
+            return None;
+        }
+        let names: Option<HashSet<String>> = self
+            .tools
+            .as_ref()
+            .map(|t| t.iter().map(|t| t.name.clone()).collect());
+        Some(Reply::new(
+            self.format.clone(),
+            capture,
+            names,
+            self.max_calls,
+        ))
+    }
+}
+
+impl std::fmt::Debug for ChatStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatStream")
+            .field("end_markers", &self.end_markers)
+            .field("tools", &self.tools)
+            .field("required", &self.required)
+            .field("format", &self.format.as_ref().map(|f| &f.name))
+            .field("max_calls", &self.max_calls)
+            .finish()
+    }
+}
+
+impl PartialEq for ChatStream {
+    fn eq(&self, other: &Self) -> bool {
+        self.end_markers == other.end_markers
+            && self.tools == other.tools
+            && self.required == other.required
+            && self.max_calls == other.max_calls
+            && match (&self.format, &other.format) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+    }
 }
 
 /// A rendered conversation, ready to start a stream on.
 pub struct Prepared {
     pub prompt: String,
     pub stream: ChatStream,
-    /// `Required`: the JSON schema the reply must match.
+    /// `Required` in minerva's format: the JSON schema the reply must match.
     pub json_schema: Option<String>,
+    /// `Required` in the model's own format: the GBNF grammar of its calls.
+    pub grammar: Option<String>,
 }
 
 /// The template to render with.
 enum Source {
-    Jinja(Box<Template>),
+    /// A Jinja template, its text, and whether it is the ChatML fallback.
+    Jinja(Box<Template>, String, bool),
     /// One of llama.cpp's built-in templates, by name.
     Builtin(String),
 }
@@ -99,6 +173,7 @@ const ROLES: [&str; 4] = ["system", "user", "assistant", "tool"];
 /// model has no template and ChatML is used.
 pub fn prepare(
     model: &Model,
+    formats: Option<&Formats>,
     messages: &[Message],
     opts: &ChatOptions,
     warn_fallback: impl FnOnce(),
@@ -120,18 +195,51 @@ pub fn prepare(
             )));
         }
     }
-    let source = match &opts.template {
-        Some(t) if t == "chatml" => Source::Jinja(Box::new(Template::new(template::CHATML)?)),
-        Some(t) if is_name(t) => Source::Builtin(t.clone()),
-        Some(t) => Source::Jinja(Box::new(Template::new(t)?)),
-        None => match model.chat_template() {
-            Some(t) => Source::Jinja(Box::new(Template::new(&t)?)),
-            None => {
-                warn_fallback();
-                Source::Jinja(Box::new(Template::new(template::CHATML)?))
+    let kwargs = match &opts.template_kwargs {
+        None => None,
+        Some(k) => match serde_json::from_str::<Value>(k) {
+            Ok(Value::Object(o)) => Some(o),
+            Ok(_) => {
+                return Err(Error::invalid(
+                    "template_kwargs_json must be a JSON object of template variables",
+                ))
+            }
+            Err(e) => {
+                return Err(Error::invalid(format!(
+                    "template_kwargs_json is not valid JSON: {e}"
+                )))
             }
         },
     };
+    if opts.continue_final_message && messages.last().is_some_and(|m| m.role != "assistant") {
+        return Err(Error::invalid(
+            "continue_final_message is set but the last message is not the assistant's",
+        ));
+    }
+    let jinja = |t: &str, fallback| -> Result<Source> {
+        Ok(Source::Jinja(
+            Box::new(Template::new(t)?),
+            t.to_owned(),
+            fallback,
+        ))
+    };
+    let source = match &opts.template {
+        Some(t) if t == "chatml" => jinja(template::CHATML, true)?,
+        Some(t) if is_name(t) => Source::Builtin(t.clone()),
+        Some(t) => jinja(t, false)?,
+        None => match model.chat_template() {
+            Some(t) => jinja(&t, false)?,
+            None => {
+                warn_fallback();
+                jinja(template::CHATML, true)?
+            }
+        },
+    };
+    if opts.continue_final_message && matches!(source, Source::Builtin(_)) {
+        return Err(Error::invalid(
+            "continue_final_message needs a Jinja template (not a built-in template name)",
+        ));
+    }
     let tools = match (&opts.tools, opts.tool_choice) {
         (Some(t), ToolChoice::Auto | ToolChoice::Required) => Some(tools::parse_tools(t)?),
         (Some(t), ToolChoice::None) => {
@@ -148,8 +256,33 @@ pub fn prepare(
     let vars = Vars {
         bos: model.bos_text(),
         eos: model.eos_text(),
+        kwargs,
     };
-    let native_tools = matches!(&source, Source::Jinja(t) if t.reads_tools());
+    let max_calls = if opts.max_tool_calls == 0 {
+        tools::MAX_REQUIRED_CALLS
+    } else {
+        opts.max_tool_calls
+    };
+    // The model's own format, from llama.cpp's analysis of its template (not for ChatML, which
+    // marks neither calls nor reasoning).
+    let format = match (&source, formats) {
+        (Source::Jinja(t, text, false), Some(formats)) => {
+            let key = format::Key {
+                template: text.clone(),
+                bos: vars.bos.clone(),
+                eos: vars.eos.clone(),
+                tools: tools.as_ref().map(|(_, raw)| raw.to_string()),
+                required: opts.tool_choice == ToolChoice::Required,
+                parallel: max_calls > 1,
+                reasoning: opts.reasoning,
+                kwargs: opts.template_kwargs.clone(),
+                continue_final: opts.continue_final_message,
+            };
+            formats.get(&key, t)?
+        }
+        _ => None,
+    };
+    let native_tools = matches!(&source, Source::Jinja(t, _, _) if t.reads_tools());
     let mut prompt = match render(&source, messages, opts, tools.as_ref(), native_tools, &vars) {
         Ok(p) => p,
         // A template that knows no tool turns (Gemma's raises on any role but user and
@@ -173,21 +306,57 @@ pub fn prepare(
     if model.adds_bos() && !vars.bos.is_empty() && prompt.starts_with(&vars.bos) {
         prompt.drain(..vars.bos.len());
     }
-    let end_markers = end_markers(&source, &vars);
+    let mut end_markers = end_markers(&source, &vars);
+    if let Some(f) = &format {
+        for s in &f.stops {
+            if !s.is_empty() && !end_markers.contains(s) {
+                end_markers.push(s.clone());
+            }
+        }
+    }
     let required = opts.tool_choice == ToolChoice::Required;
-    let json_schema = match (&tools, required) {
-        (Some((list, _)), true) => Some(tools::calls_schema(list).to_string()),
+    let grammar = format.as_ref().and_then(|f| f.required_grammar.clone());
+    let native = format.as_ref().is_some_and(|f| f.native_calls);
+    let json_schema = match (&tools, required, native) {
+        (Some((list, _)), true, false) => Some(tools::calls_schema(list, max_calls).to_string()),
         _ => None,
     };
+    if required && native && grammar.is_none() {
+        return Err(Error::invalid(
+            "tool_choice is REQUIRED but llama.cpp gave no grammar of this template's calls",
+        ));
+    }
     Ok(Prepared {
         prompt,
         stream: ChatStream {
             end_markers,
             tools: tools.map(|(list, _)| list),
             required,
+            format,
+            max_calls,
         },
         json_schema,
+        grammar,
     })
+}
+
+/// The rendering cut right after the last message's content, so the model continues it (as
+/// `transformers` does for `continue_final_message`).
+fn open_final_message(text: String, last: Option<&Value>) -> Result<String> {
+    let content = last.and_then(|m| m["content"].as_str()).unwrap_or("");
+    let content = content.trim_end();
+    if content.is_empty() {
+        return Err(Error::invalid(
+            "continue_final_message: the last assistant message has no content to continue",
+        ));
+    }
+    match text.rfind(content) {
+        Some(p) => Ok(text[..p + content.len()].to_owned()),
+        None => Err(Error::invalid(
+            "continue_final_message: the template does not write the last message's content as \
+             it is, so it cannot be left open",
+        )),
+    }
 }
 
 fn tool_turn_as_user(m: &Message) -> Message {
@@ -207,6 +376,8 @@ fn tool_turn_as_user(m: &Message) -> Message {
 struct Vars {
     bos: String,
     eos: String,
+    /// The template switches.
+    kwargs: Option<serde_json::Map<String, Value>>,
 }
 
 fn render(
@@ -248,17 +419,26 @@ fn render(
         }
     }
     match source {
-        Source::Jinja(t) => {
+        Source::Jinja(t, _, _) => {
+            let cont = opts.continue_final_message;
             let mut ctx = json!({
                 "messages": msgs,
-                "add_generation_prompt": opts.add_generation_prompt,
+                "add_generation_prompt": opts.add_generation_prompt && !cont,
                 "bos_token": vars.bos,
                 "eos_token": vars.eos,
             });
             if let (Some((_, raw)), true) = (tools, native_tools) {
                 ctx["tools"] = raw.clone();
             }
-            t.render(&ctx)
+            for (k, v) in vars.kwargs.iter().flatten() {
+                ctx[k] = v.clone();
+            }
+            let text = t.render(&ctx)?;
+            if cont {
+                open_final_message(text, msgs.last())
+            } else {
+                Ok(text)
+            }
         }
         Source::Builtin(name) => {
             let pairs: Vec<(&str, &str)> = msgs
@@ -298,6 +478,11 @@ fn end_markers(source: &Source, vars: &Vars) -> Vec<String> {
         ],
     ];
     let mut out = Vec::new();
+    let vars = &Vars {
+        bos: vars.bos.clone(),
+        eos: vars.eos.clone(),
+        kwargs: None,
+    };
     for conv in convs {
         let Ok(text) = render(source, &conv, &opts, None, false, vars) else {
             continue;
@@ -325,17 +510,23 @@ mod tests;
 
 impl super::Engine {
     fn prepare_chat(&self, messages: &[Message], opts: &ChatOptions) -> Result<Prepared> {
-        prepare(&self.model, messages, opts, || {
-            if !self
-                .chatml_warned
-                .swap(true, std::sync::atomic::Ordering::Relaxed)
-            {
-                super::log::log_warn!(
-                    "engine {}: the model has no chat template; using ChatML",
-                    self.id
-                );
-            }
-        })
+        prepare(
+            &self.model,
+            Some(&self.chat_formats),
+            messages,
+            opts,
+            || {
+                if !self
+                    .chatml_warned
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    super::log::log_warn!(
+                        "engine {}: the model has no chat template; using ChatML",
+                        self.id
+                    );
+                }
+            },
+        )
     }
 
     /// The conversation as the model sees it (the rendered template).
@@ -356,14 +547,15 @@ impl super::Engine {
     ) -> Result<super::Stream> {
         let prepared = self.prepare_chat(messages, opts)?;
         let mut params = params;
-        if let Some(schema) = prepared.json_schema {
+        if prepared.json_schema.is_some() || prepared.grammar.is_some() {
             if params.grammar.is_some() || params.json_schema.is_some() {
                 return Err(Error::invalid(
                     "tool_choice REQUIRED constrains the reply itself: give no grammar or \
                      json_schema with it",
                 ));
             }
-            params.json_schema = Some(schema);
+            params.json_schema = prepared.json_schema;
+            params.grammar = prepared.grammar;
         }
         params.chat = Some(prepared.stream);
         self.start(&prepared.prompt, params, on_token, on_finish)

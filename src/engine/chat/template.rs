@@ -87,6 +87,27 @@ impl Template {
     }
 }
 
+impl Template {
+    /// Renders with `context` only to learn whether the template stays within its bounds on it:
+    /// an error only where the rendering ran out of fuel or of recursion (the template's own
+    /// errors, `raise_exception` included, are not this question's).
+    pub fn within_bounds(&self, context: &serde_json::Value) -> Result<()> {
+        let t = self
+            .env
+            .get_template("chat")
+            .map_err(|e| template_error(&e))?;
+        match t.render(to_value(context)) {
+            Err(e)
+                if e.kind() == ErrorKind::OutOfFuel
+                    || e.to_string().contains("recursion limit exceeded") =>
+            {
+                Err(template_error(&e))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A JSON value as a template value (object keys keep their order).
 fn to_value(v: &serde_json::Value) -> Value {
     use serde_json::Value as J;

@@ -107,13 +107,13 @@ pub fn parse_tools(json_text: &str) -> Result<(Vec<Tool>, Value)> {
     Ok((tools, raw))
 }
 
-/// Most calls in one reply under `Required` (a small base model would otherwise go on adding
-/// calls until `max_tokens`).
+/// Most calls in one reply under `Required` unless `max_tool_calls` says (a small base model would
+/// otherwise go on adding calls until `max_tokens`).
 pub const MAX_REQUIRED_CALLS: usize = 4;
 
 /// The schema of a reply that is only calls, in minerva's format: what `Required` constrains the
 /// output to (names as constants, each tool's parameters as its arguments' schema).
-pub fn calls_schema(tools: &[Tool]) -> Value {
+pub fn calls_schema(tools: &[Tool], max_calls: usize) -> Value {
     let one: Vec<Value> = tools
         .iter()
         .map(|t| {
@@ -133,7 +133,7 @@ pub fn calls_schema(tools: &[Tool]) -> Value {
     json!({
         "type": "object",
         "properties": {"tool_calls": {
-            "type": "array", "items": item, "minItems": 1, "maxItems": MAX_REQUIRED_CALLS
+            "type": "array", "items": item, "minItems": 1, "maxItems": max_calls
         }},
         "required": ["tool_calls"],
         "additionalProperties": false

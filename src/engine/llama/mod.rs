@@ -5,6 +5,7 @@
 
 mod batch;
 mod chat;
+pub mod chat_format;
 mod context;
 mod devices;
 mod inspect;

@@ -4,7 +4,7 @@
 
 use super::request::Request;
 use crate::engine::callback::callback_scope;
-use crate::engine::chat::{tools, Capture};
+use crate::engine::chat::{tools, Reply};
 use crate::engine::error::{Error, Status};
 use crate::engine::llama::{Model, Sampler, Token};
 use crate::engine::stream::{Control, FinishReason, StreamShared, TokenFn};
@@ -50,8 +50,8 @@ struct TextOut {
     /// Stop strings before this index are the caller's (finish STOP); the rest end the chat turn
     /// (finish EOS).
     user_stops: usize,
-    /// Chat streams with tools: separates calls from text.
-    capture: Option<Capture>,
+    /// Chat streams with tools or reasoning: separates calls and reasoning from text.
+    reply: Option<Reply>,
     /// The token callback answered STOP (or panicked): it is not called again.
     callback_stopped: bool,
     /// The current token's bytes and text (kept to reuse their allocations).
@@ -86,10 +86,10 @@ impl Active {
         let sampler = req.sampler.take();
         let mut stops = req.params.stop.clone();
         let user_stops = stops.len();
-        let mut capture = None;
+        let mut reply = None;
         if let Some(chat) = &req.params.chat {
             stops.extend(chat.end_markers.iter().cloned());
-            capture = chat.tools.as_ref().map(|t| Capture::new(t, chat.required));
+            reply = chat.reply();
         }
         req.shared.update_stats(|s| {
             s.prompt_tokens = req.tokens.len() as u32;
@@ -111,7 +111,7 @@ impl Active {
                 utf8: Utf8Assembler::default(),
                 stop: StopMatcher::new(stops),
                 user_stops,
-                capture,
+                reply,
                 callback_stopped: false,
                 piece: Vec::new(),
                 text: String::new(),
@@ -139,27 +139,35 @@ impl Active {
         t.utf8.push(&t.piece, &mut t.text);
         if !t.text.is_empty() {
             // Without stop strings or tools the text goes out as it is, without a copy.
-            let (control, stopped) = if t.stop.is_empty() && t.capture.is_none() {
+            let (control, stopped, calls_done) = if t.stop.is_empty() && t.reply.is_none() {
                 (
                     deliver(&self.req.shared, &mut self.req.on_token, &t.text),
                     false,
+                    false,
                 )
             } else {
-                let (mut out, stopped) = match t.stop.push(&t.text) {
+                let mut calls_done = false;
+                let (mut out, mut stopped) = match t.stop.push(&t.text) {
                     StopResult::Continue(out) => (out, false),
                     StopResult::Stopped(out) => (out, true),
                 };
-                if let Some(c) = &mut t.capture {
-                    out = c.push(&out);
+                if let Some(r) = &mut t.reply {
+                    let pushed = r.push(&out);
+                    self.req.shared.push_reasoning(&pushed.reasoning);
+                    out = pushed.text;
+                    calls_done = pushed.stop;
+                    stopped |= pushed.stop;
                 }
                 (
                     deliver(&self.req.shared, &mut self.req.on_token, &out),
                     stopped,
+                    calls_done,
                 )
             };
             if stopped {
-                // A chat's end-of-turn marker ends the stream as end-of-generation does.
-                let eot = t.stop.matched().is_some_and(|i| i >= t.user_stops);
+                // A chat's end-of-turn marker (or its last allowed call) ends the stream as
+                // end-of-generation does.
+                let eot = calls_done || t.stop.matched().is_some_and(|i| i >= t.user_stops);
                 let reason = if eot {
                     FinishReason::Eos
                 } else {
@@ -235,18 +243,24 @@ impl Active {
         ) {
             self.text.utf8.finish();
             let mut rest = self.text.stop.flush();
-            if let Some(c) = &mut self.text.capture {
-                rest = c.push(&rest);
+            if let Some(r) = &mut self.text.reply {
+                let pushed = r.push(&rest);
+                self.req.shared.push_reasoning(&pushed.reasoning);
+                rest = pushed.text;
             }
             deliver(&self.req.shared, &mut self.req.on_token, &rest);
         }
-        // The reply's calls (and the text held while it might have been one), whatever the end.
-        if let Some(c) = &mut self.text.capture {
-            let (rest, calls) = c.finish();
+        // The reply's calls and reasoning (and the text held while it might have been markup),
+        // whatever the end.
+        if let Some(r) = &mut self.text.reply {
+            let done = r.finish();
+            self.req.shared.push_reasoning(&done.reasoning);
             if reason != FinishReason::Cancelled && !self.text.callback_stopped {
-                deliver(&self.req.shared, &mut self.req.on_token, &rest);
+                deliver(&self.req.shared, &mut self.req.on_token, &done.text);
             }
-            self.req.shared.set_tool_calls(tools::calls_json(&calls));
+            if let Some(calls) = done.calls {
+                self.req.shared.set_tool_calls(tools::calls_json(&calls));
+            }
         }
         let tps = self.timing.tokens_per_second();
         self.req.shared.update_stats(|s| s.tokens_per_second = tps);

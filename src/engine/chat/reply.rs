@@ -1,0 +1,207 @@
+//! A chat reply as it streams: its text, its reasoning and its tool calls kept apart.
+//!
+//! In the model's own format ([`Format`]) llama.cpp's parser reads the whole reply so far after
+//! each piece; the text it finds beyond what was delivered goes out, the reasoning beyond what was
+//! published goes to the stream's reasoning, and text that may still become markup is held (the
+//! parser leaves a partial marker out of the content). Where the template has no call syntax of
+//! its own, minerva's [`Capture`] reads the calls out of the text that comes through.
+
+use super::format::Format;
+use super::tools::{Capture, ToolCall};
+use serde_json::Value;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// What one piece of the reply gave.
+#[derive(Default)]
+pub struct Pushed {
+    pub text: String,
+    pub reasoning: String,
+    /// The reply holds more calls than allowed: it ends here.
+    pub stop: bool,
+}
+
+/// What the end of the reply gave.
+pub struct Finished {
+    pub text: String,
+    pub reasoning: String,
+    /// None: the stream offered no tools.
+    pub calls: Option<Vec<ToolCall>>,
+}
+
+/// One reading of the reply so far.
+#[derive(Default)]
+struct Parsed {
+    content: String,
+    reasoning: String,
+    calls: Vec<(String, String, String)>,
+}
+
+fn parsed(json_text: &str) -> Option<Parsed> {
+    let v: Value = serde_json::from_str(json_text).ok()?;
+    let s = |v: &Value| v.as_str().unwrap_or("").to_owned();
+    Some(Parsed {
+        content: s(&v["content"]),
+        reasoning: s(&v["reasoning"]),
+        calls: v["calls"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .map(|c| (s(&c["name"]), s(&c["arguments"]), s(&c["id"])))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })
+}
+
+/// llama.cpp's reading of a reply in the model's format.
+struct Reader {
+    format: Arc<Format>,
+    raw: String,
+    /// Bytes of the content delivered, and of the reasoning published.
+    delivered: usize,
+    published: usize,
+}
+
+impl Reader {
+    /// The text and reasoning beyond what went out, for a reading of the reply.
+    fn advance(&mut self, p: &Parsed, out: &mut Pushed) {
+        if p.content.len() > self.delivered && p.content.is_char_boundary(self.delivered) {
+            out.text.push_str(&p.content[self.delivered..]);
+            self.delivered = p.content.len();
+        }
+        if p.reasoning.len() > self.published && p.reasoning.is_char_boundary(self.published) {
+            out.reasoning.push_str(&p.reasoning[self.published..]);
+            self.published = p.reasoning.len();
+        }
+    }
+}
+
+/// A chat stream's reply.
+pub struct Reply {
+    reader: Option<Reader>,
+    capture: Option<Capture>,
+    /// The names of the tools offered (calls of others are dropped), when tools are offered.
+    names: Option<HashSet<String>>,
+    max_calls: usize,
+}
+
+impl Reply {
+    pub fn new(
+        format: Option<Arc<Format>>,
+        capture: Option<Capture>,
+        names: Option<HashSet<String>>,
+        max_calls: usize,
+    ) -> Reply {
+        Reply {
+            reader: format.map(|format| Reader {
+                format,
+                raw: String::new(),
+                delivered: 0,
+                published: 0,
+            }),
+            capture,
+            names,
+            max_calls,
+        }
+    }
+
+    /// Takes the next text of the reply.
+    pub fn push(&mut self, text: &str) -> Pushed {
+        let mut out = Pushed::default();
+        match &mut self.reader {
+            Some(r) => {
+                r.raw.push_str(text);
+                if let Some(p) = r
+                    .format
+                    .parser
+                    .parse(&r.raw, true)
+                    .ok()
+                    .and_then(|j| parsed(&j))
+                {
+                    r.advance(&p, &mut out);
+                    out.stop = r.format.native_calls && p.calls.len() > self.max_calls;
+                }
+            }
+            None => out.text.push_str(text),
+        }
+        if let Some(c) = &mut self.capture {
+            out.text = c.push(&out.text);
+        }
+        out
+    }
+
+    /// The reply has ended.
+    pub fn finish(&mut self) -> Finished {
+        let mut out = Pushed::default();
+        let mut calls = Vec::new();
+        if let Some(r) = &mut self.reader {
+            // The whole reply; where it does not read as a whole (cut short, or off the format),
+            // as much as reads, and the rest of the text as it was written.
+            let whole = r
+                .format
+                .parser
+                .parse(&r.raw, false)
+                .ok()
+                .and_then(|j| parsed(&j));
+            let p = whole.or_else(|| {
+                r.format
+                    .parser
+                    .parse(&r.raw, true)
+                    .ok()
+                    .and_then(|j| parsed(&j))
+            });
+            match p {
+                Some(p) => {
+                    r.advance(&p, &mut out);
+                    if r.format.native_calls {
+                        calls = native_calls(&p, self.names.as_ref());
+                    }
+                }
+                None if r.delivered == 0 && r.published == 0 => {
+                    out.text = std::mem::take(&mut r.raw)
+                }
+                None => {}
+            }
+        }
+        let mut text = out.text;
+        if let Some(c) = &mut self.capture {
+            let mut t = c.push(&text);
+            let (rest, captured) = c.finish();
+            t.push_str(&rest);
+            text = t;
+            calls.extend(captured);
+        }
+        calls.truncate(self.max_calls);
+        for (i, c) in calls.iter_mut().enumerate() {
+            if c.id.is_empty() {
+                c.id = format!("call_{i}");
+            }
+        }
+        Finished {
+            text,
+            reasoning: out.reasoning,
+            calls: self.names.is_some().then_some(calls),
+        }
+    }
+}
+
+/// The calls llama.cpp read, of offered tools, whose arguments are whole JSON.
+fn native_calls(p: &Parsed, names: Option<&HashSet<String>>) -> Vec<ToolCall> {
+    p.calls
+        .iter()
+        .filter(|(name, _, _)| names.is_some_and(|n| n.contains(name)))
+        .filter_map(|(name, args, id)| {
+            let arguments = if args.trim().is_empty() {
+                Value::Object(Default::default())
+            } else {
+                serde_json::from_str(args).ok()?
+            };
+            Some(ToolCall {
+                id: id.clone(),
+                name: name.clone(),
+                arguments,
+            })
+        })
+        .collect()
+}
