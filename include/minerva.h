@@ -540,6 +540,11 @@ typedef int32_t minerva_token;
 typedef uint32_t minerva_tool_choice;
 
 /*
+ What becomes of the reasoning a model writes (`minerva_chat_params.reasoning`).
+ */
+typedef uint32_t minerva_reasoning;
+
+/*
  How a conversation is rendered. Fill it with `minerva_chat_params_init(&c, sizeof c)`; it is
  read during the call it is given to.
  */
@@ -568,6 +573,24 @@ typedef struct minerva_chat_params {
    End the rendering with the start of an assistant turn (default true).
    */
   bool add_generation_prompt;
+  /*
+   Added in 0.3. NULL (default) or a JSON object of extra template variables, e.g.
+   `{"enable_thinking": false}`; anything else is `MINERVA_ERR_INVALID_ARGUMENT`.
+   */
+  const char *template_kwargs_json;
+  /*
+   Added in 0.3. A `MINERVA_REASONING_*` value (default AUTO).
+   */
+  minerva_reasoning reasoning;
+  /*
+   Added in 0.3. The last message is an assistant turn the model continues (rendered without
+   its end of turn); a last message of another role is `MINERVA_ERR_INVALID_ARGUMENT`.
+   */
+  bool continue_final_message;
+  /*
+   Added in 0.3. A REQUIRED reply holds 1 to `max_tool_calls` calls; 0 (default): 4.
+   */
+  uint32_t max_tool_calls;
 } minerva_chat_params;
 
 /*
@@ -779,6 +802,18 @@ typedef void (*minerva_log_callback)(void *user_data, minerva_log_level level, c
  calls of the given tools, with arguments valid against each tool's `parameters` schema.
  */
 #define MINERVA_TOOL_CHOICE_REQUIRED 2
+
+/*
+ The reasoning the template's format marks (`<think>...</think>`, `<seed:think>`, gpt-oss's
+ analysis channel, a generation prompt that opens `<think>`, ...) is kept apart from the text:
+ never delivered as text, readable with `minerva_stream_reasoning`.
+ */
+#define MINERVA_REASONING_AUTO 0
+
+/*
+ The reasoning is left in the text as the model wrote it.
+ */
+#define MINERVA_REASONING_NONE 1
 
 /*
  The model's own pooling if its file declares one, else MEAN.
@@ -1111,6 +1146,19 @@ minerva_status minerva_chat_stream_new(struct minerva_engine *engine, const stru
  wait for it, or read it until `finished`), `MINERVA_ERR_BUFFER_TOO_SMALL`.
  */
 minerva_status minerva_stream_tool_calls(const struct minerva_stream *stream, char *buf, size_t cap, size_t *out_len);
+
+/*
+ Added in 0.3. The reasoning of a chat stream's reply so far: what the template's format marks
+ as reasoning (`<think>...</think>`, `<seed:think>`, gpt-oss's analysis channel, ...) under
+ `MINERVA_REASONING_AUTO`, kept out of the text. Readable while the stream runs and after it
+ ended; "" when there is none (a plain stream, `MINERVA_REASONING_NONE`, or a template that
+ marks no reasoning). Buffer rules as `minerva_chat_format`. Any thread, a callback too.
+
+ # Safety
+ `stream` is NULL or a live stream; `buf` is NULL or `cap` writable bytes; `out_len` is NULL or
+ writable.
+ */
+minerva_status minerva_stream_reasoning(const struct minerva_stream *stream, char *buf, size_t cap, size_t *out_len);
 
 /*
  Fills `params` with the defaults. Call as `minerva_embed_params_init(&p, sizeof p)`. Only the

@@ -131,6 +131,17 @@ fn every_value_in_the_header_is_the_rust_value_it_mirrors() {
         )
         .collect();
     rust.extend(names.iter().map(|(n, v)| (n.as_str(), *v)));
+    // The reasoning switch is a bool in Rust (ChatOptions::reasoning); the C values are these.
+    rust.push((
+        "MINERVA_REASONING_AUTO",
+        minerva::ffi::chat::MINERVA_REASONING_AUTO as u64,
+    ));
+    rust.push((
+        "MINERVA_REASONING_NONE",
+        minerva::ffi::chat::MINERVA_REASONING_NONE as u64,
+    ));
+    assert_eq!(minerva::ffi::chat::MINERVA_REASONING_AUTO, 0);
+    assert_eq!(minerva::ffi::chat::MINERVA_REASONING_NONE, 1);
 
     let header = header_values();
     for (name, value) in &rust {

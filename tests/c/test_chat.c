@@ -254,12 +254,81 @@ static void test_bad_input(minerva_engine *e) {
          "fail, loop or do not parse, struct_size");
 }
 
+/* A file's whole text (NUL-terminated); the caller frees it. */
+static char *read_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    CHECK(f != NULL);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *text = (char *)malloc((size_t)n + 1);
+    CHECK(text != NULL && fread(text, 1, (size_t)n, f) == (size_t)n);
+    text[n] = 0;
+    fclose(f);
+    return text;
+}
+
+/* 0.3: reasoning kept apart (DeepSeek R1's template opens <think> in its generation prompt; the
+   model is made to write a reply with a grammar literal), the switches, their bad values. */
+static void test_reasoning_and_switches(minerva_engine *e) {
+    char *tmpl = read_file("tests/templates/real/deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja");
+    minerva_chat_message m[2] = {msg("user", "Weather?"), msg("assistant", "It is")};
+    minerva_chat_params c;
+    minerva_chat_params_init(&c, sizeof c);
+    CHECK(c.reasoning == MINERVA_REASONING_AUTO && !c.continue_final_message &&
+          c.max_tool_calls == 0 && c.template_kwargs_json == NULL);
+    c.chat_template = tmpl;
+    c.template_kwargs_json = "{\"enable_thinking\": true}";
+    minerva_generate_params g;
+    minerva_generate_params_init(&g, sizeof g);
+    g.max_tokens = 64;
+    g.temperature = 0;
+    g.grammar = "root ::= \"Sun or rain.\\n</think>\\n\\nIt is sunny.\"";
+    minerva_stream *s = NULL;
+    CHECK_STATUS(minerva_chat_stream_new(e, m, 1, &c, &g, NULL, NULL, &s), MINERVA_OK);
+    CHECK_STATUS(minerva_stream_wait(s, -1), MINERVA_OK);
+    char text[64] = {0};
+    size_t len = 0;
+    bool finished = false;
+    CHECK_STATUS(minerva_stream_read(s, text, sizeof text - 1, &len, &finished, -1), MINERVA_OK);
+    char reasoning[64];
+    size_t rlen = 0;
+    CHECK_STATUS(minerva_stream_reasoning(s, NULL, 0, &rlen), MINERVA_ERR_BUFFER_TOO_SMALL);
+    CHECK_STATUS(minerva_stream_reasoning(s, reasoning, sizeof reasoning, &rlen), MINERVA_OK);
+    printf("# text %s | reasoning %s\n", text, reasoning);
+    CHECK(strstr(text, "It is sunny.") && !strstr(text, "think") && !strstr(text, "Sun or rain"));
+    CHECK(strstr(reasoning, "Sun or rain.") && !strstr(reasoning, "think"));
+    minerva_stream_free(s);
+
+    /* Bad switches: the field named. */
+    c.template_kwargs_json = "[1]";
+    minerva_stream *bad = NULL;
+    CHECK_STATUS(minerva_chat_stream_new(e, m, 1, &c, &g, NULL, NULL, &bad), MINERVA_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(minerva_last_error(), "template_kwargs_json") && bad == NULL);
+    c.template_kwargs_json = NULL;
+    c.reasoning = 7;
+    CHECK_STATUS(minerva_chat_stream_new(e, m, 1, &c, &g, NULL, NULL, &bad), MINERVA_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(minerva_last_error(), "reasoning"));
+    c.reasoning = MINERVA_REASONING_NONE;
+    c.continue_final_message = true;
+    CHECK_STATUS(minerva_chat_stream_new(e, m, 1, &c, &g, NULL, NULL, &bad), MINERVA_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(minerva_last_error(), "continue_final_message"));
+    /* Continued: the assistant's turn is left open. */
+    char *open = format(e, m, 2, &c);
+    size_t n = strlen(open);
+    CHECK(n > 5 && strcmp(open + n - 5, "It is") == 0);
+    free(open);
+    free(tmpl);
+    PASS("reasoning kept apart and readable, template switches, continue_final_message, bad values");
+}
+
 int main(void) {
     test_own_template();
     minerva_engine *e = open_engine(2, 1024);
     test_given_templates(e);
     test_from_a_callback(e);
     test_required_tool_calls(e);
+    test_reasoning_and_switches(e);
     test_bad_input(e);
     minerva_engine_free(e);
     printf("%d passed, 0 failed\n", tests_passed);

@@ -1,6 +1,7 @@
 // include/minerva.hpp on the real model, under ASan/UBSan/LSan: blocking, pull and callback
 // streams, exceptions thrown by callbacks, errors as minerva::Error, moves and release; chat with
-// a tool call, tokens and embeddings.
+// a tool call and with the 0.3 chat params (template variables, reasoning), tokens and
+// embeddings.
 #include <minerva.hpp>
 
 #include <cstdio>
@@ -173,6 +174,30 @@ int main() {
         CHECK(next.wait());
     }
     pass("chat: a required tool call, its result as the next turn");
+
+    {
+        auto chat = minerva::chat_params();
+        CHECK(chat.reasoning == MINERVA_REASONING_AUTO && !chat.continue_final_message &&
+              chat.max_tool_calls == 0 && chat.template_kwargs_json == nullptr);
+        chat.template_kwargs_json = R"({"enable_thinking": false})";
+        chat.reasoning = MINERVA_REASONING_NONE;
+        chat.max_tool_calls = 2;
+        minerva::Stream s = engine.chat({{"user", "Hello"}}, chat, greedy(8));
+        CHECK(s.reasoning().empty()); // while it runs
+        s.read_all();
+        CHECK(s.wait());
+        CHECK(s.reasoning().empty()); // the default model's template marks no reasoning
+        chat.template_kwargs_json = "[1]";
+        bool threw = false;
+        try {
+            engine.chat({{"user", "Hello"}}, chat, greedy(8));
+        } catch (const minerva::Error &e) {
+            threw = e.status() == MINERVA_ERR_INVALID_ARGUMENT &&
+                    std::string(e.what()).find("template_kwargs_json") != std::string::npos;
+        }
+        CHECK(threw);
+    }
+    pass("chat: template_kwargs_json, reasoning NONE, Stream::reasoning(), a bad kwargs object");
 
     std::printf("%d passed, 0 failed\n", passed);
     return 0;

@@ -169,8 +169,15 @@ fn analyze(key: &Key, template: &Template) -> Result<Option<Format>> {
     if let Some(t) = &key.tools {
         inputs["tools"] = serde_json::from_str(t).unwrap_or(Value::Null);
     }
-    let answer = match chat_format::analyze(&key.template, &key.bos, &key.eos, &inputs.to_string())
-    {
+    // Line ends as Jinja2 reads them, and a backslash before a line end joined (as Python does
+    // inside a string literal; Mistral Small 3.1's template has one), which llama.cpp's lexer
+    // refuses.
+    let source = key
+        .template
+        .replace("\r\n", "\n")
+        .replace('\r', "\n")
+        .replace("\\\n", "");
+    let answer = match chat_format::analyze(&source, &key.bos, &key.eos, &inputs.to_string()) {
         Ok(a) => a,
         Err(why) => {
             crate::engine::log::log_warn!(
@@ -221,7 +228,51 @@ fn analyze(key: &Key, template: &Template) -> Result<Option<Format>> {
         parser,
         reasoning,
         native_calls,
-        required_grammar: (native_calls && key.required && !lazy).then_some(grammar),
+        required_grammar: (native_calls && key.required && !lazy)
+            .then(|| without_prefix(&grammar, &text("generation_prompt"))),
         stops: list("additional_stops"),
     }))
+}
+
+/// llama.cpp's grammar of a reply begins with the template's generation prompt (its sampler is
+/// fed the prompt's end first); minerva's grammar starts at the first generated token, so the
+/// literal is taken out of `root`.
+fn without_prefix(grammar: &str, generation_prompt: &str) -> String {
+    if generation_prompt.is_empty() {
+        return grammar.to_owned();
+    }
+    let mut literal = String::from("root ::= \"");
+    for c in generation_prompt.chars() {
+        match c {
+            '"' => literal.push_str("\\\""),
+            '\\' => literal.push_str("\\\\"),
+            '\n' => literal.push_str("\\n"),
+            '\r' => literal.push_str("\\r"),
+            '\t' => literal.push_str("\\t"),
+            c => literal.push(c),
+        }
+    }
+    literal.push('"');
+    grammar
+        .lines()
+        .map(|l| match l.strip_prefix(&literal) {
+            Some(rest) => format!("root ::= {}", rest.trim_start()),
+            None => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_generation_prompt_leaves_root() {
+        let g = "a ::= \"x\"\nroot ::= \"<seed:bos>assistant\\n\" space tool-call\nb ::= a";
+        assert_eq!(
+            super::without_prefix(g, "<seed:bos>assistant\n"),
+            "a ::= \"x\"\nroot ::= space tool-call\nb ::= a"
+        );
+        assert_eq!(super::without_prefix(g, ""), g);
+        assert_eq!(super::without_prefix(g, "other"), g);
+    }
 }

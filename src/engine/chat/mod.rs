@@ -265,8 +265,12 @@ pub fn prepare(
     };
     // The model's own format, from llama.cpp's analysis of its template (not for ChatML, which
     // marks neither calls nor reasoning).
+    // REQUIRED stays in minerva's JSON format, constrained by its schema: llama.cpp's grammars of
+    // a template's calls let free text come first and begin with the generation prompt, and a
+    // small model, forced through them, wrote text and no call (tests/chat_formats.rs).
+    let required = opts.tool_choice == ToolChoice::Required;
     let format = match (&source, formats) {
-        (Source::Jinja(t, text, false), Some(formats)) => {
+        (Source::Jinja(t, text, false), Some(formats)) if !required => {
             let key = format::Key {
                 template: text.clone(),
                 bos: vars.bos.clone(),
@@ -314,7 +318,6 @@ pub fn prepare(
             }
         }
     }
-    let required = opts.tool_choice == ToolChoice::Required;
     let grammar = format.as_ref().and_then(|f| f.required_grammar.clone());
     let native = format.as_ref().is_some_and(|f| f.native_calls);
     let json_schema = match (&tools, required, native) {
@@ -426,6 +429,9 @@ fn render(
                 "add_generation_prompt": opts.add_generation_prompt && !cont,
                 "bos_token": vars.bos,
                 "eos_token": vars.eos,
+                // As llama.cpp's server (and its format analysis) passes it: a template's
+                // thinking switch is on unless template_kwargs_json turns it off.
+                "enable_thinking": true,
             });
             if let (Some((_, raw)), true) = (tools, native_tools) {
                 ctx["tools"] = raw.clone();
