@@ -186,6 +186,22 @@ class Stream {
         return out;
     }
 
+    // A chat stream's reasoning so far: under MINERVA_REASONING_AUTO, what the template's format
+    // marks as reasoning (<think>...</think>, ...), kept out of the text; "" when there is none.
+    // Readable while the stream runs and after it ended.
+    std::string reasoning() const {
+        std::string out;
+        size_t n = 0;
+        minerva_status st = minerva_stream_reasoning(s_, nullptr, 0, &n);
+        while (st == MINERVA_ERR_BUFFER_TOO_SMALL) { // it may grow between the calls
+            out.resize(n);
+            st = minerva_stream_reasoning(s_, out.data(), out.size(), &n);
+        }
+        detail::check(st);
+        out.resize(n);
+        return out;
+    }
+
     // Gives the handle back at once, never waiting (minerva_stream_release): for a frame loop.
     void release() && noexcept { minerva_stream_release(std::exchange(s_, nullptr)); }
 
@@ -280,8 +296,10 @@ class Engine {
     }
 
     // A chat reply as a pull-mode stream: the messages rendered with the model's chat template
-    // (or chat.template_name), tools and tool choice from `chat`. Once the stream has ended,
-    // Stream::tool_calls() gives the calls it made.
+    // (or chat.chat_template), tools and tool choice, template variables
+    // (chat.template_kwargs_json), reasoning and continue_final_message from `chat`. Once the
+    // stream has ended, Stream::tool_calls() gives the calls it made; Stream::reasoning() gives
+    // its reasoning at any time.
     Stream chat(const std::vector<Message> &messages,
                 const minerva_chat_params &chat = chat_params(),
                 const minerva_generate_params &params = generate_params()) {

@@ -27,6 +27,16 @@ const (
 	ToolChoiceRequired ToolChoice = C.MINERVA_TOOL_CHOICE_REQUIRED // the reply is one to four valid calls
 )
 
+// Reasoning is what becomes of the reasoning a model writes (MINERVA_REASONING_*).
+type Reasoning uint32
+
+const (
+	// The reasoning the template's format marks (<think>...</think>, ...) is kept apart from the
+	// text: never delivered as text, readable with Stream.Reasoning.
+	ReasoningAuto Reasoning = C.MINERVA_REASONING_AUTO
+	ReasoningNone Reasoning = C.MINERVA_REASONING_NONE // the reasoning is left in the text
+)
+
 // ChatParams say how a conversation is rendered (minerva_chat_params). Start from
 // DefaultChatParams(); nil means the defaults.
 type ChatParams struct {
@@ -39,6 +49,15 @@ type ChatParams struct {
 	ToolChoice ToolChoice // default ToolChoiceAuto
 	// End the rendering with the start of an assistant turn (default true).
 	AddGenerationPrompt bool
+	// "" (default) or a JSON object of extra template variables, e.g. {"enable_thinking": false};
+	// anything else is ErrInvalidArgument.
+	TemplateKwargsJSON string
+	Reasoning          Reasoning // default ReasoningAuto
+	// The last message is an assistant turn the model continues (rendered without its end of
+	// turn); a last message of another role is ErrInvalidArgument.
+	ContinueFinalMessage bool
+	// A ToolChoiceRequired reply holds 1 to MaxToolCalls calls; 0 (default): 4.
+	MaxToolCalls uint32
 }
 
 // DefaultChatParams gives minerva's defaults (minerva_chat_params_init).
@@ -46,8 +65,11 @@ func DefaultChatParams() *ChatParams {
 	var c C.minerva_chat_params
 	C.minerva_chat_params_init(&c, C.uint32_t(unsafe.Sizeof(c)))
 	return &ChatParams{
-		ToolChoice:          ToolChoice(c.tool_choice),
-		AddGenerationPrompt: bool(c.add_generation_prompt),
+		ToolChoice:           ToolChoice(c.tool_choice),
+		AddGenerationPrompt:  bool(c.add_generation_prompt),
+		Reasoning:            Reasoning(c.reasoning),
+		ContinueFinalMessage: bool(c.continue_final_message),
+		MaxToolCalls:         uint32(c.max_tool_calls),
 	}
 }
 
@@ -65,6 +87,12 @@ func (p *ChatParams) toC(m *cmem, c *C.minerva_chat_params) error {
 	}
 	c.tool_choice = C.minerva_tool_choice(p.ToolChoice)
 	c.add_generation_prompt = C.bool(p.AddGenerationPrompt)
+	if c.template_kwargs_json, err = m.optStr(p.TemplateKwargsJSON, "the template kwargs JSON"); err != nil {
+		return err
+	}
+	c.reasoning = C.minerva_reasoning(p.Reasoning)
+	c.continue_final_message = C.bool(p.ContinueFinalMessage)
+	c.max_tool_calls = C.uint32_t(p.MaxToolCalls)
 	return nil
 }
 
@@ -120,7 +148,9 @@ func (e *Engine) ChatFormat(msgs []Message, c *ChatParams) (string, error) {
 
 // ChatStream renders msgs and starts a pull-mode stream on them (minerva_chat_stream_new). The
 // stream ends at the end of the assistant's turn; with tools, its text is the reply's content
-// and the calls come from ToolCalls once it has ended. Context and errors as Engine.Stream.
+// and the calls come from ToolCalls once it has ended; with ReasoningAuto, the reasoning the
+// model writes is kept out of the text and comes from Stream.Reasoning. Context and errors as
+// Engine.Stream.
 func (e *Engine) ChatStream(ctx context.Context, msgs []Message, c *ChatParams, p *GenerateParams) (*Stream, error) {
 	return e.startChat(ctx, msgs, c, p, nil)
 }
@@ -153,11 +183,13 @@ type ChatReply struct {
 	Text          string     // the reply's content (tool-call markup is never in it)
 	ToolCalls     []ToolCall // the calls it made, if any
 	ToolCallsJSON string     // the same as minerva gave them: the next assistant Message's ToolCallsJSON
+	Reasoning     string     // the reasoning kept out of Text (ReasoningAuto); "" when there is none
 	Stats         Stats
 }
 
-// Chat runs one chat turn to its end: ChatStream, then its text, tool calls and figures. When ctx
-// is done it is cancelled as Generate is (the reply so far comes with the error).
+// Chat runs one chat turn to its end: ChatStream, then its text, tool calls, reasoning and
+// figures. When ctx is done it is cancelled as Generate is (the reply so far comes with the
+// error).
 func (e *Engine) Chat(ctx context.Context, msgs []Message, c *ChatParams, p *GenerateParams) (ChatReply, error) {
 	s, err := e.ChatStream(ctx, msgs, c, p)
 	if err != nil {
@@ -173,6 +205,9 @@ func (e *Engine) Chat(ctx context.Context, msgs []Message, c *ChatParams, p *Gen
 		return r, err
 	}
 	if r.ToolCalls, err = s.ToolCalls(); err != nil {
+		return r, err
+	}
+	if r.Reasoning, err = s.Reasoning(); err != nil {
 		return r, err
 	}
 	r.Stats, err = s.Stats()

@@ -740,6 +740,62 @@ func TestToolCallRequired(t *testing.T) {
 	}
 }
 
+func TestChatTemplateKwargsAndReasoning(t *testing.T) {
+	e := chat(t)
+	c := minerva.DefaultChatParams()
+	if c.Reasoning != minerva.ReasoningAuto || c.ContinueFinalMessage || c.MaxToolCalls != 0 || c.TemplateKwargsJSON != "" {
+		t.Fatalf("chat defaults: %+v", c)
+	}
+	msgs := []minerva.Message{{Role: "user", Content: "Say hello in one word."}}
+	c.TemplateKwargsJSON = `{"enable_thinking": false}`
+	c.Reasoning = minerva.ReasoningNone
+	c.MaxToolCalls = 2
+	ctx := context.Background()
+	s, err := e.ChatStream(ctx, msgs, c, greedy(8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if r, err := s.Reasoning(); err != nil || r != "" { // while it runs
+		t.Fatalf("reasoning while running: %q %v", r, err)
+	}
+	if _, err := io.ReadAll(s); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.Reasoning(); err != nil || r != "" {
+		t.Fatalf("reasoning with ReasoningNone: %q %v", r, err)
+	}
+	reply, err := e.Chat(ctx, msgs, &minerva.ChatParams{AddGenerationPrompt: true, TemplateKwargsJSON: `{"enable_thinking": false}`}, greedy(8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%q (reasoning %q)", reply.Text, reply.Reasoning)
+
+	// Template variables reach the template; an assistant turn is continued.
+	tmpl := "{{ greeting }}{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}"
+	rendered, err := e.ChatFormat(msgs, &minerva.ChatParams{ChatTemplate: tmpl, TemplateKwargsJSON: `{"greeting": "Hi! "}`})
+	if err != nil || !strings.HasPrefix(rendered, "Hi! [user] Say hello") {
+		t.Fatalf("rendered %q %v", rendered, err)
+	}
+	cont := append(msgs, minerva.Message{Role: "assistant", Content: "Hel"})
+	rendered, err = e.ChatFormat(cont, &minerva.ChatParams{ChatTemplate: tmpl, ContinueFinalMessage: true})
+	if err != nil || !strings.HasSuffix(rendered, "[assistant] Hel") {
+		t.Fatalf("continued %q %v", rendered, err)
+	}
+
+	// A kwargs value that is not a JSON object, and an unknown reasoning value.
+	c.TemplateKwargsJSON = "[1]"
+	_, err = e.Chat(ctx, msgs, c, greedy(4))
+	status(t, err, minerva.ErrInvalidArgument)
+	if !strings.Contains(err.Error(), "template_kwargs_json") {
+		t.Fatalf("error %q does not name template_kwargs_json", err)
+	}
+	c.TemplateKwargsJSON = ""
+	c.Reasoning = 7
+	_, err = e.Chat(ctx, msgs, c, greedy(4))
+	status(t, err, minerva.ErrInvalidArgument)
+}
+
 func TestEmbeddings(t *testing.T) {
 	e := base(t)
 	info, _ := e.Info()

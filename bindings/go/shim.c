@@ -105,6 +105,11 @@ minerva_status mv_stream_tool_calls(const minerva_stream *stream, char *buf, siz
     MV_RETURN(minerva_stream_tool_calls(stream, buf, cap, out_len));
 }
 
+minerva_status mv_stream_reasoning(const minerva_stream *stream, char *buf, size_t cap,
+                                   size_t *out_len, char **err) {
+    MV_RETURN(minerva_stream_reasoning(stream, buf, cap, out_len));
+}
+
 minerva_status mv_tokenize(minerva_engine *engine, const char *text, bool add_special,
                            bool parse_special, minerva_token *tokens, size_t cap,
                            size_t *out_count, char **err) {

@@ -29,6 +29,8 @@ minerva_status mv_stream_wait(minerva_stream *stream, int32_t timeout_ms, char *
 minerva_status mv_stream_get_stats(const minerva_stream *stream, minerva_stream_stats *out, char **err);
 minerva_status mv_stream_tool_calls(const minerva_stream *stream, char *buf, size_t cap,
                                     size_t *out_len, char **err);
+minerva_status mv_stream_reasoning(const minerva_stream *stream, char *buf, size_t cap,
+                                   size_t *out_len, char **err);
 minerva_status mv_tokenize(minerva_engine *engine, const char *text, bool add_special,
                            bool parse_special, minerva_token *tokens, size_t cap,
                            size_t *out_count, char **err);

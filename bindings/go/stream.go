@@ -500,6 +500,21 @@ func (s *Stream) ToolCallsJSON() (string, error) {
 	})
 }
 
+// Reasoning gives the reasoning of a chat stream's reply so far (minerva_stream_reasoning): with
+// ReasoningAuto, what the template's format marks as reasoning (<think>...</think>, ...), kept
+// out of the text; "" when there is none (a plain stream, ReasoningNone, or a template that marks
+// no reasoning). Readable while the stream runs and after it ended.
+func (s *Stream) Reasoning() (string, error) {
+	p := s.h.acquire()
+	if p == nil {
+		return "", ErrClosed
+	}
+	defer s.h.release()
+	return sized(func(buf *C.char, cap C.size_t, n *C.size_t, cerr **C.char) C.minerva_status {
+		return C.mv_stream_reasoning(p, buf, cap, n, cerr)
+	})
+}
+
 // ToolCalls is ToolCallsJSON, decoded.
 func (s *Stream) ToolCalls() ([]ToolCall, error) {
 	text, err := s.ToolCallsJSON()

@@ -118,6 +118,9 @@ namespace Minerva
         internal static extern uint minerva_stream_tool_calls(StreamHandle stream, [Out] byte[] buf, UIntPtr cap, out UIntPtr outLen);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern uint minerva_stream_reasoning(StreamHandle stream, [Out] byte[] buf, UIntPtr cap, out UIntPtr outLen);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern void minerva_embed_params_init(ref NativeEmbedParams p, uint structSize);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
@@ -220,6 +223,11 @@ namespace Minerva
         public IntPtr tools_json;
         public uint tool_choice;
         public byte add_generation_prompt;
+        // Added in 0.3.
+        public IntPtr template_kwargs_json;
+        public uint reasoning;
+        public byte continue_final_message;
+        public uint max_tool_calls;
     }
 
     [StructLayout(LayoutKind.Sequential)]

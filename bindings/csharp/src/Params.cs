@@ -185,7 +185,8 @@ namespace Minerva
     }
 
     /// <summary>How a conversation is rendered (minerva_chat_params); a new instance holds the C
-    /// defaults (the model's own template, no tools, ToolChoice.Auto, AddGenerationPrompt).</summary>
+    /// defaults (the model's own template, no tools, ToolChoice.Auto, AddGenerationPrompt, no
+    /// template variables, Reasoning.Auto, MaxToolCalls 0: four).</summary>
     public sealed class ChatParams
     {
         private NativeChatParams _n;
@@ -214,11 +215,35 @@ namespace Minerva
             set { _n.add_generation_prompt = (byte)(value ? 1 : 0); }
         }
 
+        /// <summary>null (default) or a JSON object of extra template variables, e.g.
+        /// <c>{"enable_thinking": false}</c>; anything else is refused (InvalidArgument).</summary>
+        public string TemplateKwargsJson { get; set; }
+
+        /// <summary>What becomes of the reasoning the model writes (default Auto: kept apart from
+        /// the text, read with Stream.Reasoning()).</summary>
+        public Reasoning Reasoning { get { return (Reasoning)_n.reasoning; } set { _n.reasoning = (uint)value; } }
+
+        /// <summary>The last message is an assistant turn the model continues (rendered without
+        /// its end of turn); a last message of another role is refused (default false).</summary>
+        public bool ContinueFinalMessage
+        {
+            get { return _n.continue_final_message != 0; }
+            set { _n.continue_final_message = (byte)(value ? 1 : 0); }
+        }
+
+        /// <summary>A ToolChoice.Required reply holds 1 to MaxToolCalls calls; 0 (default): 4.</summary>
+        public int MaxToolCalls
+        {
+            get { return (int)_n.max_tool_calls; }
+            set { _n.max_tool_calls = Range.NonNegative(value, "MaxToolCalls"); }
+        }
+
         internal NativeChatParams ToNative(Scratch s)
         {
             NativeChatParams n = _n;
             n.chat_template = s.Str(ChatTemplate);
             n.tools_json = s.Str(ToolsJson);
+            n.template_kwargs_json = s.Str(TemplateKwargsJson);
             return n;
         }
     }

@@ -205,6 +205,28 @@ namespace Minerva
             }
         }
 
+        /// <summary>The reasoning of a chat reply so far: under Reasoning.Auto, what the template's
+        /// format marks as reasoning (&lt;think&gt;...&lt;/think&gt;, ...), kept out of the text; "" when
+        /// there is none (a plain stream, Reasoning.None, or a template that marks no reasoning).
+        /// Readable while the stream runs and after it ended. Any thread, a callback too.</summary>
+        public string Reasoning()
+        {
+            using (new Lease(_h, "Minerva.Stream"))
+            {
+                byte[] buf = null;
+                for (int attempt = 0; ; attempt++)
+                {
+                    UIntPtr n;
+                    uint st = Native.minerva_stream_reasoning(_h, buf, (UIntPtr)(buf == null ? 0 : buf.Length), out n);
+                    int len = (int)n.ToUInt64();
+                    if (st == 0 && (buf != null || len == 0)) return Encoding.UTF8.GetString(buf ?? new byte[0], 0, len);
+                    if (st != 0 && (st != (uint)Status.BufferTooSmall || attempt > 8)) throw Errors.Last(st);
+                    // It may grow while the stream runs: room for some more.
+                    buf = new byte[len + len / 4 + 64];
+                }
+            }
+        }
+
         /// <summary>Once the stream has ended: its tool calls, read from ToolCallsJson().</summary>
         public ToolCall[] ToolCalls()
         {

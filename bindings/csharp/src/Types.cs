@@ -73,6 +73,16 @@ namespace Minerva
         Required = 2,
     }
 
+    /// <summary>What becomes of the reasoning a model writes (minerva_reasoning).</summary>
+    public enum Reasoning
+    {
+        /// <summary>The reasoning the template's format marks (&lt;think&gt;...&lt;/think&gt;, ...) is
+        /// kept apart from the text: never delivered as text, readable with Stream.Reasoning().</summary>
+        Auto = 0,
+        /// <summary>The reasoning is left in the text as the model wrote it.</summary>
+        None = 1,
+    }
+
     /// <summary>How the vectors of a text's tokens become one (minerva_pooling).</summary>
     public enum Pooling
     {

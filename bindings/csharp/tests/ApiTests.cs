@@ -172,6 +172,10 @@ namespace Minerva.Tests
             var c = new ChatParams();
             Assert.Equal(ToolChoice.Auto, c.ToolChoice, "ToolChoice");
             Assert.True(c.AddGenerationPrompt, "AddGenerationPrompt");
+            Assert.True(c.TemplateKwargsJson == null && !c.ContinueFinalMessage, "TemplateKwargsJson, ContinueFinalMessage");
+            Assert.Equal(Reasoning.Auto, c.Reasoning, "Reasoning");
+            Assert.Equal(0, c.MaxToolCalls, "MaxToolCalls");
+            Assert.Throws<ArgumentOutOfRangeException>(() => c.MaxToolCalls = -1);
             var ep = new EmbedParams();
             Assert.Equal(Pooling.Default, ep.Pooling, "Pooling");
             Assert.True(ep.Normalize, "Normalize");
@@ -656,6 +660,44 @@ namespace Minerva.Tests
             string answer = Fx.Chat.Chat(messages, auto, Fx.Greedy(16), out next);
             Assert.True(next.Length <= 4 && (answer.Length > 0 || next.Length > 0), "AUTO: calls or text");
             Assert.Fails(Status.InvalidArgument, () => Fx.Chat.FormatChat(messages, new ChatParams { ToolsJson = "[{" }), "bad tools JSON");
+        }
+
+        [Test]
+        private static void chat_template_kwargs_and_reasoning()
+        {
+            var messages = new List<ChatMessage> { ChatMessage.User("Say hello in one word.") };
+            var chat = new ChatParams
+            {
+                TemplateKwargsJson = "{\"enable_thinking\": false}",
+                Reasoning = Reasoning.None,
+                MaxToolCalls = 2,
+            };
+            using (Stream s = Fx.Chat.StartChat(messages, chat, Fx.Greedy(8)))
+            {
+                Assert.Equal("", s.Reasoning(), "no reasoning while it runs");
+                s.ReadToEnd();
+                Assert.Equal("", s.Reasoning(), "Reasoning.None: none kept apart");
+            }
+            using (Stream s = Fx.Chat.StartChat(messages, new ChatParams { TemplateKwargsJson = "{\"enable_thinking\": false}" }, Fx.Greedy(8)))
+            {
+                s.ReadToEnd();
+                Assert.True(s.Reasoning() != null, "Reasoning.Auto: a string");
+            }
+
+            // Template variables reach the template; an assistant turn is continued.
+            const string tmpl = "{{ greeting }}{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}";
+            string rendered = Fx.Chat.FormatChat(messages, new ChatParams { ChatTemplate = tmpl, TemplateKwargsJson = "{\"greeting\": \"Hi! \"}" });
+            Assert.True(rendered.StartsWith("Hi! [user] Say hello", StringComparison.Ordinal), "template variables: " + rendered);
+            var cont = new List<ChatMessage>(messages) { ChatMessage.Assistant("Hel") };
+            string open = Fx.Chat.FormatChat(cont, new ChatParams { ChatTemplate = tmpl, ContinueFinalMessage = true });
+            Assert.True(open.EndsWith("[assistant] Hel", StringComparison.Ordinal), "continued: " + open);
+
+            chat.TemplateKwargsJson = "[1]";
+            MinervaException e = Assert.Fails(Status.InvalidArgument, () => Fx.Chat.Chat(messages, chat, Fx.Greedy(4)), "kwargs not an object");
+            Assert.True(e.Message.Contains("template_kwargs_json"), "the message names the field: " + e.Message);
+            chat.TemplateKwargsJson = null;
+            chat.Reasoning = (Reasoning)7;
+            Assert.Fails(Status.InvalidArgument, () => Fx.Chat.Chat(messages, chat, Fx.Greedy(4)), "unknown reasoning");
         }
 
         [Test]

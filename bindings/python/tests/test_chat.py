@@ -84,6 +84,37 @@ def test_tool_call_required(chat_engine):
     assert answer.tool_calls == []
 
 
+def test_template_kwargs_and_reasoning(chat_engine):
+    hello = [{"role": "user", "content": "Say hello in one word."}]
+    with chat_engine.chat_stream(hello, template_kwargs={"enable_thinking": False},
+                                 reasoning="none", max_tool_calls=2,
+                                 continue_final_message=False,
+                                 temperature=0, max_tokens=8) as s:
+        assert s.reasoning() == ""  # while it runs
+        s.read_all()
+        assert s.reasoning() == ""  # reasoning NONE: none is kept apart
+    reply = chat_engine.chat(hello, template_kwargs_json='{"enable_thinking": false}',
+                             reasoning=minerva.Reasoning.AUTO, temperature=0, max_tokens=8)
+    assert isinstance(reply.reasoning, str)
+    # Template variables reach the template; an assistant turn is continued.
+    tmpl = "{{ greeting }}{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}"
+    text = chat_engine.format_chat(hello, chat_template=tmpl, template_kwargs={"greeting": "Hi! "})
+    assert text.startswith("Hi! [user] Say hello")
+    cont = chat_engine.format_chat(hello + [{"role": "assistant", "content": "Hel"}],
+                                   chat_template=tmpl, continue_final_message=True)
+    assert cont.endswith("[assistant] Hel")
+    for params in ({"template_kwargs": "[1]"}, {"template_kwargs_json": "{not json"}):
+        with pytest.raises(minerva.Error) as e:
+            chat_engine.chat(hello, max_tokens=4, **params)
+        assert e.value.status == Status.ERR_INVALID_ARGUMENT
+        assert "template_kwargs_json" in e.value.message
+    with pytest.raises(minerva.Error) as e:
+        chat_engine.chat(hello, max_tokens=4, reasoning="sometimes")
+    assert e.value.status == Status.ERR_INVALID_ARGUMENT
+    with pytest.raises(TypeError):
+        chat_engine.chat(hello, template_kwargs={}, template_kwargs_json="{}")
+
+
 def test_chat_errors(chat_engine):
     cases = [([{"role": "wizard", "content": "hi"}], {}),
              ([], {}),

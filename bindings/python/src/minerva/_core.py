@@ -59,6 +59,15 @@ class ToolChoice(enum.IntEnum):
     REQUIRED = capi.TOOL_CHOICE_REQUIRED
 
 
+class Reasoning(enum.IntEnum):
+    """``MINERVA_REASONING_*``: what becomes of the reasoning a model writes; the ``reasoning``
+    keyword also takes "auto", "none". AUTO keeps it apart from the text (read it with
+    :meth:`Stream.reasoning`); NONE leaves it in the text."""
+
+    AUTO = capi.REASONING_AUTO
+    NONE = capi.REASONING_NONE
+
+
 class Pooling(enum.IntEnum):
     """``MINERVA_POOLING_*``; the ``pooling`` keyword also takes "default", "mean", ..."""
 
@@ -239,7 +248,9 @@ ENGINE_PARAMS = ("gpu_layers", "context_tokens", "max_streams", "threads", "batc
 GENERATE_PARAMS = ("max_tokens", "temperature", "top_k", "top_p", "min_p", "repeat_penalty",
                    "repeat_last_n", "seed", "stop", "ignore_eos", "cache_prompt", "grammar",
                    "json_schema", "presence_penalty", "frequency_penalty", "logit_bias")
-CHAT_PARAMS = ("chat_template", "tools", "tools_json", "tool_choice", "add_generation_prompt")
+CHAT_PARAMS = ("chat_template", "tools", "tools_json", "tool_choice", "add_generation_prompt",
+               "template_kwargs", "template_kwargs_json", "reasoning", "continue_final_message",
+               "max_tool_calls")
 EMBED_PARAMS = ("pooling", "normalize")
 
 
@@ -302,6 +313,8 @@ def _chat_params(params: Mapping[str, Any]):
     lib.minerva_chat_params_init(byref(c), ctypes.sizeof(c))
     if "tools" in params and "tools_json" in params:
         raise TypeError("give tools or tools_json, not both")
+    if "template_kwargs" in params and "template_kwargs_json" in params:
+        raise TypeError("give template_kwargs or template_kwargs_json, not both")
     for name, value in params.items():
         if name == "chat_template":
             c.chat_template = _opt_cstr(value, name)
@@ -311,6 +324,14 @@ def _chat_params(params: Mapping[str, Any]):
             c.tool_choice = _choice(ToolChoice, name, value)
         elif name == "add_generation_prompt":
             c.add_generation_prompt = _bool(name, value)
+        elif name in ("template_kwargs", "template_kwargs_json"):
+            c.template_kwargs_json = None if value is None else _json_text(value, name)
+        elif name == "reasoning":
+            c.reasoning = _choice(Reasoning, name, value)
+        elif name == "continue_final_message":
+            c.continue_final_message = _bool(name, value)
+        elif name == "max_tool_calls":
+            c.max_tool_calls = _int(name, value, 0, _U32)
         else:
             raise _unknown("chat", [name], CHAT_PARAMS)
     return c
@@ -619,15 +640,19 @@ class StreamStats:
 
 class ChatReply(str):
     """The text of a chat reply (a ``str``), with the ``tool_calls`` of the reply (a list of
-    ``{"id", "name", "arguments"}`` dicts, ``[]`` for none) and its ``finish_reason``."""
+    ``{"id", "name", "arguments"}`` dicts, ``[]`` for none), its ``finish_reason`` and its
+    ``reasoning`` (kept out of the text under ``reasoning="auto"``; "" for none)."""
 
     tool_calls: list
     finish_reason: FinishReason
+    reasoning: str
 
-    def __new__(cls, text: str, tool_calls: list, finish_reason: FinishReason):
+    def __new__(cls, text: str, tool_calls: list, finish_reason: FinishReason,
+                reasoning: str = ""):
         self = super().__new__(cls, text)
         self.tool_calls = tool_calls
         self.finish_reason = finish_reason
+        self.reasoning = reasoning
         return self
 
 
@@ -864,6 +889,15 @@ class Stream:
         give them back as the assistant message's ``tool_calls``. Raises
         ``ERR_INVALID_ARGUMENT`` while the stream runs."""
         return json.loads(self.tool_calls_json())
+
+    def reasoning(self) -> str:
+        """The reasoning of a chat reply so far: under ``reasoning="auto"``, what the template's
+        format marks as reasoning (``<think>...</think>``, ...), kept out of the text; "" when
+        there is none. Readable while the stream runs and after it ended."""
+        lib = capi.lib()
+        with self._h as ptr:
+            data = _two_call(lambda buf, cap, n: lib.minerva_stream_reasoning(ptr, buf, cap, n))
+        return data.decode("utf-8", "replace")
 
     # -- release ------------------------------------------------------------------------------
 
@@ -1110,7 +1144,12 @@ class Engine:
         ``tool_call_id`` (a tool turn's). ``params`` are those of :meth:`stream` plus the chat
         ones: ``chat_template``, ``tools`` (a list of OpenAI-style tools, or its JSON; also
         accepted as ``tools_json``), ``tool_choice`` ("auto", "none", "required"),
-        ``add_generation_prompt``."""
+        ``add_generation_prompt``, ``template_kwargs`` (a dict of extra template variables,
+        e.g. ``{"enable_thinking": False}``, or its JSON; also accepted as
+        ``template_kwargs_json``), ``reasoning`` ("auto": kept apart from the text, read with
+        :meth:`Stream.reasoning`; "none": left in the text), ``continue_final_message`` (the
+        last message is an assistant turn the model continues), ``max_tool_calls`` (a
+        "required" reply holds 1 to this many calls; 0: 4)."""
         chat_kw = {k: params.pop(k) for k in CHAT_PARAMS if k in params}
         chat = _chat_params(chat_kw)
         msgs, count = _messages(messages)
@@ -1122,10 +1161,10 @@ class Engine:
 
     def chat(self, messages: Sequence[Mapping[str, Any]], **params: Any) -> ChatReply:
         """The assistant's reply to ``messages`` (see :meth:`chat_stream`), as a ``str`` that
-        also carries ``.tool_calls`` and ``.finish_reason``."""
+        also carries ``.tool_calls``, ``.finish_reason`` and ``.reasoning``."""
         with self.chat_stream(messages, **params) as s:
             text = s.read_all()
-            return ChatReply(text, s.tool_calls(), s.stats().finish_reason)
+            return ChatReply(text, s.tool_calls(), s.stats().finish_reason, s.reasoning())
 
     def format_chat(self, messages: Sequence[Mapping[str, Any]], **chat_params: Any) -> str:
         """The text the model sees for ``messages`` (``minerva_chat_format``); takes the chat

@@ -83,6 +83,9 @@ FINISH_ERROR = 5
 TOOL_CHOICE_AUTO = 0
 TOOL_CHOICE_NONE = 1
 TOOL_CHOICE_REQUIRED = 2
+# minerva_reasoning
+REASONING_AUTO = 0
+REASONING_NONE = 1
 # minerva_pooling
 POOLING_DEFAULT = 0
 POOLING_MEAN = 1
@@ -206,6 +209,11 @@ class minerva_chat_params(Structure):
         ("tools_json", c_char_p),
         ("tool_choice", c_uint32),
         ("add_generation_prompt", c_bool),
+        # Added in 0.3.
+        ("template_kwargs_json", c_char_p),
+        ("reasoning", c_uint32),
+        ("continue_final_message", c_bool),
+        ("max_tool_calls", c_uint32),
     ]
 
 
@@ -265,6 +273,8 @@ PROTOTYPES = [
      [engine_p, POINTER(minerva_chat_message), c_size_t, POINTER(minerva_chat_params),
       POINTER(minerva_generate_params), token_callback, c_void_p, POINTER(stream_p)]),
     ("minerva_stream_tool_calls", minerva_status,
+     [stream_p, c_void_p, c_size_t, POINTER(c_size_t)]),
+    ("minerva_stream_reasoning", minerva_status,
      [stream_p, c_void_p, c_size_t, POINTER(c_size_t)]),
     ("minerva_embed_params_init", None, [POINTER(minerva_embed_params), c_uint32]),
     ("minerva_embed", minerva_status,
