@@ -32,8 +32,9 @@ pub type minerva_tool_choice = u32;
 pub const MINERVA_TOOL_CHOICE_AUTO: minerva_tool_choice = 0;
 /// The tools are not offered to the model.
 pub const MINERVA_TOOL_CHOICE_NONE: minerva_tool_choice = 1;
-/// The reply is tool calls (one to four): the output is constrained so that it always parses as
-/// calls of the given tools, with arguments valid against each tool's `parameters` schema.
+/// The reply is tool calls (one to `max_tool_calls`, default four): the output is constrained so
+/// that it always parses as calls of the given tools, with arguments valid against each tool's
+/// `parameters` schema.
 pub const MINERVA_TOOL_CHOICE_REQUIRED: minerva_tool_choice = 2;
 
 /// How a conversation is rendered. Fill it with `minerva_chat_params_init(&c, sizeof c)`; it is
@@ -243,12 +244,19 @@ pub unsafe extern "C" fn minerva_chat_format(
 ///   end-of-generation (`MINERVA_FINISH_EOS`), and the marker is never delivered.
 /// - With tools, the text delivered is the reply's content only: tool-call markup is never
 ///   delivered (text that may begin a call is held back until it is known not to be one); the
-///   calls come from `minerva_stream_tool_calls` once the stream has ended. Calls are read in
-///   minerva's format (`{"tool_calls": [{"name", "arguments"}]}` as the whole reply), as Hermes
-///   blocks (`<tool_call>{"name", "arguments"}</tool_call>`) and as a whole-reply
-///   `{"name", "arguments"}`; a call of a tool not offered stays text.
+///   calls come from `minerva_stream_tool_calls` once the stream has ended. With a Jinja
+///   template, calls and reasoning are read in the model's own format as llama.cpp's chat code
+///   finds it in the template (MiniMax M2 `<minimax:tool_call>`, Seed-OSS `<seed:tool_call>`,
+///   Command R7B `<|START_ACTION|>`, Nemotron `<TOOLCALL>`, LFM2 `<|tool_call_start|>`, DeepSeek
+///   R1 `<think>`, ...: docs/CHAT.md lists what is read); otherwise in minerva's format
+///   (`{"tool_calls": [{"name", "arguments"}]}` as the whole reply), as Hermes blocks
+///   (`<tool_call>{"name", "arguments"}</tool_call>`) and as a whole-reply `{"name",
+///   "arguments"}`; a call of a tool not offered stays text.
+/// - Reasoning the format marks is kept out of the text under `MINERVA_REASONING_AUTO` and read
+///   with `minerva_stream_reasoning`.
 /// - With `MINERVA_TOOL_CHOICE_REQUIRED` the output is constrained to minerva's format with the
-///   given tools and their argument schemas (`params` may then carry no grammar or json_schema).
+///   given tools and their argument schemas, 1 to `max_tool_calls` calls (`params` may then carry
+///   no grammar or json_schema).
 /// - The prompt cache makes the next turn of a conversation cost only its new tokens.
 ///
 /// Errors: those of `minerva_chat_format` and of `minerva_stream_new`. On failure no callback is

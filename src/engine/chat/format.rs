@@ -25,8 +25,6 @@ pub struct Format {
     pub reasoning: bool,
     /// Tool calls are written in the model's own syntax and read by `parser`.
     pub native_calls: bool,
-    /// `Required` in the model's own syntax: a GBNF grammar of one or more calls.
-    pub required_grammar: Option<String>,
     /// More texts that end the turn.
     pub stops: Vec<String>,
 }
@@ -39,7 +37,6 @@ pub struct Key {
     pub eos: String,
     /// The tools array as given (None: no tools offered).
     pub tools: Option<String>,
-    pub required: bool,
     pub parallel: bool,
     pub reasoning: bool,
     /// The template switches, as a JSON object text.
@@ -159,7 +156,7 @@ fn analyze(key: &Key, template: &Template) -> Result<Option<Format>> {
     }
     let mut inputs = json!({
         "messages": messages,
-        "tool_choice": if key.required { "required" } else { "auto" },
+        "tool_choice": "auto",
         "parallel": key.parallel,
         "reasoning": key.reasoning,
         "add_generation_prompt": !key.continue_final,
@@ -222,57 +219,11 @@ fn analyze(key: &Key, template: &Template) -> Result<Option<Format>> {
             format!("chat format parser: {e}"),
         )
     })?;
-    let lazy = a["grammar_lazy"].as_bool().unwrap_or(true);
     Ok(Some(Format {
         name: text("format_name"),
         parser,
         reasoning,
         native_calls,
-        required_grammar: (native_calls && key.required && !lazy)
-            .then(|| without_prefix(&grammar, &text("generation_prompt"))),
         stops: list("additional_stops"),
     }))
-}
-
-/// llama.cpp's grammar of a reply begins with the template's generation prompt (its sampler is
-/// fed the prompt's end first); minerva's grammar starts at the first generated token, so the
-/// literal is taken out of `root`.
-fn without_prefix(grammar: &str, generation_prompt: &str) -> String {
-    if generation_prompt.is_empty() {
-        return grammar.to_owned();
-    }
-    let mut literal = String::from("root ::= \"");
-    for c in generation_prompt.chars() {
-        match c {
-            '"' => literal.push_str("\\\""),
-            '\\' => literal.push_str("\\\\"),
-            '\n' => literal.push_str("\\n"),
-            '\r' => literal.push_str("\\r"),
-            '\t' => literal.push_str("\\t"),
-            c => literal.push(c),
-        }
-    }
-    literal.push('"');
-    grammar
-        .lines()
-        .map(|l| match l.strip_prefix(&literal) {
-            Some(rest) => format!("root ::= {}", rest.trim_start()),
-            None => l.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_generation_prompt_leaves_root() {
-        let g = "a ::= \"x\"\nroot ::= \"<seed:bos>assistant\\n\" space tool-call\nb ::= a";
-        assert_eq!(
-            super::without_prefix(g, "<seed:bos>assistant\n"),
-            "a ::= \"x\"\nroot ::= space tool-call\nb ::= a"
-        );
-        assert_eq!(super::without_prefix(g, ""), g);
-        assert_eq!(super::without_prefix(g, "other"), g);
-    }
 }

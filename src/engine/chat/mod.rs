@@ -146,8 +146,6 @@ pub struct Prepared {
     pub stream: ChatStream,
     /// `Required` in minerva's format: the JSON schema the reply must match.
     pub json_schema: Option<String>,
-    /// `Required` in the model's own format: the GBNF grammar of its calls.
-    pub grammar: Option<String>,
 }
 
 /// The template to render with.
@@ -276,7 +274,6 @@ pub fn prepare(
                 bos: vars.bos.clone(),
                 eos: vars.eos.clone(),
                 tools: tools.as_ref().map(|(_, raw)| raw.to_string()),
-                required: opts.tool_choice == ToolChoice::Required,
                 parallel: max_calls > 1,
                 reasoning: opts.reasoning,
                 kwargs: opts.template_kwargs.clone(),
@@ -318,17 +315,11 @@ pub fn prepare(
             }
         }
     }
-    let grammar = format.as_ref().and_then(|f| f.required_grammar.clone());
     let native = format.as_ref().is_some_and(|f| f.native_calls);
     let json_schema = match (&tools, required, native) {
         (Some((list, _)), true, false) => Some(tools::calls_schema(list, max_calls).to_string()),
         _ => None,
     };
-    if required && native && grammar.is_none() {
-        return Err(Error::invalid(
-            "tool_choice is REQUIRED but llama.cpp gave no grammar of this template's calls",
-        ));
-    }
     Ok(Prepared {
         prompt,
         stream: ChatStream {
@@ -339,7 +330,6 @@ pub fn prepare(
             max_calls,
         },
         json_schema,
-        grammar,
     })
 }
 
@@ -553,15 +543,14 @@ impl super::Engine {
     ) -> Result<super::Stream> {
         let prepared = self.prepare_chat(messages, opts)?;
         let mut params = params;
-        if prepared.json_schema.is_some() || prepared.grammar.is_some() {
+        if let Some(schema) = prepared.json_schema {
             if params.grammar.is_some() || params.json_schema.is_some() {
                 return Err(Error::invalid(
                     "tool_choice REQUIRED constrains the reply itself: give no grammar or \
                      json_schema with it",
                 ));
             }
-            params.json_schema = prepared.json_schema;
-            params.grammar = prepared.grammar;
+            params.json_schema = Some(schema);
         }
         params.chat = Some(prepared.stream);
         self.start(&prepared.prompt, params, on_token, on_finish)
