@@ -9,11 +9,9 @@ pub mod tools;
 
 use super::error::{Error, Result};
 use super::llama::{self, Model};
-use format::{Format, Formats};
-pub use reply::Reply;
+use format::Formats;
+pub use reply::{ChatStream, Reply};
 use serde_json::{json, Value};
-use std::collections::HashSet;
-use std::sync::Arc;
 use template::Template;
 pub use tools::{Capture, Tool, ToolCall, ToolChoice};
 
@@ -72,71 +70,6 @@ impl Default for ChatOptions {
             continue_final_message: false,
             max_tool_calls: tools::MAX_REQUIRED_CALLS,
         }
-    }
-}
-
-/// What a chat stream needs beyond a plain one. Set by [`prepare`], carried in the stream's
-/// parameters.
-#[derive(Clone, Default)]
-pub struct ChatStream {
-    /// Texts that end the assistant's turn (`<|im_end|>`, ...): they end the stream as an EOS
-    /// would and are never delivered.
-    pub end_markers: Vec<String>,
-    /// The tools offered, when calls are to be read.
-    pub tools: Option<Vec<Tool>>,
-    pub required: bool,
-    /// The model's own format, where its reasoning or calls are to be read.
-    pub format: Option<Arc<Format>>,
-    pub max_calls: usize,
-}
-
-impl ChatStream {
-    /// The reader of this stream's reply, if it needs one beyond plain text.
-    pub fn reply(&self) -> Option<Reply> {
-        let native = self.format.as_ref().is_some_and(|f| f.native_calls);
-        let capture = match (&self.tools, native) {
-            (Some(t), false) => Some(Capture::new(t, self.required)),
-            _ => None,
-        };
-        if self.format.is_none() && capture.is_none() {
-            return None;
-        }
-        let names: Option<HashSet<String>> = self
-            .tools
-            .as_ref()
-            .map(|t| t.iter().map(|t| t.name.clone()).collect());
-        Some(Reply::new(
-            self.format.clone(),
-            capture,
-            names,
-            self.max_calls,
-        ))
-    }
-}
-
-impl std::fmt::Debug for ChatStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChatStream")
-            .field("end_markers", &self.end_markers)
-            .field("tools", &self.tools)
-            .field("required", &self.required)
-            .field("format", &self.format.as_ref().map(|f| &f.name))
-            .field("max_calls", &self.max_calls)
-            .finish()
-    }
-}
-
-impl PartialEq for ChatStream {
-    fn eq(&self, other: &Self) -> bool {
-        self.end_markers == other.end_markers
-            && self.tools == other.tools
-            && self.required == other.required
-            && self.max_calls == other.max_calls
-            && match (&self.format, &other.format) {
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                (None, None) => true,
-                _ => false,
-            }
     }
 }
 
@@ -333,25 +266,6 @@ pub fn prepare(
     })
 }
 
-/// The rendering cut right after the last message's content, so the model continues it (as
-/// `transformers` does for `continue_final_message`).
-fn open_final_message(text: String, last: Option<&Value>) -> Result<String> {
-    let content = last.and_then(|m| m["content"].as_str()).unwrap_or("");
-    let content = content.trim_end();
-    if content.is_empty() {
-        return Err(Error::invalid(
-            "continue_final_message: the last assistant message has no content to continue",
-        ));
-    }
-    match text.rfind(content) {
-        Some(p) => Ok(text[..p + content.len()].to_owned()),
-        None => Err(Error::invalid(
-            "continue_final_message: the template does not write the last message's content as \
-             it is, so it cannot be left open",
-        )),
-    }
-}
-
 fn tool_turn_as_user(m: &Message) -> Message {
     if m.role != "tool" {
         return m.clone();
@@ -431,7 +345,7 @@ fn render(
             }
             let text = t.render(&ctx)?;
             if cont {
-                open_final_message(text, msgs.last())
+                template::open_final_message(text, msgs.last())
             } else {
                 Ok(text)
             }

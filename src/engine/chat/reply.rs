@@ -7,10 +7,75 @@
 //! its own, minerva's [`Capture`] reads the calls out of the text that comes through.
 
 use super::format::Format;
-use super::tools::{Capture, ToolCall};
+use super::tools::{Capture, Tool, ToolCall};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::Arc;
+
+/// What a chat stream needs beyond a plain one. Set by [`prepare`], carried in the stream's
+/// parameters.
+#[derive(Clone, Default)]
+pub struct ChatStream {
+    /// Texts that end the assistant's turn (`<|im_end|>`, ...): they end the stream as an EOS
+    /// would and are never delivered.
+    pub end_markers: Vec<String>,
+    /// The tools offered, when calls are to be read.
+    pub tools: Option<Vec<Tool>>,
+    pub required: bool,
+    /// The model's own format, where its reasoning or calls are to be read.
+    pub format: Option<Arc<Format>>,
+    pub max_calls: usize,
+}
+
+impl ChatStream {
+    /// The reader of this stream's reply, if it needs one beyond plain text.
+    pub fn reply(&self) -> Option<Reply> {
+        let native = self.format.as_ref().is_some_and(|f| f.native_calls);
+        let capture = match (&self.tools, native) {
+            (Some(t), false) => Some(Capture::new(t, self.required)),
+            _ => None,
+        };
+        if self.format.is_none() && capture.is_none() {
+            return None;
+        }
+        let names: Option<HashSet<String>> = self
+            .tools
+            .as_ref()
+            .map(|t| t.iter().map(|t| t.name.clone()).collect());
+        Some(Reply::new(
+            self.format.clone(),
+            capture,
+            names,
+            self.max_calls,
+        ))
+    }
+}
+
+impl std::fmt::Debug for ChatStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatStream")
+            .field("end_markers", &self.end_markers)
+            .field("tools", &self.tools)
+            .field("required", &self.required)
+            .field("format", &self.format.as_ref().map(|f| &f.name))
+            .field("max_calls", &self.max_calls)
+            .finish()
+    }
+}
+
+impl PartialEq for ChatStream {
+    fn eq(&self, other: &Self) -> bool {
+        self.end_markers == other.end_markers
+            && self.tools == other.tools
+            && self.required == other.required
+            && self.max_calls == other.max_calls
+            && match (&self.format, &other.format) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+    }
+}
 
 /// What one piece of the reply gave.
 #[derive(Default)]

@@ -108,6 +108,25 @@ impl Template {
     }
 }
 
+/// The rendering cut right after the last message's content, so the model continues it (as
+/// `transformers` does for `continue_final_message`).
+pub fn open_final_message(text: String, last: Option<&serde_json::Value>) -> Result<String> {
+    let content = last.and_then(|m| m["content"].as_str()).unwrap_or("");
+    let content = content.trim_end();
+    if content.is_empty() {
+        return Err(Error::invalid(
+            "continue_final_message: the last assistant message has no content to continue",
+        ));
+    }
+    match text.rfind(content) {
+        Some(p) => Ok(text[..p + content.len()].to_owned()),
+        None => Err(Error::invalid(
+            "continue_final_message: the template does not write the last message's content as \
+             it is, so it cannot be left open",
+        )),
+    }
+}
+
 /// A JSON value as a template value (object keys keep their order).
 fn to_value(v: &serde_json::Value) -> Value {
     use serde_json::Value as J;

@@ -86,12 +86,7 @@ pub fn builtin_template(
     if !known || out.is_null() {
         return Ok(None);
     }
-    // SAFETY: a malloc'ed NUL-terminated string from the shim, freed right after the copy.
-    let text = unsafe { CStr::from_ptr(out) }
-        .to_string_lossy()
-        .into_owned();
-    unsafe { shim::mshim_string_free(out) };
-    Ok(Some(text))
+    Ok(shim::take_answer(0, out).ok())
 }
 
 /// Tests only: llama.cpp's own Jinja rendering of `messages_json` with `template`, as its server
@@ -121,14 +116,5 @@ pub fn reference_render(
             &mut out,
         )
     };
-    assert!(!out.is_null());
-    let text = unsafe { CStr::from_ptr(out) }
-        .to_string_lossy()
-        .into_owned();
-    unsafe { shim::mshim_string_free(out) };
-    if rc == 0 {
-        Ok(text)
-    } else {
-        Err(text)
-    }
+    shim::take_answer(rc, out)
 }

@@ -3,7 +3,7 @@
 //! cross as JSON texts; every exception comes back as an error.
 
 use super::shim;
-use std::ffi::{c_char, c_int, CStr, CString};
+use std::ffi::{c_char, c_int, CString};
 
 extern "C" {
     fn mshim_chat_analyze(
@@ -36,23 +36,6 @@ struct RawParser {
     _private: [u8; 0],
 }
 
-/// Takes the shim's malloc'ed answer (NULL: out of memory).
-fn take(rc: c_int, out: *mut c_char) -> Result<String, String> {
-    if out.is_null() {
-        return Err("out of memory".into());
-    }
-    // SAFETY: a malloc'ed NUL-terminated string from the shim, freed right after the copy.
-    let text = unsafe { CStr::from_ptr(out) }
-        .to_string_lossy()
-        .into_owned();
-    unsafe { shim::mshim_string_free(out) };
-    if rc == 0 {
-        Ok(text)
-    } else {
-        Err(text)
-    }
-}
-
 fn cstring(s: &str) -> Result<CString, String> {
     CString::new(s).map_err(|_| "a text holds a NUL byte".to_string())
 }
@@ -71,7 +54,7 @@ pub fn analyze(template: &str, bos: &str, eos: &str, inputs_json: &str) -> Resul
     // SAFETY: NUL-terminated inputs that outlive the call; the answer is malloc'ed by the shim.
     let rc =
         unsafe { mshim_chat_analyze(t.as_ptr(), b.as_ptr(), e.as_ptr(), i.as_ptr(), &mut out) };
-    take(rc, out)
+    shim::take_answer(rc, out)
 }
 
 /// llama.cpp's reader of a model's output in one format.
@@ -106,7 +89,7 @@ impl OutputParser {
             )
         };
         if rc != 0 || raw.is_null() {
-            return Err(take(1, err).err().unwrap_or_default());
+            return Err(shim::take_answer(1, err).err().unwrap_or_default());
         }
         Ok(OutputParser { raw })
     }
@@ -125,7 +108,7 @@ impl OutputParser {
                 &mut out,
             )
         };
-        take(rc, out)
+        shim::take_answer(rc, out)
     }
 }
 

@@ -182,6 +182,24 @@ extern "C" {
     ) -> c_int;
 }
 
+/// Takes a shim function's malloc'ed answer (text on 0, the exception's message otherwise; NULL:
+/// out of memory) and frees it.
+pub fn take_answer(rc: c_int, out: *mut c_char) -> Result<String, String> {
+    if out.is_null() {
+        return Err("out of memory".into());
+    }
+    // SAFETY: a malloc'ed NUL-terminated string from the shim, freed right after the copy.
+    let text = unsafe { std::ffi::CStr::from_ptr(out) }
+        .to_string_lossy()
+        .into_owned();
+    unsafe { mshim_string_free(out) };
+    if rc == 0 {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
 /// The message of the exception the last shim call on this thread caught.
 fn take_error() -> String {
     let mut buf = [0u8; 512];
