@@ -246,17 +246,21 @@ pub unsafe extern "C" fn minerva_chat_format(
 ///   delivered (text that may begin a call is held back until it is known not to be one); the
 ///   calls come from `minerva_stream_tool_calls` once the stream has ended. With a Jinja
 ///   template, calls and reasoning are read in the model's own format as llama.cpp's chat code
-///   finds it in the template (MiniMax M2 `<minimax:tool_call>`, Seed-OSS `<seed:tool_call>`,
-///   Command R7B `<|START_ACTION|>`, Nemotron `<TOOLCALL>`, LFM2 `<|tool_call_start|>`, DeepSeek
-///   R1 `<think>`, ...: docs/CHAT.md lists what is read); otherwise in minerva's format
+///   finds it in the template (Kimi K2 Thinking, GLM 4.5/4.6 `<tool_call>`, MiniMax M2
+///   `<minimax:tool_call>`, Seed-OSS `<seed:tool_call>`, DeepSeek V3.1 `<｜tool▁calls▁begin｜>`,
+///   Mistral `[TOOL_CALLS]`, Command R7B `<|START_ACTION|>`, Nemotron `<TOOLCALL>`, LFM2
+///   `<|tool_call_start|>`, Functionary `<function=`, DeepSeek R1 `<think>`, ...: docs/CHAT.md
+///   lists what is read); otherwise in minerva's format
 ///   (`{"tool_calls": [{"name", "arguments"}]}` as the whole reply), as Hermes blocks
 ///   (`<tool_call>{"name", "arguments"}</tool_call>`) and as a whole-reply `{"name",
 ///   "arguments"}`; a call of a tool not offered stays text.
 /// - Reasoning the format marks is kept out of the text under `MINERVA_REASONING_AUTO` and read
 ///   with `minerva_stream_reasoning`.
-/// - With `MINERVA_TOOL_CHOICE_REQUIRED` the output is constrained to minerva's format with the
-///   given tools and their argument schemas, 1 to `max_tool_calls` calls (`params` may then carry
-///   no grammar or json_schema).
+/// - With `MINERVA_TOOL_CHOICE_REQUIRED` the output is constrained to calls of the given tools
+///   (their argument schemas), 1 to `max_tool_calls` of them: in the model's own syntax where
+///   llama.cpp knows it (the reasoning the format allows first, then calls: a thinking model
+///   needs tokens for its reasoning), otherwise in minerva's format (`params` may then carry no
+///   grammar or json_schema).
 /// - The prompt cache makes the next turn of a conversation cost only its new tokens.
 ///
 /// Errors: those of `minerva_chat_format` and of `minerva_stream_new`. On failure no callback is

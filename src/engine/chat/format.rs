@@ -23,10 +23,16 @@ pub struct Format {
     pub parser: OutputParser,
     /// The template marks reasoning (`<think>`, channels, ...) and it is to be kept apart.
     pub reasoning: bool,
+    /// The end tag of reasoning that the generation prompt opens where llama.cpp's analysis does
+    /// not read reasoning (DeepSeek V3.1's prompt ends `<think>`): minerva reads it apart.
+    pub opened_reasoning: Option<String>,
     /// Tool calls are written in the model's own syntax and read by `parser`.
     pub native_calls: bool,
     /// More texts that end the turn.
     pub stops: Vec<String>,
+    /// For `ToolChoice::Required`: the GBNF grammar of a reply of calls in the model's syntax
+    /// (reasoning first where the format has it), from the generation prompt on.
+    pub required_grammar: Option<String>,
 }
 
 /// The inputs an analysis depends on.
@@ -42,6 +48,8 @@ pub struct Key {
     /// The template switches, as a JSON object text.
     pub kwargs: Option<String>,
     pub continue_final: bool,
+    /// `ToolChoice::Required`: the reply is calls, in the model's syntax.
+    pub required: bool,
 }
 
 /// Most analyses an engine keeps.
@@ -148,6 +156,161 @@ fn check_bounds(key: &Key, template: &Template) -> Result<()> {
     Ok(())
 }
 
+/// The template with every tool call's arguments that it joins to text with `+` written as
+/// JSON text where they are an object.
+///
+/// Templates such as DeepSeek V3.1's and Functionary v3.1's write `'...' + tool['function']['arguments']`:
+/// they take the arguments as the JSON text OpenAI's API carries (in Python's Jinja, a string
+/// plus a mapping is an error). llama.cpp's analysis renders its probe calls with arguments as
+/// objects, which its engine joins as a Python dict (`{'city': 'XXXX'}`), and then reads the
+/// model's JSON arguments as off the format. Written this way, the probe renders as the model
+/// was taught: `{"city": "XXXX"}`.
+fn arguments_as_text(source: &str) -> String {
+    const ENDINGS: [&str; 3] = ["['arguments']", "[\"arguments\"]", ".arguments"];
+    let bytes = source.as_bytes();
+    let mut out = String::with_capacity(source.len());
+    let mut done = 0;
+    let mut at = 0;
+    while at < bytes.len() {
+        let Some(ending) = ENDINGS
+            .iter()
+            .find(|e| bytes[at..].starts_with(e.as_bytes()))
+        else {
+            at += 1;
+            continue;
+        };
+        let end = at + ending.len();
+        // The expression: a name followed by subscripts and attributes.
+        let mut start = at;
+        while start > done {
+            let c = bytes[start - 1];
+            if c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'[' | b']' | b'\'' | b'"') {
+                start -= 1;
+            } else {
+                break;
+            }
+        }
+        let expr = &source[start..end];
+        let joined_before = source[..start].trim_end().ends_with('+');
+        let after = source[end..].trim_start();
+        let joined_after = after.starts_with('+') && !after.starts_with("+=");
+        let whole_word = bytes
+            .get(end)
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || *c == b'_'));
+        let is_name = whole_word
+            && expr
+                .as_bytes()
+                .first()
+                .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_');
+        if is_name && (joined_before || joined_after) {
+            out.push_str(&source[done..start]);
+            out.push_str(&format!(
+                "({expr} if {expr} is string else {expr} | tojson)"
+            ));
+            done = end;
+        }
+        at = end;
+    }
+    out.push_str(&source[done..]);
+    out
+}
+
+/// llama.cpp's grammar of a reply of calls made one the sampler can start on: its root begins
+/// with the generation prompt, which is in minerva's prompt already, and (`calls_only`) lets
+/// free text come before the calls, which a reply to REQUIRED does not hold; and its optional
+/// white space is taken out, and call numbers bounded. None where the
+/// grammar is not of that shape.
+fn required_grammar(grammar: &str, generation_prompt: &str, calls_only: bool) -> Option<String> {
+    let mut out = String::with_capacity(grammar.len());
+    let mut found = false;
+    for line in grammar.lines() {
+        // The optional white space between the parts, which llama.cpp's parser does not take
+        // everywhere its grammar lets it come (GLM 4.5: before `</tool_call>`): none.
+        if line.starts_with("space ::= ") {
+            out.push_str("space ::= \"\"\n");
+            continue;
+        }
+        let Some(body) = line.strip_prefix("root ::= ") else {
+            // A call's number (Kimi K2's `functions.get_weather:0`) bounded, so that a model
+            // cannot write digits to the end of its tokens.
+            out.push_str(&line.replace("[0-9]+", "[0-9]{1,9}"));
+            out.push('\n');
+            continue;
+        };
+        let mut body = body.trim().to_owned();
+        if !generation_prompt.is_empty() {
+            let (literal, rest) = gbnf_literal(&body)?;
+            // Where the generation prompt opens the reasoning too (`<think>`), the grammar's
+            // optional reasoning goes on from inside it.
+            let opened = generation_prompt.strip_prefix(literal.as_str())?.trim();
+            let mut rest = rest.trim_start().to_owned();
+            if !opened.is_empty() {
+                if opened.contains(['"', '\\']) {
+                    return None;
+                }
+                let group = format!("(\"{opened}\" ");
+                if !rest.contains(&group) {
+                    return None;
+                }
+                rest = rest.replacen(&group, "(", 1);
+            }
+            body = rest;
+        }
+        let mut words: Vec<&str> = body.split(' ').collect();
+        let n = words.len();
+        if calls_only
+            && n >= 2
+            && matches!(words[n - 1], "tool-call" | "tool-calls")
+            && words[n - 2]
+                .strip_prefix("until-")
+                .map(|w| w.trim_end_matches('?'))
+                .is_some_and(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit()))
+        {
+            words.remove(n - 2);
+        }
+        out.push_str("root ::= ");
+        out.push_str(&words.join(" "));
+        out.push('\n');
+        found = true;
+    }
+    found.then_some(out)
+}
+
+/// The GBNF string literal `text` starts with, unescaped, and what follows it.
+fn gbnf_literal(text: &str) -> Option<(String, &str)> {
+    let rest = text.strip_prefix('"')?;
+    let mut out = String::new();
+    let mut chars = rest.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Some((out, &rest[i + 1..])),
+            '\\' => {
+                let (_, e) = chars.next()?;
+                match e {
+                    'n' => out.push('\n'),
+                    'r' => out.push('\r'),
+                    't' => out.push('\t'),
+                    'x' | 'u' | 'U' => {
+                        let len = match e {
+                            'x' => 2,
+                            'u' => 4,
+                            _ => 8,
+                        };
+                        let mut v = 0u32;
+                        for _ in 0..len {
+                            v = v * 16 + chars.next()?.1.to_digit(16)?;
+                        }
+                        out.push(char::from_u32(v)?);
+                    }
+                    other => out.push(other),
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    None
+}
+
 fn analyze(key: &Key, template: &Template) -> Result<Option<Format>> {
     check_bounds(key, template)?;
     let mut messages = vec![json!({"role": "user", "content": "Hello, please help me."})];
@@ -156,7 +319,7 @@ fn analyze(key: &Key, template: &Template) -> Result<Option<Format>> {
     }
     let mut inputs = json!({
         "messages": messages,
-        "tool_choice": "auto",
+        "tool_choice": if key.required { "required" } else { "auto" },
         "parallel": key.parallel,
         "reasoning": key.reasoning,
         "add_generation_prompt": !key.continue_final,
@@ -174,6 +337,7 @@ fn analyze(key: &Key, template: &Template) -> Result<Option<Format>> {
         .replace("\r\n", "\n")
         .replace('\r', "\n")
         .replace("\\\n", "");
+    let source = arguments_as_text(&source);
     let answer = match chat_format::analyze(&source, &key.bos, &key.eos, &inputs.to_string()) {
         Ok(a) => a,
         Err(why) => {
@@ -202,10 +366,37 @@ fn analyze(key: &Key, template: &Template) -> Result<Option<Format>> {
     };
     let grammar = text("grammar");
     let native_calls = key.tools.is_some() && !grammar.is_empty();
-    let reasoning = key.reasoning && a["supports_thinking"].as_bool().unwrap_or(false);
+    let opened_reasoning = (key.reasoning
+        && !a["supports_thinking"].as_bool().unwrap_or(false)
+        && text("generation_prompt").trim_end().ends_with("<think>"))
+    .then(|| "</think>".to_owned());
+    let reasoning = key.reasoning
+        && (a["supports_thinking"].as_bool().unwrap_or(false) || opened_reasoning.is_some());
     if !native_calls && !reasoning {
         return Ok(None);
     }
+    let required_grammar = match key.required && native_calls {
+        false => None,
+        true => {
+            let g = (!a["grammar_lazy"].as_bool().unwrap_or(true))
+                .then(|| {
+                    required_grammar(
+                        &grammar,
+                        &text("generation_prompt"),
+                        opened_reasoning.is_none(),
+                    )
+                })
+                .flatten();
+            if g.is_none() {
+                crate::engine::log::log_warn!(
+                    "chat: llama.cpp's grammar of this template's calls could not be used; \
+                     tool_choice REQUIRED writes calls in minerva's JSON format"
+                );
+                return Ok(None);
+            }
+            g
+        }
+    };
     let format = a["format"].as_i64().unwrap_or(0) as i32;
     let parser = OutputParser::new(
         &text("parser"),
@@ -223,7 +414,61 @@ fn analyze(key: &Key, template: &Template) -> Result<Option<Format>> {
         name: text("format_name"),
         parser,
         reasoning,
+        opened_reasoning,
         native_calls,
         stops: list("additional_stops"),
+        required_grammar,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{arguments_as_text, required_grammar};
+
+    #[test]
+    fn required_grammars_start_after_the_generation_prompt() {
+        let g = "root ::= \"<|assistant|>\\n\" space (\"<think>\" until-7 \"</think>\")? until-87? tool-call\n\
+                 space ::= | \" \" | \"\\n\"{1,2} [ \\t]{0,20}\n\
+                 tool-call ::= \"<call>\" [0-9]+ \"</call>\"\n";
+        assert_eq!(
+            required_grammar(g, "<|assistant|>\n", true).unwrap(),
+            "root ::= space (\"<think>\" until-7 \"</think>\")? tool-call\n\
+             space ::= \"\"\n\
+             tool-call ::= \"<call>\" [0-9]{1,9} \"</call>\"\n"
+        );
+        // Free text kept where the reasoning is read apart from the grammar.
+        assert!(required_grammar(g, "<|assistant|>\n", false)
+            .unwrap()
+            .contains("until-87? tool-call"));
+        // A generation prompt that opens the reasoning: the grammar goes on inside it.
+        assert!(required_grammar(g, "<|assistant|>\n<think>\n", true)
+            .unwrap()
+            .starts_with("root ::= space (until-7 \"</think>\")? tool-call\n"));
+        // Another generation prompt, or none in the grammar: not used.
+        assert!(required_grammar(g, "<|user|>", true).is_none());
+        assert!(required_grammar(g, "<|assistant|>\n<seed:think>", true).is_none());
+        assert!(required_grammar("tool-call ::= \"x\"\n", "", true).is_none());
+    }
+
+    #[test]
+    fn arguments_joined_as_text_are_written_as_json() {
+        let src = "{{'<sep>' + tool['function']['arguments'] + '<end>'}}";
+        assert_eq!(
+            arguments_as_text(src),
+            "{{'<sep>' + (tool['function']['arguments'] if tool['function']['arguments'] is string \
+             else tool['function']['arguments'] | tojson) + '<end>'}}"
+        );
+        let src = "{{ '<f=' + c.function.name + '>' + c.function.arguments }}";
+        assert!(arguments_as_text(src).contains("(c.function.arguments if c.function.arguments is string else c.function.arguments | tojson)"));
+        // Not joined with `+`: left as written.
+        for src in [
+            "{{ fn.arguments | tojson }}",
+            "{%- for k, v in tc.arguments.items() %}",
+            "{{ x['arguments'] }}",
+            "ｘ + ['arguments']",
+            "{{ 'a' + x.arguments_text }}",
+        ] {
+            assert_eq!(arguments_as_text(src), src);
+        }
+    }
 }

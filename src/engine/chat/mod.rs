@@ -77,8 +77,16 @@ impl Default for ChatOptions {
 pub struct Prepared {
     pub prompt: String,
     pub stream: ChatStream,
-    /// `Required` in minerva's format: the JSON schema the reply must match.
-    pub json_schema: Option<String>,
+    /// `Required`: what the reply must match.
+    pub constraint: Option<Constraint>,
+}
+
+/// What a `Required` reply must match.
+pub enum Constraint {
+    /// Calls in the model's own syntax (llama.cpp's grammar of them).
+    Grammar(String),
+    /// Calls in minerva's JSON format.
+    JsonSchema(String),
 }
 
 /// The template to render with.
@@ -195,13 +203,11 @@ pub fn prepare(
         opts.max_tool_calls
     };
     // The model's own format, from llama.cpp's analysis of its template (not for ChatML, which
-    // marks neither calls nor reasoning).
-    // REQUIRED stays in minerva's JSON format, constrained by its schema: llama.cpp's grammars of
-    // a template's calls let free text come first and begin with the generation prompt, and a
-    // small model, forced through them, wrote text and no call (tests/chat_formats.rs).
+    // marks neither calls nor reasoning). REQUIRED constrains the reply to calls in the model's
+    // syntax where llama.cpp knows it, and to calls in minerva's JSON format elsewhere.
     let required = opts.tool_choice == ToolChoice::Required;
     let format = match (&source, formats) {
-        (Source::Jinja(t, text, false), Some(formats)) if !required => {
+        (Source::Jinja(t, text, false), Some(formats)) => {
             let key = format::Key {
                 template: text.clone(),
                 bos: vars.bos.clone(),
@@ -211,6 +217,7 @@ pub fn prepare(
                 reasoning: opts.reasoning,
                 kwargs: opts.template_kwargs.clone(),
                 continue_final: opts.continue_final_message,
+                required,
             };
             formats.get(&key, t)?
         }
@@ -248,9 +255,13 @@ pub fn prepare(
             }
         }
     }
-    let native = format.as_ref().is_some_and(|f| f.native_calls);
-    let json_schema = match (&tools, required, native) {
-        (Some((list, _)), true, false) => Some(tools::calls_schema(list, max_calls).to_string()),
+    let constraint = match (&tools, required, &format) {
+        (Some(_), true, Some(f)) if f.native_calls => {
+            f.required_grammar.clone().map(Constraint::Grammar)
+        }
+        (Some((list, _)), true, _) => Some(Constraint::JsonSchema(
+            tools::calls_schema(list, max_calls).to_string(),
+        )),
         _ => None,
     };
     Ok(Prepared {
@@ -262,7 +273,7 @@ pub fn prepare(
             format,
             max_calls,
         },
-        json_schema,
+        constraint,
     })
 }
 
@@ -457,14 +468,17 @@ impl super::Engine {
     ) -> Result<super::Stream> {
         let prepared = self.prepare_chat(messages, opts)?;
         let mut params = params;
-        if let Some(schema) = prepared.json_schema {
+        if let Some(constraint) = prepared.constraint {
             if params.grammar.is_some() || params.json_schema.is_some() {
                 return Err(Error::invalid(
                     "tool_choice REQUIRED constrains the reply itself: give no grammar or \
                      json_schema with it",
                 ));
             }
-            params.json_schema = Some(schema);
+            match constraint {
+                Constraint::Grammar(g) => params.grammar = Some(g),
+                Constraint::JsonSchema(s) => params.json_schema = Some(s),
+            }
         }
         params.chat = Some(prepared.stream);
         self.start(&prepared.prompt, params, on_token, on_finish)

@@ -129,6 +129,51 @@ struct Reader {
 }
 
 impl Reader {
+    /// llama.cpp's reading of the reply so far (`partial`: more may come). Where the template's
+    /// generation prompt opened the reasoning and llama.cpp's analysis did not see it (DeepSeek
+    /// V3.1), the reasoning is what comes before the end tag, and the rest is read by llama.cpp.
+    fn read(&self, partial: bool) -> Option<Parsed> {
+        let parse = |text: &str| {
+            self.format
+                .parser
+                .parse(text, partial)
+                .ok()
+                .and_then(|j| parsed(&j))
+        };
+        let Some(end) = &self.format.opened_reasoning else {
+            return parse(&self.raw);
+        };
+        match self.raw.find(end.as_str()) {
+            Some(at) => {
+                let mut p = parse(&self.raw[at + end.len()..])?;
+                p.reasoning.insert_str(0, &self.raw[..at]);
+                Some(p)
+            }
+            None => {
+                // A reply that ended with no end tag and reads as calls (the reasoning skipped).
+                if !partial {
+                    if let Some(p) = parse(&self.raw).filter(|p| !p.calls.is_empty()) {
+                        return Some(p);
+                    }
+                }
+                // All reasoning so far, less what may be the start of the end tag.
+                let mut keep = self.raw.len();
+                if partial {
+                    for start in (1..end.len()).rev() {
+                        if self.raw.ends_with(&end[..start]) {
+                            keep -= start;
+                            break;
+                        }
+                    }
+                }
+                Some(Parsed {
+                    reasoning: self.raw[..keep].to_owned(),
+                    ..Parsed::default()
+                })
+            }
+        }
+    }
+
     /// The text and reasoning beyond what went out, for a reading of the reply.
     fn advance(&mut self, p: &Parsed, out: &mut Pushed) {
         if p.content.len() > self.delivered && p.content.is_char_boundary(self.delivered) {
@@ -177,13 +222,7 @@ impl Reply {
         match &mut self.reader {
             Some(r) => {
                 r.raw.push_str(text);
-                if let Some(p) = r
-                    .format
-                    .parser
-                    .parse(&r.raw, true)
-                    .ok()
-                    .and_then(|j| parsed(&j))
-                {
+                if let Some(p) = r.read(true) {
                     r.advance(&p, &mut out);
                     out.stop = r.format.native_calls && p.calls.len() > self.max_calls;
                 }
@@ -203,19 +242,7 @@ impl Reply {
         if let Some(r) = &mut self.reader {
             // The whole reply; where it does not read as a whole (cut short, or off the format),
             // as much as reads, and the rest of the text as it was written.
-            let whole = r
-                .format
-                .parser
-                .parse(&r.raw, false)
-                .ok()
-                .and_then(|j| parsed(&j));
-            let p = whole.or_else(|| {
-                r.format
-                    .parser
-                    .parse(&r.raw, true)
-                    .ok()
-                    .and_then(|j| parsed(&j))
-            });
+            let p = r.read(false).or_else(|| r.read(true));
             match p {
                 Some(p) => {
                     r.advance(&p, &mut out);
