@@ -165,6 +165,7 @@ impl Embedder {
                 n_ctx: (self.context_tokens as u32).max(n),
                 n_batch: n,
                 n_seq_max: EMBED_SEQS as u32,
+                kept_seqs: 0,
                 threads: self.threads,
                 embeddings: true,
                 backend_sampling: false,

@@ -4,6 +4,7 @@
 //! [`Engine`] (this file) loads a model and owns its engine thread; the thread's loop is
 //! `scheduler/`; every call into llama.cpp is under `llama/`.
 
+pub mod cache;
 mod callback;
 pub mod chat;
 pub mod constraint;
@@ -64,6 +65,8 @@ pub struct EngineInfo {
     /// Tokens are picked inside llama.cpp's graph, on the device that computes the logits
     /// (`device::samples_on_backend`).
     pub backend_sampling: bool,
+    /// Bytes of KV cache one token takes (0: the model's header does not say).
+    pub kv_bytes_per_token: u64,
 }
 
 /// One loaded model, its context and its engine thread.
@@ -123,6 +126,7 @@ impl Engine {
         let model = placed.model;
         let model = Arc::new(model);
         let n_ctx = config.context_tokens * config.max_streams;
+        info.kv_bytes_per_token = summary.kv_bytes_per_token().unwrap_or(0);
         if let Some(per_token) = summary.kv_bytes_per_token() {
             let need = per_token.saturating_mul(n_ctx as u64);
             let on_gpu = info.device_kind != Some(DeviceKind::Cpu);
@@ -155,6 +159,7 @@ impl Engine {
                 n_ctx,
                 n_batch: batch_tokens,
                 n_seq_max: config.max_streams,
+                kept_seqs: cache::pinnable(config.max_streams),
                 threads,
                 embeddings: false,
                 backend_sampling: device::samples_on_backend(placed.output_kind),
@@ -274,6 +279,19 @@ impl Engine {
         on_token: Option<TokenFn>,
         on_finish: Option<FinishFn>,
     ) -> Result<Stream> {
+        self.submit(prompt, params, on_token, on_finish, None)
+    }
+
+    /// Hands a stream, or a prefill (`prefill`: Some(pin), see [`Engine::cache_prefill`]), to
+    /// the engine thread.
+    fn submit(
+        &self,
+        prompt: &str,
+        params: GenerateParams,
+        on_token: Option<TokenFn>,
+        on_finish: Option<FinishFn>,
+        prefill: Option<bool>,
+    ) -> Result<Stream> {
         params.check()?;
         let created = Instant::now();
         let n_vocab = self.model.n_vocab();
@@ -353,6 +371,7 @@ impl Engine {
             constraint,
             on_token,
             on_finish,
+            prefill,
         };
         {
             let mut inc = self.mailbox.incoming.lock();

@@ -14,6 +14,9 @@ pub struct ContextParams {
     pub n_ctx: u32,
     pub n_batch: u32,
     pub n_seq_max: u32,
+    /// More sequences that only hold kept prompt prefixes (the engine's pinned prefixes): they
+    /// never have outputs and get no sampler chain.
+    pub kept_seqs: u32,
     pub threads: u32,
     /// An embedding context: every token's vector is an output (pooling NONE), and a batch is
     /// computed in one micro-batch.
@@ -69,11 +72,12 @@ impl Context {
         // buffers for one of them (attention scores grow with n_ubatch x the cache): a large
         // batch_tokens must not become a compute buffer of gigabytes.
         cp.n_ubatch = p.n_batch.min(MAX_UBATCH);
-        cp.n_seq_max = p.n_seq_max;
+        cp.n_seq_max = p.n_seq_max + p.kept_seqs;
         // A batch never asks for more than one output row per stream. llama.cpp sizes its compute
         // buffer for the worst case, n_batch rows of logits (512 x 262,144 floats: over 500 MiB for
         // Gemma 3) unless told otherwise.
-        cp.n_outputs_max = p.n_seq_max;
+        // llama.cpp sizes its output buffers for one row per sequence at least, kept ones too.
+        cp.n_outputs_max = p.n_seq_max + p.kept_seqs;
         if p.embeddings {
             cp.embeddings = true;
             cp.pooling_type = sys::LLAMA_POOLING_TYPE_NONE;
@@ -328,6 +332,53 @@ impl Context {
             return (-1, -1);
         }
         (min, max)
+    }
+
+    /// The state of sequence `seq` (its cells' positions and KV), as llama.cpp writes it.
+    pub fn seq_state(&mut self, seq: i32) -> Result<Vec<u8>> {
+        // SAFETY: valid context; llama.cpp catches its own errors (0: failed).
+        let size = unsafe { sys::llama_state_seq_get_size(self.raw.as_ptr(), seq) };
+        if size == 0 {
+            return Err(Error::new(
+                Status::Backend,
+                format!("llama.cpp could not size the state of sequence {seq}"),
+            ));
+        }
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(size).map_err(|_| {
+            Error::new(
+                Status::OutOfMemory,
+                format!("no memory for a cache state of {size} bytes"),
+            )
+        })?;
+        buf.resize(size, 0);
+        // SAFETY: `buf` holds `size` writable bytes.
+        let n = unsafe {
+            sys::llama_state_seq_get_data(self.raw.as_ptr(), buf.as_mut_ptr(), size, seq)
+        };
+        if n == 0 || n > size {
+            return Err(Error::new(
+                Status::Backend,
+                format!("llama.cpp could not write the state of sequence {seq}"),
+            ));
+        }
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    /// Puts a state [`Context::seq_state`] wrote into sequence `seq` (which the caller cleared).
+    /// False when llama.cpp refused it (no room in the cache, or not a state of this model and
+    /// context); the sequence then holds nothing.
+    pub fn set_seq_state(&mut self, seq: i32, state: &[u8]) -> bool {
+        // SAFETY: `state` is readable for its length; llama.cpp checks what it reads and catches
+        // its own errors (0: failed).
+        let n = unsafe {
+            sys::llama_state_seq_set_data(self.raw.as_ptr(), state.as_ptr(), state.len(), seq)
+        };
+        if n == 0 {
+            self.seq_rm(seq, 0);
+        }
+        n != 0
     }
 
     /// Makes the cells of `src` at positions `0..n` belong to `dst` too (no copy: the cache is

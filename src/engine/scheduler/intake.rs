@@ -24,8 +24,11 @@ impl Scheduler {
             }
             // Queued streams wait for a free slot (with every slot's stream waiting for the
             // constraint thread, the engine sleeps until a token comes back).
-            let admissible = !inc.queue.is_empty() && self.slots.iter().any(Option::is_none);
+            let admissible = inc.queue.front().is_some_and(|r| {
+                r.prefill == Some(true) || self.slots[..self.streams].iter().any(Option::is_none)
+            });
             if admissible
+                || !inc.cache_jobs.is_empty()
                 || self.has_runnable()
                 || !inc.sampled.is_empty()
                 || self.embedder.has_work()
@@ -40,7 +43,7 @@ impl Scheduler {
             // itself and the others a whole step later: while a caller is still inside
             // Engine::start, wait for it, COALESCE_MAX at most. A lone stream waits for nothing.
             let deadline = Instant::now() + COALESCE_MAX;
-            while inc.queue.len() < self.slots.len()
+            while inc.queue.len() < self.streams
                 && self.mailbox.submitting.load(Ordering::Acquire) > 0
             {
                 let now = Instant::now();
@@ -87,17 +90,29 @@ impl Scheduler {
     pub(super) fn admit(&mut self) {
         self.steps += 1;
         loop {
-            if self.slots.iter().all(Option::is_some) {
-                return;
-            }
-            let Some(mut req) = self.mailbox.incoming.lock().queue.pop_front() else {
-                return;
+            // Oldest first: a pinned prefill needs no stream slot.
+            let stream_free = self.slots[..self.streams].iter().any(Option::is_none);
+            let mut req = {
+                let mut inc = self.mailbox.incoming.lock();
+                match inc.queue.front() {
+                    Some(r) if stream_free || r.prefill == Some(true) => {
+                        inc.queue.pop_front().expect("a queued request")
+                    }
+                    _ => return,
+                }
             };
             if let Err(e) = self.tokenize(&mut req) {
                 req.finish(e.status, FinishReason::Error, Some(&e));
                 continue;
             }
-            let busy: Vec<bool> = self.slots.iter().map(Option::is_some).collect();
+            if req.prefill == Some(true) {
+                self.admit_pinned(req);
+                continue;
+            }
+            // The sequences of pinned prefixes are sources of reuse, never a stream's slot.
+            let busy: Vec<bool> = (0..self.slots.len())
+                .map(|i| i >= self.streams || self.slots[i].is_some())
+                .collect();
             let cache = req.params.cache_prompt && self.model.can_share_prefix();
             let place = place(&self.kv, &busy, &self.last_used, &req.tokens, cache)
                 .expect("a slot is free");
@@ -118,20 +133,8 @@ impl Scheduler {
                 }
                 None => {}
             }
-            if reuse > 0 {
-                // Check what llama.cpp holds now: exactly positions 0..reuse, and, for a model
-                // with sliding-window layers, the window before `reuse` (llama.cpp may have
-                // dropped cells that fell out of the window of a longer sequence).
-                let (pos_min, pos_max) = self.ctx.seq_pos_range(seq);
-                let window = self.model.n_swa();
-                let needed_min = if window > 0 {
-                    reuse.saturating_sub(window)
-                } else {
-                    0
-                };
-                if pos_max != reuse as i32 - 1 || pos_min < 0 || pos_min as usize > needed_min {
-                    reuse = 0;
-                }
+            if reuse > 0 && !self.holds_prefix(seq, reuse) {
+                reuse = 0;
             }
             if reuse == 0 {
                 self.ctx.seq_rm(seq, 0);
@@ -161,8 +164,22 @@ impl Scheduler {
         }
     }
 
+    /// Whether what llama.cpp holds for `seq` is exactly positions 0..n, and, for a model with
+    /// sliding-window layers, the window before `n` (llama.cpp may have dropped cells that fell
+    /// out of the window of a longer sequence).
+    pub(super) fn holds_prefix(&mut self, seq: i32, n: usize) -> bool {
+        let (pos_min, pos_max) = self.ctx.seq_pos_range(seq);
+        let window = self.model.n_swa();
+        let needed_min = if window > 0 {
+            n.saturating_sub(window)
+        } else {
+            0
+        };
+        pos_max == n as i32 - 1 && pos_min >= 0 && pos_min as usize <= needed_min
+    }
+
     /// The prompt's tokens, and the prompt's last tokens fed to the stream's penalties.
-    fn tokenize(&self, req: &mut Request) -> Result<(), Error> {
+    pub(super) fn tokenize(&self, req: &mut Request) -> Result<(), Error> {
         let context = self.context_tokens;
         req.tokens = match self.model.tokenize_prompt(&req.prompt, context)? {
             Ok(tokens) => tokens,

@@ -18,6 +18,7 @@
 //! one at a time with a finish callback run by a caller freeing a queued stream); no other lock
 //! is held while a callback runs.
 
+pub(crate) mod cache;
 mod constrain;
 mod intake;
 mod pick;
@@ -52,7 +53,10 @@ pub(crate) struct Scheduler {
     ctx: Context,
     model: Arc<Model>,
     mailbox: Arc<Mailbox>,
+    /// Each sequence's stream: the first `streams` are the stream slots; the others hold pinned
+    /// prefixes (`cache.rs`), and a stream there is a pinned prefill being computed.
     slots: Vec<Option<Active>>,
+    streams: usize,
     /// The tokens held in each sequence's KV cells, position by position. A slot keeps its cells
     /// after its stream ends, so that a later stream whose prompt begins the same way reuses them
     /// (the prompt cache).
@@ -86,15 +90,17 @@ impl Scheduler {
         embedder: Embedder,
     ) -> Scheduler {
         let batch_tokens = batch.capacity();
+        let pinnable = crate::engine::cache::pinnable(max_streams as u32) as usize;
         let sample_threads = ctx.threads() as usize;
         Scheduler {
             constrainer: Constrainer::new(mailbox.clone()),
             ctx,
             model,
             mailbox,
-            slots: (0..max_streams).map(|_| None).collect(),
-            kv: vec![Vec::new(); max_streams],
-            last_used: vec![0; max_streams],
+            slots: (0..max_streams + pinnable).map(|_| None).collect(),
+            streams: max_streams,
+            kv: vec![Vec::new(); max_streams + pinnable],
+            last_used: vec![0; max_streams + pinnable],
             clock: 0,
             steps: 0,
             batch,
@@ -109,6 +115,11 @@ impl Scheduler {
 
     pub fn run(mut self) {
         while self.intake() {
+            let jobs =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_cache_jobs()));
+            if jobs.is_err() {
+                self.fail_cache_jobs("internal error: a panic while saving or loading the cache");
+            }
             // A bug must not leave streams waiting forever: a panic in a step ends the streams
             // that were running with MINERVA_ERR_INTERNAL, and the engine goes on serving.
             let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.step()));
@@ -269,7 +280,7 @@ impl Scheduler {
             if let Some(t) = a.next {
                 a.out_row = Some(self.batch.add(t, a.n_past as i32, a.seq, true));
             } else {
-                let last = a.n_past + take == a.req.tokens.len();
+                let last = a.n_past + take == a.req.tokens.len() && a.req.prefill.is_none();
                 for j in 0..take {
                     let pos = a.n_past + j;
                     let output = last && j + 1 == take;
@@ -344,6 +355,7 @@ impl Scheduler {
                 rows.push((slot, row));
             }
         }
+        self.end_prefills();
         if rows.is_empty() {
             return (Duration::ZERO, Duration::ZERO, 0);
         }

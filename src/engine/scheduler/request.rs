@@ -27,6 +27,9 @@ pub(crate) struct Request {
     pub constraint: Option<Constraint>,
     pub on_token: Option<TokenFn>,
     pub on_finish: Option<FinishFn>,
+    /// A prefill (`Engine::cache_prefill`), not a stream: its prompt's KV is computed into the
+    /// cache and nothing is generated. Some(true): pinned.
+    pub prefill: Option<bool>,
 }
 
 impl Request {
@@ -75,6 +78,8 @@ pub(crate) struct Incoming {
     pub queue: VecDeque<Request>,
     /// Embedding calls waiting for the engine thread.
     pub embeds: VecDeque<Arc<crate::engine::embed::EmbedJob>>,
+    /// Saves and loads of the prompt cache, for the engine thread (`cache.rs`).
+    pub cache_jobs: VecDeque<super::cache::CacheJob>,
     /// Deferred samplings done by the constraint thread, for the engine thread to take.
     pub sampled: VecDeque<Sampled>,
     /// Queued streams that callers took back out and are ending on their own threads (their
@@ -90,6 +95,8 @@ pub(crate) struct Mailbox {
     pub wake: Condvar,
     /// Callers inside `Engine::start` right now.
     pub submitting: AtomicUsize,
+    /// Tokens the engine's pinned prefixes hold (`cache.rs`).
+    pub pinned_tokens: AtomicUsize,
     /// Held while any of the engine's token or finish callbacks runs, whatever the thread: they
     /// run one at a time.
     pub callback_lock: Arc<Mutex<()>>,

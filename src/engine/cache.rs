@@ -1,0 +1,451 @@
+//! Game state: the prompt cache prefilled, pinned, saved and loaded (see the C header's
+//! `minerva_cache_*`).
+//!
+//! The bytes of a saved cache: a header that says what they fit (format version, minerva's
+//! version, the model, the context settings), the cached prefixes (each its tokens and llama.cpp's
+//! state of its sequence: positions and KV), and an FNV-1a checksum of all that. Every field is
+//! checked on load before the engine is touched: anything that differs is refused, naming it.
+
+use super::error::{Error, Result, Status};
+use super::llama::Token;
+use super::scheduler::cache::CacheJob;
+use super::Engine;
+use std::sync::atomic::Ordering;
+
+/// Most prefixes an engine pins (each a sequence of llama.cpp's beside the stream slots). Each
+/// costs llama.cpp an output row of the vocabulary's size, in its output buffer and its compute
+/// buffer (2 MiB in all for Gemma 3's 262,144 tokens), whether used or not.
+pub const MAX_PINNED: u32 = 16;
+/// llama.cpp's most sequences in one context (LLAMA_MAX_SEQ).
+const MAX_SEQS: u32 = 256;
+
+/// The prefixes an engine of `max_streams` streams can pin.
+pub fn pinnable(max_streams: u32) -> u32 {
+    MAX_PINNED.min(MAX_SEQS.saturating_sub(max_streams))
+}
+
+/// One cached prefix: its tokens and llama.cpp's state of the sequence that holds them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    pub pinned: bool,
+    pub tokens: Vec<Token>,
+    pub state: Vec<u8>,
+}
+
+const MAGIC: &[u8; 8] = b"MNRVKVC\0";
+const FORMAT: u32 = 1;
+/// Most prefixes in one saved cache (more than any engine holds).
+const MAX_ENTRIES: u32 = 4096;
+
+/// What a saved cache must match to be loaded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fit {
+    pub version: String,
+    pub model: String,
+    pub context_tokens: u32,
+    /// The KV cache's layout ("f16 keys and values, unified").
+    pub kv: String,
+}
+
+impl Engine {
+    /// What this engine's saved caches record, and what a cache must match to load here.
+    pub fn cache_fit(&self) -> Fit {
+        let i = &self.info;
+        Fit {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            model: format!(
+                "{}, {} parameters, {} layers, vocabulary {}, {} bytes",
+                i.model_description, i.parameter_count, i.total_layers, i.vocab_size, i.file_bytes
+            ),
+            context_tokens: i.context_tokens,
+            kv: "f16 keys and values, unified".to_owned(),
+        }
+    }
+
+    /// Tokens the engine's pinned prefixes hold now, and their bytes of KV cache (0 when the
+    /// model's header does not say enough to count them).
+    pub fn pinned(&self) -> (usize, u64) {
+        let tokens = self.mailbox.pinned_tokens.load(Ordering::Relaxed);
+        (
+            tokens,
+            self.info.kv_bytes_per_token.saturating_mul(tokens as u64),
+        )
+    }
+
+    fn refuse_in_callback(what: &str) -> Result<()> {
+        if super::in_callback() || super::current_engine_thread().is_some() {
+            return Err(Error::invalid(format!(
+                "{what} waits for the engine thread and cannot be called from inside a callback"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Computes `prompt`'s KV into the prompt cache now (see `minerva_cache_prefill`). Returns
+    /// when it is there; runs in the engine's batches beside the other streams.
+    pub fn cache_prefill(&self, prompt: &str, pin: bool) -> Result<()> {
+        Self::refuse_in_callback("cache_prefill")?;
+        if prompt.is_empty() {
+            return Err(Error::invalid("the prompt to prefill is empty"));
+        }
+        if !self.model.can_share_prefix() {
+            return Err(Error::invalid(
+                "this model's memory (recurrent or hybrid) cannot share a cached prefix",
+            ));
+        }
+        if pin && pinnable(self.info.max_streams) == 0 {
+            return Err(Error::invalid(format!(
+                "max_streams {} leaves no sequence for pinned prefixes (llama.cpp has {MAX_SEQS})",
+                self.info.max_streams
+            )));
+        }
+        let params = super::GenerateParams {
+            cache_prompt: true,
+            ..Default::default()
+        };
+        let s = self.submit(prompt, params, None, None, Some(pin))?;
+        match s.wait(None) {
+            Status::Ok => Ok(()),
+            status => Err(Error::new(status, s.error().to_owned())),
+        }
+    }
+
+    fn cache_job<T>(
+        &self,
+        job: impl FnOnce(std::sync::mpsc::SyncSender<Result<T>>) -> CacheJob,
+    ) -> Result<T> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        {
+            let mut inc = self.mailbox.incoming.lock();
+            if inc.shutdown {
+                return Err(Error::new(Status::Cancelled, "the engine is shutting down"));
+            }
+            inc.cache_jobs.push_back(job(tx));
+        }
+        self.mailbox.wake.notify_one();
+        rx.recv().unwrap_or_else(|_| {
+            Err(Error::new(
+                Status::Cancelled,
+                "the engine shut down before the cache job ran",
+            ))
+        })
+    }
+
+    /// Every cached prefix no stream is computing, as bytes (see `minerva_cache_save`).
+    pub fn cache_save(&self) -> Result<Vec<u8>> {
+        Self::refuse_in_callback("cache_save")?;
+        let entries = self.cache_job(CacheJob::Save)?;
+        Ok(encode(&self.cache_fit(), &entries))
+    }
+
+    /// Loads what [`Engine::cache_save`] wrote. Returns how many prefixes were loaded.
+    pub fn cache_load(&self, bytes: &[u8]) -> Result<usize> {
+        Self::refuse_in_callback("cache_load")?;
+        let entries = decode(bytes, &self.cache_fit())?;
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        self.cache_job(|tx| CacheJob::Load(entries, tx))
+    }
+
+    pub fn cache_save_file(&self, path: &str) -> Result<()> {
+        let bytes = self.cache_save()?;
+        // Written whole or not at all: a temporary file beside it, renamed over it.
+        let tmp = format!("{path}.minerva-tmp");
+        let io = |e: std::io::Error| Error::new(Status::Io, format!("cannot write '{path}': {e}"));
+        std::fs::write(&tmp, &bytes).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            io(e)
+        })
+    }
+
+    pub fn cache_load_file(&self, path: &str) -> Result<usize> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::new(Status::Io, format!("cannot read '{path}': {e}")))?;
+        self.cache_load(&bytes)
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// The bytes of a saved cache.
+pub fn encode(fit: &Fit, entries: &[Entry]) -> Vec<u8> {
+    let size: usize = entries
+        .iter()
+        .map(|e| 13 + e.tokens.len() * 4 + e.state.len())
+        .sum();
+    let mut out = Vec::with_capacity(64 + fit.model.len() + size);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT.to_le_bytes());
+    put_str(&mut out, &fit.version);
+    put_str(&mut out, &fit.model);
+    out.extend_from_slice(&fit.context_tokens.to_le_bytes());
+    put_str(&mut out, &fit.kv);
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for e in entries {
+        out.push(e.pinned as u8);
+        out.extend_from_slice(&(e.tokens.len() as u32).to_le_bytes());
+        for t in &e.tokens {
+            out.extend_from_slice(&t.to_le_bytes());
+        }
+        out.extend_from_slice(&(e.state.len() as u64).to_le_bytes());
+        out.extend_from_slice(&e.state);
+    }
+    let sum = fnv1a(&out);
+    out.extend_from_slice(&sum.to_le_bytes());
+    out
+}
+
+/// A reader of the bytes that names what is missing.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
+        if self.bytes.len() - self.at < n {
+            return Err(Error::invalid(format!(
+                "the cache is truncated: {what} at byte {} needs {n} bytes, {} are left",
+                self.at,
+                self.bytes.len() - self.at
+            )));
+        }
+        let s = &self.bytes[self.at..self.at + n];
+        self.at += n;
+        Ok(s)
+    }
+    fn u32(&mut self, what: &str) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.take(4, what)?.try_into().unwrap()))
+    }
+    fn u64(&mut self, what: &str) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.take(8, what)?.try_into().unwrap()))
+    }
+    fn string(&mut self, what: &str) -> Result<String> {
+        let n = self.u32(what)? as usize;
+        let s = self.take(n, what)?;
+        String::from_utf8(s.to_vec())
+            .map_err(|_| Error::invalid(format!("the cache's {what} is not UTF-8 (corrupt bytes)")))
+    }
+}
+
+/// The prefixes of a saved cache that fits `fit`; anything else is refused, naming it.
+pub fn decode(bytes: &[u8], fit: &Fit) -> Result<Vec<Entry>> {
+    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+        return Err(Error::invalid(
+            "these bytes are not a saved minerva cache (no MNRVKVC header)",
+        ));
+    }
+    if bytes.len() < MAGIC.len() + 4 + 8 {
+        return Err(Error::invalid(format!(
+            "the cache is truncated: {} bytes",
+            bytes.len()
+        )));
+    }
+    let mut r = Reader {
+        bytes: &bytes[..bytes.len() - 8],
+        at: MAGIC.len(),
+    };
+    let format = r.u32("the format version")?;
+    if format != FORMAT {
+        return Err(Error::invalid(format!(
+            "the cache is of format {format}; this minerva reads format {FORMAT}"
+        )));
+    }
+    let sum = u64::from_le_bytes(bytes[bytes.len() - 8..].try_into().unwrap());
+    if fnv1a(&bytes[..bytes.len() - 8]) != sum {
+        return Err(Error::invalid(
+            "the cache's checksum does not match: the bytes are corrupt or truncated",
+        ));
+    }
+    let version = r.string("minerva's version")?;
+    if version != fit.version {
+        return Err(Error::invalid(format!(
+            "the cache was saved by minerva {version}; this is minerva {}",
+            fit.version
+        )));
+    }
+    let model = r.string("the model")?;
+    if model != fit.model {
+        return Err(Error::invalid(format!(
+            "the cache is of another model ({model}); this engine's is {}",
+            fit.model
+        )));
+    }
+    let context = r.u32("context_tokens")?;
+    if context != fit.context_tokens {
+        return Err(Error::invalid(format!(
+            "the cache was saved with context_tokens {context}; this engine's is {}",
+            fit.context_tokens
+        )));
+    }
+    let kv = r.string("the KV layout")?;
+    if kv != fit.kv {
+        return Err(Error::invalid(format!(
+            "the cache's KV layout is {kv}; this engine's is {}",
+            fit.kv
+        )));
+    }
+    let count = r.u32("the number of prefixes")?;
+    if count > MAX_ENTRIES {
+        return Err(Error::invalid(format!(
+            "the cache says it holds {count} prefixes; at most {MAX_ENTRIES} are read"
+        )));
+    }
+    let mut entries = Vec::new();
+    for i in 0..count {
+        let flags = r.take(1, "a prefix's flags")?[0];
+        if flags > 1 {
+            return Err(Error::invalid(format!(
+                "prefix {i} has unknown flags {flags:#x}"
+            )));
+        }
+        let n = r.u32("a prefix's length")?;
+        if n == 0 || n > fit.context_tokens {
+            return Err(Error::invalid(format!(
+                "prefix {i} is {n} tokens; a prefix holds 1 to context_tokens ({})",
+                fit.context_tokens
+            )));
+        }
+        let raw = r.take(n as usize * 4, "a prefix's tokens")?;
+        let tokens: Vec<Token> = raw
+            .chunks_exact(4)
+            .map(|c| Token::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        let len = r.u64("a prefix's state length")?;
+        let left = (r.bytes.len() - r.at) as u64;
+        if len == 0 || len > left {
+            return Err(Error::invalid(format!(
+                "prefix {i}'s state is {len} bytes; {left} are left"
+            )));
+        }
+        let state = r.take(len as usize, "a prefix's state")?.to_vec();
+        entries.push(Entry {
+            pinned: flags == 1,
+            tokens,
+            state,
+        });
+    }
+    if r.at != r.bytes.len() {
+        return Err(Error::invalid(format!(
+            "the cache has {} bytes after its last prefix",
+            r.bytes.len() - r.at
+        )));
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fit() -> Fit {
+        Fit {
+            version: "0.3.0".into(),
+            model: "m".into(),
+            context_tokens: 64,
+            kv: "f16".into(),
+        }
+    }
+
+    fn entries() -> Vec<Entry> {
+        vec![
+            Entry {
+                pinned: true,
+                tokens: vec![2, 3, 4],
+                state: vec![9; 10],
+            },
+            Entry {
+                pinned: false,
+                tokens: vec![2],
+                state: vec![1],
+            },
+        ]
+    }
+
+    #[test]
+    fn round_trip() {
+        let bytes = encode(&fit(), &entries());
+        assert_eq!(decode(&bytes, &fit()).unwrap(), entries());
+        assert!(decode(&encode(&fit(), &[]), &fit()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn what_differs_is_named() {
+        let bytes = encode(&fit(), &entries());
+        let cases = [
+            (
+                Fit {
+                    version: "0.4.0".into(),
+                    ..fit()
+                },
+                "minerva 0.3.0",
+            ),
+            (
+                Fit {
+                    model: "other".into(),
+                    ..fit()
+                },
+                "another model",
+            ),
+            (
+                Fit {
+                    context_tokens: 128,
+                    ..fit()
+                },
+                "context_tokens 64",
+            ),
+            (
+                Fit {
+                    kv: "q8".into(),
+                    ..fit()
+                },
+                "KV layout",
+            ),
+        ];
+        for (f, want) in cases {
+            let e = decode(&bytes, &f).unwrap_err();
+            assert_eq!(e.status, Status::InvalidArgument);
+            assert!(e.message.contains(want), "{}", e.message);
+        }
+    }
+
+    /// Every truncation and every single-bit flip is refused, never a panic.
+    #[test]
+    fn corrupt_bytes_are_refused() {
+        let bytes = encode(&fit(), &entries());
+        for n in 0..bytes.len() {
+            assert!(decode(&bytes[..n], &fit()).is_err(), "truncated to {n}");
+        }
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut b = bytes.clone();
+                b[i] ^= 1 << bit;
+                assert!(decode(&b, &fit()).is_err(), "byte {i} bit {bit}");
+            }
+        }
+        // A header that claims more than the bytes hold, with a valid checksum.
+        let mut b = encode(&fit(), &entries());
+        b.truncate(b.len() - 8);
+        // The entries take 35 + 18 bytes at the end; the first one's length follows its flags.
+        let at = b.len() - 53 + 1;
+        b[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let sum = fnv1a(&b);
+        b.extend_from_slice(&sum.to_le_bytes());
+        let e = decode(&b, &fit()).unwrap_err();
+        assert!(e.message.contains("prefix"), "{}", e.message);
+    }
+}
