@@ -303,6 +303,14 @@ typedef struct minerva_engine_info {
    "RPC0 (10.0.0.2:50052): 10 layers + output, CPU: 8 layers". NUL-terminated UTF-8.
    */
   char devices[256];
+  /*
+   Added in 0.3. Tokens the engine's pinned prefixes hold now (`minerva_cache_prefill` with
+   `pin`), and the bytes of KV cache they take (0 when the model's header does not say enough
+   to count them). Pinned prefixes share the cache's `context_tokens * max_streams` cells
+   with the streams and may hold all but one stream's context of them.
+   */
+  uint64_t pinned_tokens;
+  uint64_t pinned_bytes;
 } minerva_engine_info;
 
 /*
@@ -1076,6 +1084,81 @@ minerva_status minerva_tokenize(struct minerva_engine *engine, const char *text,
  `MINERVA_ERR_BUFFER_TOO_SMALL`.
  */
 minerva_status minerva_detokenize(struct minerva_engine *engine, const minerva_token *tokens, size_t count, bool render_special, char *buf, size_t cap, size_t *out_len);
+
+/*
+ Added in 0.3. Computes `prompt`'s KV into the engine's prompt cache now, without generating:
+ a later stream (or chat stream) whose prompt starts with it skips those tokens
+ (`cached_prompt_tokens` says how many). `prompt` is tokenized as a stream's is (BOS where the
+ vocabulary asks for it, special tokens recognized), so end it where a prompt that continues it
+ would split into the same tokens (at a newline, say).
+
+ `pin`: the prefix is kept until the engine is freed, never evicted by other prompts, in a
+ sequence of its own beside the stream slots (it takes no stream slot); an engine pins up to
+ 16 prefixes (fewer when `max_streams` is above 240), and they may hold all of the KV cache's
+ `context_tokens * max_streams` cells but one stream's context (`pinned_tokens` and
+ `pinned_bytes` of `minerva_engine_info` say what they hold). A prefix pinned already is not
+ pinned twice. Unpinned, it is computed in a stream slot and stays there as that slot's cache,
+ evicted by later prompts as any other.
+
+ Runs on the engine thread in the batches beside the other streams' work (they keep going);
+ returns when the prefix is in the cache. Blocks: refused inside a callback. Any thread.
+
+ Errors: `MINERVA_ERR_INVALID_ARGUMENT` (NULL engine or prompt, invalid UTF-8, an empty prompt,
+ a model whose memory cannot share a prefix, a call from inside a callback),
+ `MINERVA_ERR_CONTEXT_FULL` (a prompt longer than `context_tokens`; pinning beyond the 16
+ prefixes or the cells they may hold, with the numbers), `MINERVA_ERR_CANCELLED` (the engine is
+ being freed), `MINERVA_ERR_BACKEND` (llama.cpp failed).
+ */
+minerva_status minerva_cache_prefill(struct minerva_engine *engine, const char *prompt, bool pin);
+
+/*
+ Added in 0.3. Every cached prefix of the engine that no stream is computing (the pinned
+ prefixes and the stream slots' caches: their tokens and their KV), as bytes a game can put in
+ its save file. Taken on the engine thread between steps; streams keep running. The bytes record
+ the format's version, minerva's version, the model, `context_tokens` and the KV cache's layout,
+ with a checksum; about the size of the prefixes' KV (`pinned_bytes` for the pinned ones).
+
+ Buffer rules as `minerva_tokenize`: `*out_len` always gets the bytes needed, and
+ `minerva_cache_save(e, NULL, 0, &n)` asks for it; the cache may change between two calls
+ (streams end and leave their prompts cached), so give room to spare, or use
+ `minerva_cache_save_file`. Blocks: refused inside a callback. Any thread.
+
+ Errors: `MINERVA_ERR_INVALID_ARGUMENT` (NULL engine or out_len, `buf` NULL with `cap` > 0, a
+ call from inside a callback), `MINERVA_ERR_BUFFER_TOO_SMALL`, `MINERVA_ERR_CANCELLED`,
+ `MINERVA_ERR_OUT_OF_MEMORY`, `MINERVA_ERR_BACKEND`.
+ */
+minerva_status minerva_cache_save(struct minerva_engine *engine, void *buf, size_t cap, size_t *out_len);
+
+/*
+ Added in 0.3. Loads what `minerva_cache_save` wrote (`len` bytes at `buf`), into an engine of
+ the same model, `context_tokens` and minerva version (`max_streams` may differ): pinned
+ prefixes into free pinned sequences (one held already is not loaded twice), the others into
+ stream slots no stream holds, as many as there are (they are a cache: later prompts evict
+ them). The first stream on each of them then starts without prompt processing and gives the
+ same greedy text as from the prefix computed in place. Runs on the engine thread between
+ steps; streams keep running. Blocks: refused inside a callback. Any thread.
+
+ Errors: `MINERVA_ERR_INVALID_ARGUMENT` naming what differs or is wrong (bytes that are not a
+ saved cache, another format version, minerva version, model, `context_tokens` or KV layout; a
+ checksum that does not match; truncated bytes; a state llama.cpp refuses), NULL `buf` with
+ `len` > 0, NULL engine, a call from inside a callback; `MINERVA_ERR_CONTEXT_FULL` (more pinned
+ prefixes, or pinned cells, than the engine has room for); `MINERVA_ERR_CANCELLED`. Checked
+ before anything is loaded, except a state llama.cpp refuses: the prefixes before it stay.
+ */
+minerva_status minerva_cache_load(struct minerva_engine *engine, const void *buf, size_t len);
+
+/*
+ Added in 0.3. `minerva_cache_save` into the file at `path` (UTF-8), written whole or not at
+ all (a temporary file beside it, renamed over it). Errors: those of `minerva_cache_save`, and
+ `MINERVA_ERR_IO` naming the file.
+ */
+minerva_status minerva_cache_save_file(struct minerva_engine *engine, const char *path);
+
+/*
+ Added in 0.3. `minerva_cache_load` from the file at `path` (UTF-8). Errors: those of
+ `minerva_cache_load`, and `MINERVA_ERR_IO` naming the file.
+ */
+minerva_status minerva_cache_load_file(struct minerva_engine *engine, const char *path);
 
 /*
  Fills `params` with the defaults. Call as `minerva_chat_params_init(&c, sizeof c)`. Only the

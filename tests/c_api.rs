@@ -123,6 +123,11 @@ fn c_chat() {
 }
 
 #[test]
+fn c_cache() {
+    run_c_test("tests/c/test_cache.c");
+}
+
+#[test]
 fn c_embed() {
     run_c_test("tests/c/test_embed.c");
 }

@@ -166,6 +166,12 @@ pub struct minerva_engine_info {
     /// Each device that holds layers, with how many, and which holds the output layer, e.g.
     /// "RPC0 (10.0.0.2:50052): 10 layers + output, CPU: 8 layers". NUL-terminated UTF-8.
     pub devices: [c_char; 256],
+    /// Added in 0.3. Tokens the engine's pinned prefixes hold now (`minerva_cache_prefill` with
+    /// `pin`), and the bytes of KV cache they take (0 when the model's header does not say enough
+    /// to count them). Pinned prefixes share the cache's `context_tokens * max_streams` cells
+    /// with the streams and may hold all but one stream's context of them.
+    pub pinned_tokens: u64,
+    pub pinned_bytes: u64,
 }
 
 /// The size of `minerva_engine_info` as published in 0.1 (up to `has_chat_template`, padded), what
@@ -284,6 +290,9 @@ pub unsafe extern "C" fn minerva_engine_get_info(
         v.embedding_dims = i.embedding_dims;
         fill_chars(&mut v.cpu_variant, &i.cpu_variant);
         fill_chars(&mut v.devices, &i.devices);
+        let (pinned_tokens, pinned_bytes) = engine.inner.pinned();
+        v.pinned_tokens = pinned_tokens as u64;
+        v.pinned_bytes = pinned_bytes;
         // SAFETY: out points to the caller's struct of its struct_size.
         unsafe { write_out(out, &v, INFO_FIRST_LAYOUT) };
         Ok(())

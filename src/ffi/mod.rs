@@ -20,11 +20,13 @@ pub mod params;
 pub mod stream;
 pub mod tokens;
 
+pub mod cache;
 pub mod chat;
 pub mod embed;
 
 pub mod log;
 
+pub use cache::*;
 pub use chat::*;
 pub use embed::*;
 pub use engine::*;
