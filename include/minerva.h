@@ -142,6 +142,20 @@ typedef uint32_t minerva_control;
 typedef minerva_control (*minerva_progress_callback)(void *user_data, float progress);
 
 /*
+ A LoRA adapter for `minerva_engine_params.loras`.
+ */
+typedef struct minerva_lora {
+  /*
+   The adapter's GGUF file (UTF-8, NUL-terminated).
+   */
+  const char *path;
+  /*
+   Its default scale for every stream (1: as trained; 0: off). Finite.
+   */
+  float scale;
+} minerva_lora;
+
+/*
  Settings of an engine. Fill it with `minerva_engine_params_init(&p, sizeof p)`, then change
  what you need. The library reads only the fields that fit in `struct_size`, so a program built
  against an older header keeps working.
@@ -213,6 +227,19 @@ typedef struct minerva_engine_params {
    servers on loopback or a trusted network only (docs/RPC.md).
    */
   const char *rpc_servers;
+  /*
+   Added in 0.3. LoRA adapters loaded with the model (default NULL, `lora_count` 0): each a
+   GGUF adapter made for this model (llama.cpp's format: `general.type` "adapter",
+   `adapter.type` "lora"), with its default scale for every stream; a stream may choose
+   its own scales (`minerva_generate_params.lora_scales`). At most 32. An adapter of another
+   architecture, with tensors the model lacks or of other shapes, or a corrupt file is
+   `MINERVA_ERR_MODEL` naming the file; a missing file `MINERVA_ERR_IO`. Read during the call.
+   */
+  const struct minerva_lora *loras;
+  /*
+   Number of entries in `loras`.
+   */
+  size_t lora_count;
 } minerva_engine_params;
 
 /*
@@ -488,6 +515,14 @@ typedef struct minerva_generate_params {
    Number of entries in `logit_bias`.
    */
   size_t logit_bias_count;
+  /*
+   Added in 0.3. The scale of each of the engine's LoRA adapters for this stream, in the
+   order of `minerva_engine_params.loras` (`lora_count` of them; 0 turns one off); NULL
+   (default): the engine's scales. Finite. Streams with different scales run on one engine
+   at the same time, each with its own text: a step decodes the streams of one set of scales,
+   and the sets take turns (docs/PERFORMANCE.md says what that costs). Copied during the call.
+   */
+  const float *lora_scales;
 } minerva_generate_params;
 
 /*

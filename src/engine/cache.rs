@@ -29,6 +29,8 @@ pub fn pinnable(max_streams: u32) -> u32 {
 pub struct Entry {
     pub pinned: bool,
     pub tokens: Vec<Token>,
+    /// The LoRA scales its KV was computed with (one per adapter of the engine).
+    pub lora_scales: Vec<f32>,
     pub state: Vec<u8>,
 }
 
@@ -43,8 +45,10 @@ pub struct Fit {
     pub version: String,
     pub model: String,
     pub context_tokens: u32,
-    /// The KV cache's layout ("f16 keys and values, unified").
+    /// The KV cache's layout ("f16 keys and values, unified") and the LoRA adapters' files.
     pub kv: String,
+    /// The engine's LoRA adapters.
+    pub adapters: usize,
 }
 
 impl Engine {
@@ -58,7 +62,15 @@ impl Engine {
                 i.model_description, i.parameter_count, i.total_layers, i.vocab_size, i.file_bytes
             ),
             context_tokens: i.context_tokens,
-            kv: "f16 keys and values, unified".to_owned(),
+            kv: if self.lora_files.is_empty() {
+                "f16 keys and values, unified".to_owned()
+            } else {
+                format!(
+                    "f16 keys and values, unified; LoRA adapters {}",
+                    self.lora_files.join(", ")
+                )
+            },
+            adapters: self.lora_files.len(),
         }
     }
 
@@ -185,7 +197,7 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 pub fn encode(fit: &Fit, entries: &[Entry]) -> Vec<u8> {
     let size: usize = entries
         .iter()
-        .map(|e| 13 + e.tokens.len() * 4 + e.state.len())
+        .map(|e| 17 + (e.tokens.len() + e.lora_scales.len()) * 4 + e.state.len())
         .sum();
     let mut out = Vec::with_capacity(64 + fit.model.len() + size);
     out.extend_from_slice(MAGIC);
@@ -200,6 +212,10 @@ pub fn encode(fit: &Fit, entries: &[Entry]) -> Vec<u8> {
         out.extend_from_slice(&(e.tokens.len() as u32).to_le_bytes());
         for t in &e.tokens {
             out.extend_from_slice(&t.to_le_bytes());
+        }
+        out.extend_from_slice(&(e.lora_scales.len() as u32).to_le_bytes());
+        for s in &e.lora_scales {
+            out.extend_from_slice(&s.to_le_bytes());
         }
         out.extend_from_slice(&(e.state.len() as u64).to_le_bytes());
         out.extend_from_slice(&e.state);
@@ -325,6 +341,18 @@ pub fn decode(bytes: &[u8], fit: &Fit) -> Result<Vec<Entry>> {
             .chunks_exact(4)
             .map(|c| Token::from_le_bytes(c.try_into().unwrap()))
             .collect();
+        let n = r.u32("a prefix's LoRA scales")?;
+        if n as usize != fit.adapters {
+            return Err(Error::invalid(format!(
+                "prefix {i} has {n} LoRA scales; this engine has {} adapters",
+                fit.adapters
+            )));
+        }
+        let raw = r.take(n as usize * 4, "a prefix's LoRA scales")?;
+        let lora_scales: Vec<f32> = raw
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
         let len = r.u64("a prefix's state length")?;
         let left = (r.bytes.len() - r.at) as u64;
         if len == 0 || len > left {
@@ -336,6 +364,7 @@ pub fn decode(bytes: &[u8], fit: &Fit) -> Result<Vec<Entry>> {
         entries.push(Entry {
             pinned: flags == 1,
             tokens,
+            lora_scales,
             state,
         });
     }
@@ -358,6 +387,7 @@ mod tests {
             model: "m".into(),
             context_tokens: 64,
             kv: "f16".into(),
+            adapters: 1,
         }
     }
 
@@ -366,11 +396,13 @@ mod tests {
             Entry {
                 pinned: true,
                 tokens: vec![2, 3, 4],
+                lora_scales: vec![1.0],
                 state: vec![9; 10],
             },
             Entry {
                 pinned: false,
                 tokens: vec![2],
+                lora_scales: vec![0.5],
                 state: vec![1],
             },
         ]
@@ -440,8 +472,8 @@ mod tests {
         // A header that claims more than the bytes hold, with a valid checksum.
         let mut b = encode(&fit(), &entries());
         b.truncate(b.len() - 8);
-        // The entries take 35 + 18 bytes at the end; the first one's length follows its flags.
-        let at = b.len() - 53 + 1;
+        // The entries take 43 + 26 bytes at the end; the first one's length follows its flags.
+        let at = b.len() - 69 + 1;
         b[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
         let sum = fnv1a(&b);
         b.extend_from_slice(&sum.to_le_bytes());

@@ -67,6 +67,8 @@ pub struct EngineInfo {
     pub backend_sampling: bool,
     /// Bytes of KV cache one token takes (0: the model's header does not say).
     pub kv_bytes_per_token: u64,
+    /// LoRA adapters loaded with the model.
+    pub lora_count: usize,
 }
 
 /// One loaded model, its context and its engine thread.
@@ -82,6 +84,10 @@ pub struct Engine {
     chat_formats: chat::format::Formats,
     /// The token table of constrained decoding, built at the first stream that needs it.
     vocabulary: OnceLock<Result<Arc<Vocabulary>>>,
+    /// Each LoRA adapter's scale for streams that choose none, and the adapters' files (name
+    /// and size, for saved caches).
+    lora_defaults: Vec<f32>,
+    lora_files: Vec<String>,
 }
 
 impl Engine {
@@ -124,6 +130,8 @@ impl Engine {
             ..Default::default()
         };
         let model = placed.model;
+        let loras = load_loras(&model, &config.loras)?;
+        info.lora_count = loras.len();
         let model = Arc::new(model);
         let n_ctx = config.context_tokens * config.max_streams;
         info.kv_bytes_per_token = summary.kv_bytes_per_token().unwrap_or(0);
@@ -165,6 +173,8 @@ impl Engine {
                 backend_sampling: device::samples_on_backend(placed.output_kind),
             },
         )?;
+        let mut ctx = ctx;
+        ctx.set_loras(llama::Loras::new(loras));
         info.backend_sampling = ctx.samples_on_backend();
         if info.backend_sampling {
             log::log_info!(
@@ -240,6 +250,18 @@ impl Engine {
             chatml_warned: Default::default(),
             chat_formats: Default::default(),
             vocabulary: OnceLock::new(),
+            lora_defaults: config.loras.iter().map(|(_, scale)| *scale).collect(),
+            lora_files: config
+                .loras
+                .iter()
+                .map(|(path, _)| {
+                    let name = std::path::Path::new(path)
+                        .file_name()
+                        .map_or(path.clone(), |n| n.to_string_lossy().into_owned());
+                    let bytes = std::fs::metadata(path).map_or(0, |m| m.len());
+                    format!("{name} ({bytes} bytes)")
+                })
+                .collect(),
         })
     }
 
@@ -293,6 +315,19 @@ impl Engine {
         prefill: Option<bool>,
     ) -> Result<Stream> {
         params.check()?;
+        let mut params = params;
+        let n = self.lora_defaults.len();
+        params.lora_scales = match params.lora_scales.take() {
+            _ if n == 0 => None,
+            None => Some(self.lora_defaults.clone()),
+            Some(s) if s.len() == n => Some(s),
+            Some(s) => {
+                return Err(Error::invalid(format!(
+                    "lora_scales has {} scales; the engine has {n} adapters",
+                    s.len()
+                )))
+            }
+        };
         let created = Instant::now();
         let n_vocab = self.model.n_vocab();
         let sampling = &params.sampling;
@@ -432,6 +467,28 @@ impl Drop for Engine {
             let _ = t.join();
         }
     }
+}
+
+/// Loads the engine's LoRA adapters, each checked by minerva's GGUF reader first and then by
+/// llama.cpp against the model; the error names the file.
+fn load_loras(model: &Model, loras: &[(String, f32)]) -> Result<Vec<llama::Lora>> {
+    let mut out = Vec::with_capacity(loras.len());
+    for (i, (path, _)) in loras.iter().enumerate() {
+        let meta = std::fs::metadata(path).map_err(|e| {
+            Error::new(
+                Status::Io,
+                format!("cannot open LoRA adapter loras[{i}] '{path}': {e}"),
+            )
+        })?;
+        llama::inspect_gguf(std::path::Path::new(path), meta.len()).map_err(|e| {
+            Error::new(
+                e.status,
+                format!("LoRA adapter loras[{i}] '{path}': {}", e.message),
+            )
+        })?;
+        out.push(model.load_lora(path)?);
+    }
+    Ok(out)
 }
 
 /// Routes llama.cpp's log lines through [`log`] (done by any engine creation too).

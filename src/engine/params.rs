@@ -14,6 +14,8 @@ pub struct EngineConfig {
     pub use_mmap: bool,
     /// RPC servers ("host:port") whose devices take layers (see engine::rpc).
     pub rpc_servers: Vec<String>,
+    /// LoRA adapters loaded with the model: (path, default scale).
+    pub loras: Vec<(String, f32)>,
 }
 
 impl Default for EngineConfig {
@@ -26,6 +28,7 @@ impl Default for EngineConfig {
             batch_tokens: 512,
             use_mmap: true,
             rpc_servers: Vec::new(),
+            loras: Vec::new(),
         }
     }
 }
@@ -54,6 +57,8 @@ pub struct GenerateParams {
     /// Set by [`Engine::chat_start`](super::Engine::chat_start): the end of the assistant's turn
     /// and the tool calls to capture.
     pub chat: Option<super::chat::ChatStream>,
+    /// The scale of each of the engine's LoRA adapters for this stream (None: the engine's).
+    pub lora_scales: Option<Vec<f32>>,
 }
 
 /// The seed value that asks for a new random seed for each stream.
@@ -70,6 +75,7 @@ impl Default for GenerateParams {
             grammar: None,
             json_schema: None,
             chat: None,
+            lora_scales: None,
         }
     }
 }
@@ -77,6 +83,16 @@ impl Default for GenerateParams {
 impl GenerateParams {
     /// Checks the values; the error names the field.
     pub fn check(&self) -> Result<()> {
+        if let Some(i) = self
+            .lora_scales
+            .iter()
+            .flatten()
+            .position(|s| !s.is_finite())
+        {
+            return Err(Error::invalid(format!(
+                "lora_scales[{i}] is not a finite number"
+            )));
+        }
         let s = &self.sampling;
         if !s.temperature.is_finite() || s.temperature < 0.0 {
             return Err(Error::invalid(format!(
@@ -203,9 +219,28 @@ impl EngineConfig {
                 c.threads
             )));
         }
+        if c.loras.len() > MAX_LORAS {
+            return Err(Error::invalid(format!(
+                "lora_count is {}; an engine takes at most {MAX_LORAS} adapters",
+                c.loras.len()
+            )));
+        }
+        for (i, (path, scale)) in c.loras.iter().enumerate() {
+            if path.is_empty() {
+                return Err(Error::invalid(format!("loras[{i}].path is empty")));
+            }
+            if !scale.is_finite() {
+                return Err(Error::invalid(format!(
+                    "loras[{i}].scale is not a finite number"
+                )));
+            }
+        }
         Ok(())
     }
 }
+
+/// Most LoRA adapters an engine loads.
+pub const MAX_LORAS: usize = 32;
 
 /// How deep `grammar` or `json_schema` may nest (brackets, groups).
 pub const MAX_NESTING: usize = 256;

@@ -281,7 +281,7 @@ pub unsafe extern "C" fn minerva_chat_stream_new(
         let engine = try_ref!(engine, "engine");
         // SAFETY: the caller's arrays and structs, as the header requires.
         let (messages, opts) = unsafe { convert(messages, count, chat) }?;
-        let (g, on_finish) = unsafe { convert_params(params) }?;
+        let (g, on_finish) = unsafe { convert_params(params, engine.inner.info().lora_count) }?;
         let (token_fn, finish_fn) = callbacks(on_token, on_finish, user_data);
         let stream = engine
             .inner

@@ -99,7 +99,29 @@ pub struct minerva_engine_params {
     /// its default so that the abort can say so). The protocol has no authentication: use
     /// servers on loopback or a trusted network only (docs/RPC.md).
     pub rpc_servers: *const c_char,
+    /// Added in 0.3. LoRA adapters loaded with the model (default NULL, `lora_count` 0): each a
+    /// GGUF adapter made for this model (llama.cpp's format: `general.type` "adapter",
+    /// `adapter.type` "lora"), with its default scale for every stream; a stream may choose
+    /// its own scales (`minerva_generate_params.lora_scales`). At most 32. An adapter of another
+    /// architecture, with tensors the model lacks or of other shapes, or a corrupt file is
+    /// `MINERVA_ERR_MODEL` naming the file; a missing file `MINERVA_ERR_IO`. Read during the call.
+    pub loras: *const minerva_lora,
+    /// Number of entries in `loras`.
+    pub lora_count: usize,
 }
+
+/// A LoRA adapter for `minerva_engine_params.loras`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct minerva_lora {
+    /// The adapter's GGUF file (UTF-8, NUL-terminated).
+    pub path: *const c_char,
+    /// Its default scale for every stream (1: as trained; 0: off). Finite.
+    pub scale: f32,
+}
+
+/// The size of `minerva_engine_params` as published in 0.2 (before `loras`).
+const ENGINE_PARAMS_FIRST_LAYOUT: usize = offset_of!(minerva_engine_params, loras);
 
 impl Default for minerva_engine_params {
     fn default() -> Self {
@@ -115,6 +137,8 @@ impl Default for minerva_engine_params {
             progress: None,
             progress_user_data: std::ptr::null_mut(),
             rpc_servers: std::ptr::null(),
+            loras: std::ptr::null(),
+            lora_count: 0,
         }
     }
 }
@@ -193,6 +217,42 @@ pub unsafe extern "C" fn minerva_engine_params_init(
     ffi_export!(unsafe { init_params(params, struct_size, Default::default()) })
 }
 
+/// The adapters of `minerva_engine_params`, copied.
+///
+/// # Safety
+/// `loras` is NULL or points to `count` entries whose paths are NULL or NUL-terminated.
+unsafe fn convert_loras(
+    loras: *const minerva_lora,
+    count: usize,
+) -> Result<Vec<(String, f32)>, Error> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    if loras.is_null() {
+        return Err(Error::invalid(format!(
+            "params.loras is NULL but params.lora_count is {count}"
+        )));
+    }
+    if count > crate::engine::params::MAX_LORAS {
+        return Err(Error::invalid(format!(
+            "params.lora_count is {count}; an engine takes at most {} adapters",
+            crate::engine::params::MAX_LORAS
+        )));
+    }
+    // SAFETY: the caller's array holds count entries.
+    let list = unsafe { std::slice::from_raw_parts(loras, count) };
+    let mut out = Vec::with_capacity(count);
+    for (i, l) in list.iter().enumerate() {
+        if l.path.is_null() {
+            return Err(Error::invalid(format!("params.loras[{i}].path is NULL")));
+        }
+        // SAFETY: a NUL-terminated string, as the header requires.
+        let path = unsafe { opt_str(l.path, &format!("params.loras[{i}].path")) }?.unwrap_or("");
+        out.push((path.to_owned(), l.scale));
+    }
+    Ok(out)
+}
+
 fn engine_params_bools() -> [usize; 1] {
     [offset_of!(minerva_engine_params, use_mmap)]
 }
@@ -223,7 +283,7 @@ pub unsafe extern "C" fn minerva_engine_new(
             read_params(
                 params,
                 minerva_engine_params::default(),
-                std::mem::size_of::<minerva_engine_params>(),
+                ENGINE_PARAMS_FIRST_LAYOUT,
                 "params",
                 &engine_params_bools(),
             )
@@ -238,6 +298,8 @@ pub unsafe extern "C" fn minerva_engine_new(
             batch_tokens: p.batch_tokens,
             use_mmap: p.use_mmap,
             rpc_servers: rpc::parse_servers(rpc_servers)?,
+            // SAFETY: the caller's array of lora_count adapters, as the header requires.
+            loras: unsafe { convert_loras(p.loras, p.lora_count) }?,
         };
         let ud = UserData(p.progress_user_data);
         let mut progress_fn = p.progress.map(|cb| {

@@ -157,6 +157,12 @@ pub struct minerva_generate_params {
     pub logit_bias: *const minerva_logit_bias,
     /// Number of entries in `logit_bias`.
     pub logit_bias_count: usize,
+    /// Added in 0.3. The scale of each of the engine's LoRA adapters for this stream, in the
+    /// order of `minerva_engine_params.loras` (`lora_count` of them; 0 turns one off); NULL
+    /// (default): the engine's scales. Finite. Streams with different scales run on one engine
+    /// at the same time, each with its own text: a step decodes the streams of one set of scales,
+    /// and the sets take turns (docs/PERFORMANCE.md says what that costs). Copied during the call.
+    pub lora_scales: *const f32,
 }
 
 /// A bias added to one token's logit (see `minerva_generate_params.logit_bias`).
@@ -196,6 +202,7 @@ impl Default for minerva_generate_params {
             frequency_penalty: d.sampling.frequency_penalty,
             logit_bias: std::ptr::null(),
             logit_bias_count: 0,
+            lora_scales: std::ptr::null(),
         }
     }
 }
@@ -221,6 +228,7 @@ fn generate_params_bools() -> [usize; 2] {
 /// Reads the caller's params (NULL: defaults) into the engine's form, copying the stop strings.
 pub(crate) unsafe fn convert_params(
     params: *const minerva_generate_params,
+    lora_count: usize,
 ) -> Result<(GenerateParams, minerva_finish_callback), Error> {
     // SAFETY: params is NULL or a caller struct of struct_size bytes.
     let p = unsafe {
@@ -296,6 +304,10 @@ pub(crate) unsafe fn convert_params(
         grammar,
         json_schema,
         chat: None,
+        lora_scales: (!p.lora_scales.is_null()).then(|| {
+            // SAFETY: the caller's array holds one scale per adapter of the engine.
+            unsafe { std::slice::from_raw_parts(p.lora_scales, lora_count) }.to_vec()
+        }),
     };
     g.check()
         .map_err(|e| Error::invalid(format!("params.{}", e.message)))?;

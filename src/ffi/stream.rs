@@ -126,7 +126,7 @@ unsafe fn start(
     let engine = try_ref!(engine, "engine");
     let prompt = try_str!(prompt, "prompt");
     // SAFETY: params is NULL or the caller's struct.
-    let (g, on_finish) = unsafe { convert_params(params) }?;
+    let (g, on_finish) = unsafe { convert_params(params, engine.inner.info().lora_count) }?;
     let (token_fn, finish_fn) = callbacks(on_token, on_finish, user_data);
     engine.inner.start(prompt, g, token_fn, finish_fn)
 }

@@ -358,3 +358,22 @@ impl Drop for RpcServer {
         let _ = self.child.wait();
     }
 }
+
+/// The folder of the test LoRA adapters (scripts/lora-adapters.sh: voice.gguf, calm.gguf,
+/// wrong-shape.gguf), written once beside the default model.
+#[allow(dead_code)]
+pub fn lora_dir() -> std::path::PathBuf {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = std::process::Command::new(root().join("scripts/lora-adapters.sh"))
+            .output()
+            .expect("run scripts/lora-adapters.sh");
+        assert!(
+            out.status.success(),
+            "scripts/lora-adapters.sh failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+    .clone()
+}

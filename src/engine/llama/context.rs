@@ -55,6 +55,8 @@ pub struct Context {
     /// A chain other than greedy picked nothing once: the device cannot run one of its samplers,
     /// and such chains stay on the host from then on.
     chains_refused: bool,
+    /// The LoRA adapters it applies (owned by the model).
+    pub(super) loras: super::Loras,
     // Keeps the model alive as long as the context (dropped after `raw` is freed).
     _model: std::sync::Arc<Model>,
 }
@@ -149,8 +151,13 @@ impl Context {
             threads: p.threads,
             attached,
             chains_refused: false,
+            loras: Default::default(),
             _model: model,
         })
+    }
+
+    pub(super) fn raw_ptr(&self) -> *mut sys::llama_context {
+        self.raw.as_ptr()
     }
 
     /// The threads that decode.

@@ -79,9 +79,10 @@ impl Scheduler {
     pub(super) fn admit_pinned(&mut self, mut req: Request) {
         let tokens = &req.tokens;
         let pins = self.slots.len() - self.streams;
-        if (self.streams..self.slots.len())
-            .any(|i| self.slots[i].is_none() && self.kv[i] == *tokens)
-        {
+        let scales = req.params.lora_scales.as_deref().unwrap_or(&[]);
+        if (self.streams..self.slots.len()).any(|i| {
+            self.slots[i].is_none() && self.kv[i] == *tokens && self.kv_scales[i] == scales
+        }) {
             // Pinned already.
             req.finish(Status::Ok, FinishReason::Length, None);
             return;
@@ -101,10 +102,12 @@ impl Scheduler {
             req.finish(e.status, FinishReason::Error, Some(&e));
             return;
         }
+        let scales = req.params.lora_scales.clone().unwrap_or_default();
         let best = (0..self.kv.len())
-            .filter(|&i| i != seq)
+            .filter(|&i| i != seq && self.kv_scales[i] == scales)
             .map(|i| (common_prefix(&self.kv[i], tokens), i))
             .max();
+        self.kv_scales[seq] = scales;
         let mut reuse = 0;
         self.ctx.seq_rm(seq as i32, 0);
         self.kv[seq].clear();
@@ -186,6 +189,7 @@ impl Scheduler {
             entries.push(Entry {
                 pinned: seq >= self.streams,
                 tokens: self.kv[seq].clone(),
+                lora_scales: self.kv_scales[seq].clone(),
                 state: self.ctx.seq_state(seq as i32)?,
             });
         }
@@ -201,8 +205,11 @@ impl Scheduler {
             .filter(|e| {
                 // A pinned prefix held already is not loaded twice.
                 !(e.pinned
-                    && (self.streams..self.kv.len())
-                        .any(|i| self.slots[i].is_none() && self.kv[i] == e.tokens))
+                    && (self.streams..self.kv.len()).any(|i| {
+                        self.slots[i].is_none()
+                            && self.kv[i] == e.tokens
+                            && self.kv_scales[i] == e.lora_scales
+                    }))
             })
             .collect();
         let want_pins = entries.iter().filter(|e| e.pinned).count();
@@ -250,6 +257,7 @@ impl Scheduler {
                 )));
             }
             self.kv[seq] = e.tokens;
+            self.kv_scales[seq] = e.lora_scales;
             self.clock += 1;
             self.last_used[seq] = self.clock;
             loaded += 1;

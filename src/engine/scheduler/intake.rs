@@ -114,8 +114,18 @@ impl Scheduler {
                 .map(|i| i >= self.streams || self.slots[i].is_some())
                 .collect();
             let cache = req.params.cache_prompt && self.model.can_share_prefix();
-            let place = place(&self.kv, &busy, &self.last_used, &req.tokens, cache)
-                .expect("a slot is free");
+            let scales = req.params.lora_scales.clone().unwrap_or_default();
+            let usable: Vec<bool> = self.kv_scales.iter().map(|s| *s == scales).collect();
+            let place = place(
+                &self.kv,
+                &busy,
+                &self.last_used,
+                &req.tokens,
+                cache,
+                &usable,
+            )
+            .expect("a slot is free");
+            self.kv_scales[place.slot] = scales;
             let slot = place.slot;
             let seq = slot as i32;
             let mut reuse = place.reuse;

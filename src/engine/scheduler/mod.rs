@@ -61,6 +61,9 @@ pub(crate) struct Scheduler {
     /// after its stream ends, so that a later stream whose prompt begins the same way reuses them
     /// (the prompt cache).
     kv: Vec<Vec<Token>>,
+    /// The LoRA scales each sequence's cells were computed with (empty without adapters): a
+    /// prefix is reused only by streams of the same scales.
+    kv_scales: Vec<Vec<f32>>,
     /// When each slot was last given a stream (for choosing which cache to overwrite).
     last_used: Vec<u64>,
     clock: u64,
@@ -100,6 +103,7 @@ impl Scheduler {
             slots: (0..max_streams + pinnable).map(|_| None).collect(),
             streams: max_streams,
             kv: vec![Vec::new(); max_streams + pinnable],
+            kv_scales: vec![Vec::new(); max_streams + pinnable],
             last_used: vec![0; max_streams + pinnable],
             clock: 0,
             steps: 0,
@@ -243,19 +247,21 @@ impl Scheduler {
     /// Fills the batch. Returns false when there is nothing to decode.
     fn build_batch(&mut self) -> bool {
         self.batch.clear();
+        let set = self.lora_set_for_step();
         let work: Vec<Work> = self
             .slots
             .iter()
             .map(|slot| match slot {
                 None => Work::Idle,
                 Some(a) if a.deferred => Work::Idle,
+                Some(a) if set.as_ref().is_some_and(|s| a.lora_scales() != &s[..]) => Work::Idle,
                 Some(a) if a.next.is_some() => Work::Generate,
                 Some(a) => Work::Prompt(a.req.tokens.len() - a.n_past),
             })
             .collect();
         // Oldest stream first: a burst of prompts gets its first tokens in turn.
         let mut order: Vec<usize> = (0..self.slots.len())
-            .filter(|&i| self.slots[i].as_ref().is_some_and(|a| !a.deferred))
+            .filter(|&i| work[i] != Work::Idle)
             .collect();
         order.sort_by_key(|&i| self.slots[i].as_ref().map(|a| a.req.shared.created));
         let generating = work.iter().filter(|w| **w == Work::Generate).count();
@@ -292,8 +298,25 @@ impl Scheduler {
                 a.timing.prompt_started.get_or_insert_with(Instant::now);
             }
             a.in_batch = take;
+            a.last_served = self.steps;
+        }
+        if let Some(set) = &set {
+            self.ctx.apply_loras(set);
         }
         !self.batch.is_empty()
+    }
+
+    /// With LoRA adapters, a step decodes the streams of one set of scales (llama.cpp applies
+    /// adapters to a whole context): the set of the runnable stream served longest ago (the
+    /// oldest on a tie), so that the sets take turns. None without adapters.
+    fn lora_set_for_step(&self) -> Option<Vec<f32>> {
+        let runnable = || self.slots.iter().flatten().filter(|a| !a.deferred);
+        if runnable().next()?.lora_scales().is_empty() {
+            return None;
+        }
+        runnable()
+            .min_by_key(|a| (a.last_served, a.req.shared.created))
+            .map(|a| a.lora_scales().to_vec())
     }
 
     /// A failed decode. When the KV cache has no room (code 1; llama.cpp then leaves the cache as it
@@ -340,7 +363,11 @@ impl Scheduler {
         // The streams that sample, in slot order, and their output rows.
         let mut rows: Vec<(usize, i32)> = Vec::new();
         for slot in 0..self.slots.len() {
-            let Some(a) = self.slots[slot].as_mut().filter(|a| !a.deferred) else {
+            // (Streams left out of this step, for another LoRA set's turn, have nothing here.)
+            let Some(a) = self.slots[slot]
+                .as_mut()
+                .filter(|a| !a.deferred && a.in_batch > 0)
+            else {
                 continue;
             };
             match a.next {

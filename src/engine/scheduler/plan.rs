@@ -152,7 +152,7 @@ fn common_prefix(a: &[Token], b: &[Token]) -> usize {
 }
 
 /// Chooses a free slot for a stream with `prompt`. With `cache`, the longest prefix of the prompt
-/// that any slot's cells hold (a running stream's or a finished one's) is reused, always leaving at
+/// that any `usable` slot's cells hold (cells computed with the stream's LoRA scales) (a running stream's or a finished one's) is reused, always leaving at
 /// least one prompt token to compute (its logits give the first token). Without a reuse, the
 /// stream takes an empty slot, else the one used least recently. None when every slot is busy.
 pub(super) fn place(
@@ -161,13 +161,14 @@ pub(super) fn place(
     last_used: &[u64],
     prompt: &[Token],
     cache: bool,
+    usable: &[bool],
 ) -> Option<Placement> {
     let fresh = (0..kv.len())
         .filter(|&i| !busy[i])
         .min_by_key(|&i| (!kv[i].is_empty(), last_used[i]))?;
     let max_reuse = prompt.len().saturating_sub(1);
     let best = (0..kv.len())
-        .filter(|_| cache)
+        .filter(|&i| cache && usable[i])
         .map(|i| (common_prefix(&kv[i], prompt).min(max_reuse), !busy[i], i))
         .max();
     match best {
@@ -221,7 +222,15 @@ mod tests {
     /// Checks the promise of the prompt cache: reused cells hold exactly the prompt's tokens at the
     /// same positions, and at least one prompt token is left to compute.
     fn check(kv: &[Vec<i32>], busy: &[bool], prompt: &[i32], cache: bool) -> Placement {
-        let p = place(kv, busy, &vec![0; kv.len()], prompt, cache).expect("a free slot");
+        let p = place(
+            kv,
+            busy,
+            &vec![0; kv.len()],
+            prompt,
+            cache,
+            &vec![true; kv.len()],
+        )
+        .expect("a free slot");
         assert!(!busy[p.slot]);
         if let Some(src) = p.source {
             assert_eq!(kv[src][..p.reuse], prompt[..p.reuse]);
@@ -268,6 +277,27 @@ mod tests {
     }
 
     #[test]
+    fn cells_of_other_lora_scales_are_not_reused() {
+        let kv = vec![vec![2, 3, 4, 5], vec![2, 3]];
+        let p = place(
+            &kv,
+            &[false, false],
+            &[0, 0],
+            &[2, 3, 4, 5, 6],
+            true,
+            &[false, true],
+        );
+        assert_eq!(
+            p.unwrap(),
+            Placement {
+                slot: 1,
+                source: Some(1),
+                reuse: 2
+            }
+        );
+    }
+
+    #[test]
     fn cache_off_takes_an_empty_slot_and_reuses_nothing() {
         let kv = vec![vec![2, 3, 4], vec![]];
         let p = check(&kv, &[false, false], &[2, 3, 4, 5], false);
@@ -284,7 +314,15 @@ mod tests {
     #[test]
     fn without_a_match_the_least_recently_used_cache_goes() {
         let kv = vec![vec![2, 3], vec![2, 4]];
-        let p = place(&kv, &[false, false], &[5, 1], &[9, 9, 9], true).unwrap();
+        let p = place(
+            &kv,
+            &[false, false],
+            &[5, 1],
+            &[9, 9, 9],
+            true,
+            &[true, true],
+        )
+        .unwrap();
         assert_eq!(
             p,
             Placement {
@@ -297,7 +335,15 @@ mod tests {
 
     #[test]
     fn every_slot_busy() {
-        assert!(place(&[vec![], vec![]], &[true, true], &[0, 0], &[1, 2], true).is_none());
+        assert!(place(
+            &[vec![], vec![]],
+            &[true, true],
+            &[0, 0],
+            &[1, 2],
+            true,
+            &[true, true]
+        )
+        .is_none());
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub(super) struct Active {
     /// The stream's sampling is at the constraint thread (`constrain.rs`): it sits out of the
     /// batches until its token comes back.
     pub deferred: bool,
+    /// The engine step in which the stream was last in a batch (for the LoRA sets' turns).
+    pub last_served: u64,
     text: TextOut,
     pub timing: Timing,
 }
@@ -107,6 +109,7 @@ impl Active {
             sampler,
             on_backend: false,
             deferred: false,
+            last_served: 0,
             text: TextOut {
                 utf8: Utf8Assembler::default(),
                 stop: StopMatcher::new(stops),
@@ -118,6 +121,11 @@ impl Active {
             },
             timing: Timing::default(),
         }
+    }
+
+    /// The stream's LoRA scales (empty without adapters).
+    pub fn lora_scales(&self) -> &[f32] {
+        self.req.params.lora_scales.as_deref().unwrap_or(&[])
     }
 
     /// Handles one sampled token: stats, end of generation, text, length and context limits.
