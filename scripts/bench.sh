@@ -5,7 +5,7 @@
 # docs/PERFORMANCE.md.
 #
 #   scripts/bench.sh [--threads N] [--reps N] [--seconds N]
-#                    [--only load,single,batched,callback,memory,chat,structured,tools,embed,rpc,frame]
+#                    [--only load,single,batched,callback,memory,chat,structured,tools,embed,rpc,frame,state]
 #                    [--tiny] [--llama-tools DIR]
 #   MINERVA_MODEL=/path/model.gguf scripts/bench.sh
 #
@@ -32,7 +32,8 @@ export MINERVA_MODEL
 cache="${MINERVA_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/minerva}"
 export MINERVA_SCHEMAS="${MINERVA_SCHEMAS:-$cache/schemas-check-jsonschema-0.39.0}"
 # shellcheck disable=SC2086
-cargo build --release --example bench --example frame_loop --bin minerva-rpc-server ${BENCH_CARGO_FLAGS:-}
+cargo build --release --example bench --example frame_loop --example bench_state \
+  --bin minerva-rpc-server ${BENCH_CARGO_FLAGS:-}
 bin="${CARGO_TARGET_DIR:-target}/release/examples"
 
 bench_args=() frame_args=() only=""
@@ -54,7 +55,13 @@ while [ $# -gt 0 ]; do
     *) bench_args+=("$1"); shift ;;
   esac
 done
-if [ -z "$only" ] || [ "$only" != "frame" ]; then
+if [ -z "$only" ] || [[ ",$only," == *",state,"* ]]; then
+  # Game state (prefill, save, load) and LoRA adapter sets: examples/bench_state.rs.
+  MINERVA_LORA_DIR="${MINERVA_LORA_DIR:-$(scripts/lora-adapters.sh)}" \
+    "$bin/bench_state" "${frame_args[@]}"
+  echo
+fi
+if [ -z "$only" ] || [[ "$only" != "frame" && "$only" != "state" ]]; then
   "$bin/bench" "${bench_args[@]}"
 fi
 if [ -z "$only" ] || [[ ",$only," == *",frame,"* ]]; then

@@ -423,6 +423,49 @@ METHOD(m_open) {
     return v_int(st);
 }
 
+/* A method of one String argument that calls `call` with it: prefill, save_cache, load_cache. */
+static godot_variant string_call(instance *self, const char *method, int nargs, godot_variant **args,
+                                 bool pin, int which) {
+    if (!need_open(self, method)) return v_int(self->last_status);
+    if (nargs < 1 || nargs > 2 || type_of(args[0]) != GODOT_VARIANT_TYPE_STRING)
+        return v_int(fail(self, MINERVA_ERR_INVALID_ARGUMENT, true, "MinervaEngine.%s: expects a String", method));
+    char *text = utf8_of(args[0]);
+    if (!text) return v_int(fail(self, MINERVA_ERR_OUT_OF_MEMORY, true, "MinervaEngine.%s: out of memory", method));
+    minerva_status st = which == 0   ? minerva_cache_prefill(self->engine, text, pin)
+                        : which == 1 ? minerva_cache_save_file(self->engine, text)
+                                     : minerva_cache_load_file(self->engine, text);
+    free(text);
+    if (st != MINERVA_OK) fail_minerva(self, st, method);
+    else succeed(self);
+    return v_int(st);
+}
+
+/* prefill(prompt: String, pin: bool = false) -> int status. Computes the prompt's KV into the
+   cache now (a persona at level load); blocks until it is there, while the engine's streams go on.
+   Pinned prefixes are never evicted. */
+METHOD(m_prefill) {
+    SELF;
+    bool pin = nargs == 2 && type_of(args[1]) == GODOT_VARIANT_TYPE_BOOL && api->godot_variant_as_bool(args[1]);
+    if (nargs == 2 && type_of(args[1]) != GODOT_VARIANT_TYPE_BOOL)
+        return v_int(fail(self, MINERVA_ERR_INVALID_ARGUMENT, true,
+                          "MinervaEngine.prefill: expects (prompt: String, pin: bool = false)"));
+    return string_call(self, "prefill", nargs, args, pin, 0);
+}
+
+/* save_cache(path: String) -> int status: every cached prefix into a file (with the save game;
+   give a global path: ProjectSettings.globalize_path("user://...")). */
+METHOD(m_save_cache) {
+    SELF;
+    return string_call(self, "save_cache", nargs > 1 ? 2 : nargs, args, false, 1);
+}
+
+/* load_cache(path: String) -> int status: what save_cache wrote, into an engine of the same model
+   and settings. */
+METHOD(m_load_cache) {
+    SELF;
+    return string_call(self, "load_cache", nargs > 1 ? 2 : nargs, args, false, 2);
+}
+
 /* close(): frees the streams and the engine (waits for the engine thread to stop). Idempotent. */
 METHOD(m_close) {
     SELF;
@@ -469,6 +512,8 @@ METHOD(m_info) {
             dict_put(&d, "embedding_dims", v_int(info.embedding_dims));
             dict_put(&d, "cpu_variant", v_str(info.cpu_variant));
             dict_put(&d, "devices", v_str(info.devices));
+            dict_put(&d, "pinned_tokens", v_int((int64_t)info.pinned_tokens));
+            dict_put(&d, "pinned_bytes", v_int((int64_t)info.pinned_bytes));
         }
     }
     return dict_to_variant(&d);
@@ -802,6 +847,8 @@ EXPORT void godot_nativescript_init(void *handle) {
         {"stream_count", m_stream_count}, {"last_status", m_last_status},
         {"last_error", m_last_error}, {"version", m_version},
         {"status_string", m_status_string},
+        {"prefill", m_prefill},     {"save_cache", m_save_cache},
+        {"load_cache", m_load_cache},
     };
     godot_method_attributes attr = {GODOT_METHOD_RPC_MODE_DISABLED};
     for (size_t i = 0; i < sizeof METHODS / sizeof *METHODS; i++) {

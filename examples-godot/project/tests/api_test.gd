@@ -137,6 +137,30 @@ func _init() -> void:
 	check(engine.start("x", {"stop": [1]}) == 0, "a stop list that is not Strings is refused")
 	check(engine.start(42) == 0 and engine.last_status() == ERR_INVALID_ARGUMENT, "a prompt that is not a String is refused")
 
+	# --- game state: a persona prefilled at level load, the cache saved and loaded ---
+	var persona := "You are Ilse, the ferrywoman of the northern lake. She knows every current.\n"
+	check(engine.prefill(persona, true) == 0 and engine.info().pinned_tokens > 10,
+		"prefill pins a persona: %d tokens" % engine.info().pinned_tokens)
+	var line := persona + "Traveller: How much?\nIlse:"
+	s = engine.start(line, greedy({"cache_prompt": true}))
+	var warm := pull_all(engine, s)
+	check(engine.stats(s).cached_prompt_tokens >= engine.info().pinned_tokens - 2,
+		"a line after the persona starts from the cache: %d tokens cached" % engine.stats(s).cached_prompt_tokens)
+	engine.free_stream(s)
+	var cache_path := ProjectSettings.globalize_path("user://minerva-test.cache")
+	check(engine.save_cache(cache_path) == 0, "save_cache to " + cache_path)
+	var other = MinervaEngine.new()
+	other.open(model, {"threads": 1, "max_streams": 4, "context_tokens": 512})
+	check(other.load_cache(cache_path) == 0 and other.info().pinned_tokens == engine.info().pinned_tokens,
+		"load_cache into another engine")
+	s = other.start(line, greedy({"cache_prompt": true}))
+	var loaded := pull_all(other, s)
+	check(loaded == warm and other.stats(s).cached_prompt_tokens > 10, "the loaded cache gives the same line")
+	other.close()
+	check(engine.load_cache("/nonexistent/x.cache") == ERR_IO and engine.prefill(42) == ERR_INVALID_ARGUMENT,
+		"load_cache of a missing file, prefill of a non-String: refused")
+	Directory.new().remove(cache_path)
+
 	# --- cancel: the stream ends with MINERVA_ERR_CANCELLED ---
 	s = engine.start("The history of the world, in great detail:", {"max_tokens": 4000, "ignore_eos": true})
 	check(engine.status(s) == ERR_TIMEOUT, "status while running is MINERVA_ERR_TIMEOUT")
