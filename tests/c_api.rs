@@ -56,6 +56,7 @@ fn run_c_test(source: &str) {
         .arg(&exe)
         .env("MINERVA_MODEL", model_path())
         .env("MINERVA_CHAT_MODEL", common::chat_model_path())
+        .env("MINERVA_LORA_DIR", common::lora_dir())
         .env(
             "MINERVA_DEFAULT_MODEL",
             if common::is_default_model() { "1" } else { "0" },

@@ -1,6 +1,7 @@
 /* Game state through the C API: prefill and pin, save into a buffer and a file, load into another
    engine with the frame loop running, the buffer rules, bad input. */
 #include "check.h"
+#include <math.h>
 #include <unistd.h>
 
 static const char *PERSONA =
@@ -126,9 +127,58 @@ static void test_in_callback(void) {
     PASS("a prefill from inside a callback is refused");
 }
 
+/* A greedy line of an engine with adapters, with the given scales (NULL: the engine's). */
+static char *lora_line(minerva_engine *e, const float *scales) {
+    minerva_generate_params g = greedy(16);
+    g.lora_scales = scales;
+    text_buf b = {0};
+    CHECK_STATUS(minerva_generate(e, "The old lighthouse keeper said", &g, tb_on_token, &b, NULL),
+                 MINERVA_OK);
+    return b.data;
+}
+
+static void test_lora(void) {
+    const char *dir = getenv("MINERVA_LORA_DIR");
+    CHECK(dir != NULL);
+    char voice[512], wrong[512];
+    snprintf(voice, sizeof voice, "%s/voice.gguf", dir);
+    snprintf(wrong, sizeof wrong, "%s/wrong-shape.gguf", dir);
+    minerva_engine_params p;
+    minerva_engine_params_init(&p, sizeof p);
+    CHECK(p.loras == NULL && p.lora_count == 0);
+    p.max_streams = 2;
+    p.context_tokens = 256;
+    minerva_lora l = {voice, 1.0f};
+    p.loras = &l;
+    p.lora_count = 1;
+    minerva_engine *e = NULL;
+    CHECK_STATUS(minerva_engine_new(model_path(), &p, &e), MINERVA_OK);
+    float off = 0.0f;
+    char *with = lora_line(e, NULL);
+    char *without = lora_line(e, &off);
+    CHECK(strcmp(with, without) != 0);
+    minerva_engine_free(e);
+    free(with);
+    free(without);
+    /* Refused: a wrong shape (MODEL, naming the file), NULL entries, a scale that is no number. */
+    l.path = wrong;
+    CHECK_STATUS(minerva_engine_new(model_path(), &p, &e), MINERVA_ERR_MODEL);
+    CHECK(strstr(minerva_last_error(), "wrong-shape.gguf"));
+    l.path = NULL;
+    CHECK_STATUS(minerva_engine_new(model_path(), &p, &e), MINERVA_ERR_INVALID_ARGUMENT);
+    p.loras = NULL;
+    CHECK_STATUS(minerva_engine_new(model_path(), &p, &e), MINERVA_ERR_INVALID_ARGUMENT);
+    l.path = voice;
+    l.scale = INFINITY;
+    p.loras = &l;
+    CHECK_STATUS(minerva_engine_new(model_path(), &p, &e), MINERVA_ERR_INVALID_ARGUMENT);
+    PASS("LoRA: an adapter changes the text, scale 0 per stream turns it off; bad adapters refused");
+}
+
 int main(void) {
     test_round_trip();
     test_in_callback();
+    test_lora();
     printf("%d passed, 0 failed\n", tests_passed);
     return 0;
 }
