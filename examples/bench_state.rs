@@ -89,7 +89,8 @@ fn state_section(a: &Args) {
     let n = probe.tokenize(&p, true, true).unwrap().len();
     drop(probe);
     let line = format!("{p}Traveller: What do you sell?\nBrannoc:");
-    let (mut cold, mut warm, mut loaded, mut save, mut load) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut cold, mut warm, mut loaded, mut save, mut load) =
+        (vec![], vec![], vec![], vec![], vec![]);
     let mut bytes = 0;
     for _ in 0..a.reps {
         let e = engine(a, 2, 4096, vec![]);
@@ -179,12 +180,22 @@ fn lora_section(a: &Args) {
         (
             "two sets, 2 streams each",
             &with,
-            vec![s(&[1.0, 0.0]), s(&[0.0, 1.0]), s(&[1.0, 0.0]), s(&[0.0, 1.0])],
+            vec![
+                s(&[1.0, 0.0]),
+                s(&[0.0, 1.0]),
+                s(&[1.0, 0.0]),
+                s(&[0.0, 1.0]),
+            ],
         ),
         (
             "four sets, 1 stream each",
             &with,
-            vec![s(&[1.0, 0.0]), s(&[0.0, 1.0]), s(&[0.5, 0.5]), s(&[0.0, 0.0])],
+            vec![
+                s(&[1.0, 0.0]),
+                s(&[0.0, 1.0]),
+                s(&[0.5, 0.5]),
+                s(&[0.0, 0.0]),
+            ],
         ),
     ];
     let mut rates = vec![Vec::new(); cases.len()];

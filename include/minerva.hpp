@@ -10,6 +10,7 @@
 //     engine.stream("Hi", [](std::string_view t) { std::cout << t; }, p).wait();  // callback
 //     auto reply = engine.chat({{"user", "Hello!"}}).read_all();       // chat template
 //     auto ids = engine.tokenize("Hello");  auto vecs = engine.embed({"a", "b"});
+//     engine.cache_prefill(persona, true);  auto save = engine.cache_save();  // game state
 //
 // Rules, as in the C header: every method may be called from any thread; callbacks run on the
 // engine's thread, one at a time; an exception thrown by a callback never crosses into minerva:
@@ -374,6 +375,44 @@ class Engine {
                              flat.begin() + static_cast<std::ptrdiff_t>((i + 1) * dims));
         }
         return out;
+    }
+
+    // Game state (0.3). Computes `prompt`'s KV into the prompt cache now, without generating: a
+    // later stream whose prompt starts with it skips those tokens (stats().cached_prompt_tokens).
+    // `pin`: kept until the engine is destroyed, never evicted (info().pinned_tokens and
+    // pinned_bytes). Blocks until it is cached: not from inside a callback.
+    void cache_prefill(const std::string &prompt, bool pin = false) {
+        detail::check(minerva_cache_prefill(e_, prompt.c_str(), pin));
+    }
+
+    // Every cached prefix no stream is computing (pinned ones and the stream slots' caches), as
+    // bytes for a save file; cache_load() puts them into an engine of the same model,
+    // context_tokens and minerva version. Blocks: not from inside a callback.
+    std::vector<unsigned char> cache_save() {
+        std::vector<unsigned char> out;
+        size_t n = 0;
+        minerva_status st = minerva_cache_save(e_, nullptr, 0, &n);
+        while (st == MINERVA_ERR_BUFFER_TOO_SMALL) { // the cache may grow between the calls
+            out.resize(n);
+            st = minerva_cache_save(e_, out.data(), out.size(), &n);
+        }
+        detail::check(st);
+        out.resize(n);
+        return out;
+    }
+
+    // Loads what cache_save() gave; throws minerva::Error (MINERVA_ERR_INVALID_ARGUMENT naming
+    // what differs or is wrong, MINERVA_ERR_CONTEXT_FULL) and loads nothing when it does not fit.
+    void cache_load(const std::vector<unsigned char> &bytes) {
+        detail::check(minerva_cache_load(e_, bytes.data(), bytes.size()));
+    }
+
+    // cache_save() into a file, written whole or not at all; cache_load() from one.
+    void cache_save_file(const std::string &path) {
+        detail::check(minerva_cache_save_file(e_, path.c_str()));
+    }
+    void cache_load_file(const std::string &path) {
+        detail::check(minerva_cache_load_file(e_, path.c_str()));
     }
 
     minerva_engine_info info() const {

@@ -21,7 +21,8 @@
 // of its own that decodes all of its streams together. Callbacks given to StreamFunc and
 // ChatStreamFunc run on that thread, one at a time for the whole engine: a slow callback holds
 // back every stream of the engine, so hand long work to a goroutine. Inside a callback, calls
-// that would wait for the engine thread (Wait, Read, Generate, Chat, Embed) return
+// that would wait for the engine thread (Wait, Read, Generate, Chat, Embed, CachePrefill,
+// CacheSave, CacheLoad and their file variants) return
 // ErrInvalidArgument; Cancel, Close, Release, Poll, TryWait, Stats, Tokenize and starting
 // streams work. A panic in a callback is recovered before it reaches C: it stops the stream and
 // comes back from Wait as a *PanicError. A callback must not call runtime.Goexit (t.FailNow).

@@ -55,6 +55,17 @@ type EngineParams struct {
 	// cannot be reached, and with ErrInvalidArgument for a malformed entry. The protocol has no
 	// authentication: loopback or a trusted network only.
 	RPCServers []string
+	// LoRA adapters loaded with the model (minerva_engine_params.loras), at most 32: each a GGUF
+	// adapter made for this model, with its default scale for every stream (a stream may give
+	// its own, GenerateParams.LoraScales). Open fails with ErrModel naming the file of an
+	// adapter that does not fit the model, ErrIO for a missing file.
+	Loras []Lora
+}
+
+// Lora is one LoRA adapter of EngineParams.Loras (minerva_lora).
+type Lora struct {
+	Path  string  // the adapter's GGUF file
+	Scale float32 // its default scale for every stream (1: as trained; 0: off)
 }
 
 // DefaultEngineParams gives minerva's defaults (minerva_engine_params_init).
@@ -80,6 +91,8 @@ type Engine struct {
 	ptr    *C.minerva_engine
 	users  int // calls in progress on ptr: Close waits for them (minerva_engine_free must not overlap them)
 	closed bool
+
+	loraCount int // len(EngineParams.Loras): the length GenerateParams.LoraScales must have
 }
 
 // Open loads the GGUF model at path and starts the engine's thread (minerva_engine_new). p nil:
@@ -107,6 +120,20 @@ func Open(path string, p *EngineParams) (*Engine, error) {
 	if c.rpc_servers, err = m.optStr(strings.Join(p.RPCServers, ","), "RPCServers"); err != nil {
 		return nil, err
 	}
+	if n := len(p.Loras); n > 0 {
+		// C memory: an array of structs that point at C strings (cgo's pointer rules).
+		arr := (*C.minerva_lora)(m.alloc(uintptr(n) * unsafe.Sizeof(C.minerva_lora{})))
+		items := unsafe.Slice(arr, n)
+		for i, l := range p.Loras {
+			path, err := m.str(l.Path, "a LoRA adapter's path")
+			if err != nil {
+				return nil, err
+			}
+			items[i] = C.minerva_lora{path: path, scale: C.float(l.Scale)}
+		}
+		c.loras = arr
+		c.lora_count = C.size_t(n)
+	}
 	var ps *progressState
 	var h C.uintptr_t
 	if p.Progress != nil {
@@ -129,7 +156,7 @@ func Open(path string, p *EngineParams) (*Engine, error) {
 	if st != C.MINERVA_OK {
 		return nil, callError(st, cerr)
 	}
-	e := &Engine{ptr: out}
+	e := &Engine{ptr: out, loraCount: len(p.Loras)}
 	e.idle.L = &e.mu
 	runtime.SetFinalizer(e, (*Engine).Close)
 	return e, nil
@@ -237,6 +264,10 @@ type EngineInfo struct {
 	// Each device that holds layers, with how many (llama.cpp counts the output layer as one),
 	// e.g. "RPC0 (10.0.0.2:50052): 12 layers, CPU: 7 layers".
 	Devices string
+	// Tokens the engine's pinned prefixes hold (CachePrefill with pin), and the bytes of KV
+	// cache they take (0 when the model's header does not say enough to count them).
+	PinnedTokens uint64
+	PinnedBytes  uint64
 }
 
 // Info tells what the engine runs on and what it loaded (minerva_engine_get_info).
@@ -270,5 +301,7 @@ func (e *Engine) Info() (EngineInfo, error) {
 		EmbeddingDims:      uint32(c.embedding_dims),
 		CPUVariant:         C.GoString(&c.cpu_variant[0]),
 		Devices:            C.GoString(&c.devices[0]),
+		PinnedTokens:       uint64(c.pinned_tokens),
+		PinnedBytes:        uint64(c.pinned_bytes),
 	}, nil
 }

@@ -38,6 +38,10 @@ type GenerateParams struct {
 	PresencePenalty  float32     // default 0: off
 	FrequencyPenalty float32     // default 0: off
 	LogitBias        []LogitBias // biases added to token logits
+	// The scale of each of the engine's LoRA adapters for this stream, in the order of
+	// EngineParams.Loras (exactly that many; 0 turns one off); nil (default): the engine's
+	// scales. Streams of different scales run on one engine at the same time.
+	LoraScales []float32
 }
 
 // DefaultGenerateParams gives minerva's defaults (minerva_generate_params_init).
@@ -60,8 +64,9 @@ func DefaultGenerateParams() *GenerateParams {
 	}
 }
 
-// toC fills c (its strings and arrays in m); nil p: the defaults.
-func (p *GenerateParams) toC(m *cmem, c *C.minerva_generate_params) error {
+// toC fills c (its strings and arrays in m); nil p: the defaults. loraCount is the engine's
+// number of adapters: minerva reads that many LoraScales.
+func (p *GenerateParams) toC(m *cmem, c *C.minerva_generate_params, loraCount int) error {
 	C.minerva_generate_params_init(c, C.uint32_t(unsafe.Sizeof(*c)))
 	if p == nil {
 		return nil
@@ -98,6 +103,19 @@ func (p *GenerateParams) toC(m *cmem, c *C.minerva_generate_params) error {
 		}
 		c.logit_bias = arr
 		c.logit_bias_count = C.size_t(n)
+	}
+	if p.LoraScales != nil {
+		if len(p.LoraScales) != loraCount {
+			return invalid("LoraScales has %d scales; the engine has %d adapters", len(p.LoraScales), loraCount)
+		}
+		if n := len(p.LoraScales); n > 0 {
+			arr := (*C.float)(m.alloc(uintptr(n) * unsafe.Sizeof(C.float(0))))
+			items := unsafe.Slice(arr, n)
+			for i, s := range p.LoraScales {
+				items[i] = C.float(s)
+			}
+			c.lora_scales = arr
+		}
 	}
 	return nil
 }

@@ -134,6 +134,27 @@ minerva_status mv_embed(minerva_engine *engine, const char *const *texts, size_t
     MV_RETURN(minerva_embed(engine, texts, count, params, out, cap, out_len));
 }
 
+minerva_status mv_cache_prefill(minerva_engine *engine, const char *prompt, bool pin, char **err) {
+    MV_RETURN(minerva_cache_prefill(engine, prompt, pin));
+}
+
+minerva_status mv_cache_save(minerva_engine *engine, void *buf, size_t cap, size_t *out_len,
+                             char **err) {
+    MV_RETURN(minerva_cache_save(engine, buf, cap, out_len));
+}
+
+minerva_status mv_cache_load(minerva_engine *engine, const void *buf, size_t len, char **err) {
+    MV_RETURN(minerva_cache_load(engine, buf, len));
+}
+
+minerva_status mv_cache_save_file(minerva_engine *engine, const char *path, char **err) {
+    MV_RETURN(minerva_cache_save_file(engine, path));
+}
+
+minerva_status mv_cache_load_file(minerva_engine *engine, const char *path, char **err) {
+    MV_RETURN(minerva_cache_load_file(engine, path));
+}
+
 void mv_set_log_callback(uintptr_t handle, minerva_log_level min_level) {
     minerva_set_log_callback(handle ? mv_on_log : NULL, (void *)handle, min_level);
 }

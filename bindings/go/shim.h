@@ -43,6 +43,12 @@ minerva_status mv_chat_format(minerva_engine *engine, const minerva_chat_message
 minerva_status mv_embed(minerva_engine *engine, const char *const *texts, size_t count,
                         const minerva_embed_params *params, float *out, size_t cap,
                         size_t *out_len, char **err);
+minerva_status mv_cache_prefill(minerva_engine *engine, const char *prompt, bool pin, char **err);
+minerva_status mv_cache_save(minerva_engine *engine, void *buf, size_t cap, size_t *out_len,
+                             char **err);
+minerva_status mv_cache_load(minerva_engine *engine, const void *buf, size_t len, char **err);
+minerva_status mv_cache_save_file(minerva_engine *engine, const char *path, char **err);
+minerva_status mv_cache_load_file(minerva_engine *engine, const char *path, char **err);
 // handle 0: back to minerva's default (stderr).
 void mv_set_log_callback(uintptr_t handle, minerva_log_level min_level);
 // The handle of the binding callback running on this thread (0: none), so that Go code can tell

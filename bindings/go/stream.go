@@ -124,7 +124,7 @@ func (e *Engine) start(ctx context.Context, p *GenerateParams, fn func(string) b
 	var m cmem
 	defer m.free()
 	var cp C.minerva_generate_params
-	if err := p.toC(&m, &cp); err != nil {
+	if err := p.toC(&m, &cp, e.loraCount); err != nil {
 		return nil, err
 	}
 	s := &Stream{h: &streamHandle{}, engine: e, ctx: ctx}

@@ -1,12 +1,13 @@
 // include/minerva.hpp on the real model, under ASan/UBSan/LSan: blocking, pull and callback
 // streams, exceptions thrown by callbacks, errors as minerva::Error, moves and release; chat with
 // a tool call and with the 0.3 chat params (template variables, reasoning), tokens and
-// embeddings.
+// embeddings; game state (prefill, save, load) and LoRA adapters.
 #include <minerva.hpp>
 
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <unistd.h>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -33,6 +34,25 @@ static minerva_generate_params greedy(uint32_t n) {
     p.ignore_eos = true;
     p.cache_prompt = false;
     return p;
+}
+
+// The folder of the test LoRA adapters: $MINERVA_LORA_DIR, else what scripts/lora-adapters.sh
+// prints (it writes them once), found beside this source file.
+static std::string lora_dir() {
+    if (const char *dir = std::getenv("MINERVA_LORA_DIR"); dir && *dir) return dir;
+    std::string root = __FILE__;
+    root = root.substr(0, root.rfind("tests/c/"));
+    std::string cmd = (root.empty() ? std::string(".") : root) + "/scripts/lora-adapters.sh";
+    FILE *f = popen(cmd.c_str(), "r");
+    CHECK(f);
+    std::string out;
+    char buf[512];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+    CHECK(pclose(f) == 0);
+    while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+    CHECK(!out.empty());
+    return out;
 }
 
 int main() {
@@ -198,6 +218,85 @@ int main() {
         CHECK(threw);
     }
     pass("chat: template_kwargs_json, reasoning NONE, Stream::reasoning(), a bad kwargs object");
+
+    {
+        const std::string persona =
+            "You are Ilse, the ferrywoman of the northern lake.\n"
+            "Ilse knows every current and every traveller who ever crossed without paying.\n";
+        const std::string ask = persona + "Traveller: How much for the crossing?\nIlse:";
+        engine.cache_prefill(persona, true);
+        auto info = engine.info();
+        CHECK(info.pinned_tokens > 10 && info.pinned_bytes > 0);
+        engine.cache_prefill(persona); // pinned already: not pinned twice
+        CHECK(engine.info().pinned_tokens == info.pinned_tokens);
+        std::vector<unsigned char> bytes = engine.cache_save();
+        CHECK(bytes.size() > 100);
+
+        minerva::Engine second(path, ep);
+        CHECK(second.info().pinned_tokens == 0);
+        second.cache_load(bytes);
+        CHECK(second.info().pinned_tokens == info.pinned_tokens);
+        auto p = greedy(8);
+        p.cache_prompt = true;
+        minerva::Stream s = second.stream(ask, p);
+        s.read_all();
+        CHECK(s.wait());
+        CHECK(s.stats().cached_prompt_tokens > 0);
+
+        std::string file = "/tmp/minerva-test-hpp-" + std::to_string(getpid()) + ".bin";
+        engine.cache_save_file(file);
+        minerva::Engine third(path, ep);
+        third.cache_load_file(file);
+        CHECK(third.info().pinned_tokens == info.pinned_tokens);
+        std::remove(file.c_str());
+
+        bytes[bytes.size() / 2] ^= 1;
+        bool threw = false;
+        try {
+            third.cache_load(bytes);
+        } catch (const minerva::Error &e) {
+            threw = e.status() == MINERVA_ERR_INVALID_ARGUMENT;
+        }
+        CHECK(threw);
+        threw = false;
+        try {
+            third.cache_load_file("/nonexistent/dir/save.bin");
+        } catch (const minerva::Error &e) {
+            threw = e.status() == MINERVA_ERR_IO && std::strstr(e.what(), "nonexistent");
+        }
+        CHECK(threw);
+    }
+    pass("game state: prefill pinned, cache_save, cache_load into another engine, a file, "
+         "corrupt bytes");
+
+    {
+        std::string dir = lora_dir();
+        std::string voice = dir + "/voice.gguf", wrong = dir + "/wrong-shape.gguf";
+        minerva_lora one[] = {{voice.c_str(), 1.0f}};
+        auto lp = ep;
+        lp.max_streams = 1;
+        lp.loras = one;
+        lp.lora_count = 1;
+        minerva::Engine with(path, lp);
+        const char *prompt = "The old lighthouse keeper said";
+        std::string adapted = with.generate(prompt, greedy(24));
+        float off[] = {0.0f};
+        auto p = greedy(24);
+        p.lora_scales = off;
+        std::string plain = with.generate(prompt, p);
+        CHECK(adapted != plain);
+        CHECK(plain == engine.generate(prompt, greedy(24)));
+        minerva_lora bad[] = {{wrong.c_str(), 1.0f}};
+        lp.loras = bad;
+        bool threw = false;
+        try {
+            minerva::Engine refused(path, lp);
+        } catch (const minerva::Error &e) {
+            threw = e.status() == MINERVA_ERR_MODEL && std::strstr(e.what(), "wrong-shape.gguf");
+        }
+        CHECK(threw);
+    }
+    pass("LoRA: an adapter changes the text, lora_scales 0 turns it off, a wrong shape throws");
 
     std::printf("%d passed, 0 failed\n", passed);
     return 0;

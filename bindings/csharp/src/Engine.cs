@@ -25,6 +25,7 @@ namespace Minerva
     public sealed class Engine : IDisposable
     {
         private readonly EngineHandle _h;
+        private readonly int _loraCount;   // EngineParams.Loras: as many as LoraScales must have
 
         /// <summary>Loads the GGUF model at <paramref name="modelPath"/> with the default
         /// settings; blocks while it loads. Throws MinervaException: Status.Io for a missing or
@@ -46,6 +47,17 @@ namespace Minerva
             using (var s = new Scratch())      // rpc_servers, in native memory until the call returns
             {
                 n.rpc_servers = s.Str(p.RpcServers);
+                if (p.Loras != null && p.Loras.Length > 0)
+                {
+                    var loras = new NativeLora[p.Loras.Length];
+                    for (int i = 0; i < loras.Length; i++)
+                    {
+                        loras[i].path = s.Str(p.Loras[i].Path);
+                        loras[i].scale = p.Loras[i].Scale;
+                    }
+                    n.loras = s.Pin(loras);
+                    n.lora_count = (UIntPtr)loras.Length;
+                }
                 if (p.Progress != null)
                 {
                     progress = new ProgressState { OnProgress = p.Progress };
@@ -74,6 +86,7 @@ namespace Minerva
                 throw error;
             }
             _h = h;
+            _loraCount = p.Loras == null ? 0 : p.Loras.Length;
         }
 
         /// <summary>Whether Dispose has been called.</summary>
@@ -118,7 +131,7 @@ namespace Minerva
             using (new Lease(_h, "Minerva.Engine"))
             using (var s = new Scratch())
             {
-                NativeGenerateParams n = (p ?? new GenerateParams()).ToNative(s);
+                NativeGenerateParams n = (p ?? new GenerateParams()).ToNative(s, _loraCount);
                 NativeStreamStats ns = StreamStats.NewNative();
                 var cb = new StreamCallbacks { Collected = new StringBuilder() };
                 GCHandle g = Callbacks.Hold(cb);
@@ -318,12 +331,90 @@ namespace Minerva
             }
         }
 
+        /// <summary>
+        /// Game state: computes <paramref name="prompt"/>'s KV into the prompt cache now, without
+        /// generating (minerva_cache_prefill), so that a later stream (or chat) whose prompt starts
+        /// with it skips those tokens (StreamStats.CachedPromptTokens). End it where a prompt that
+        /// continues it splits into the same tokens (at a newline, say). With
+        /// <paramref name="pin"/> the prefix is kept until the engine is disposed, never evicted
+        /// (at most 16; EngineInfo.PinnedTokens and PinnedBytes say what they hold); without, it
+        /// is a stream slot's cache that later prompts evict. Runs on the engine thread beside the
+        /// streams and returns when the prefix is cached: not from inside a callback
+        /// (Status.InvalidArgument). Status.ContextFull beyond what the cache may pin.
+        /// </summary>
+        public void CachePrefill(string prompt, bool pin = false)
+        {
+            byte[] z = Utf8.Z(prompt);
+            using (new Lease(_h, "Minerva.Engine"))
+                Errors.Check(Native.minerva_cache_prefill(_h, z, pin));
+        }
+
+        /// <summary>Every cached prefix no stream is computing (the pinned ones and the stream
+        /// slots' caches) as bytes for a save file (minerva_cache_save); CacheLoad puts them into
+        /// an engine of the same model, ContextTokens and minerva version. Streams keep running;
+        /// not from inside a callback.</summary>
+        public byte[] CacheSave()
+        {
+            using (new Lease(_h, "Minerva.Engine"))
+            {
+                byte[] buf = null;
+                for (;;)
+                {
+                    UIntPtr n;
+                    uint st = Native.minerva_cache_save(_h, buf, (UIntPtr)(buf == null ? 0 : buf.Length), out n);
+                    long len = (long)n.ToUInt64();
+                    if (st == 0)
+                    {
+                        if (buf == null) return new byte[0];
+                        if (len == buf.Length) return buf;
+                        var r = new byte[len];
+                        Array.Copy(buf, r, len);
+                        return r;
+                    }
+                    // The cache may grow between two calls (streams end and leave their prompts):
+                    // ask again with the size it gave.
+                    if (st != (uint)Status.BufferTooSmall) throw Errors.Last(st);
+                    buf = new byte[checked((int)len)];
+                }
+            }
+        }
+
+        /// <summary>Loads what CacheSave gave (minerva_cache_load): pinned prefixes stay pinned, the
+        /// others become stream slots' caches; the first stream on each starts without prompt
+        /// processing. Bytes that are not a saved cache, or of another model, ContextTokens or
+        /// version, or a checksum that does not match: Status.InvalidArgument naming what, and
+        /// nothing is loaded; more pinned prefixes than the engine has room for:
+        /// Status.ContextFull. Streams keep running; not from inside a callback.</summary>
+        public void CacheLoad(byte[] data)
+        {
+            using (new Lease(_h, "Minerva.Engine"))
+                Errors.Check(Native.minerva_cache_load(_h, data, (UIntPtr)(data == null ? 0 : data.Length)));
+        }
+
+        /// <summary>CacheSave into the file at <paramref name="path"/>, written whole or not at all
+        /// (minerva_cache_save_file); Status.Io naming a file that cannot be written.</summary>
+        public void CacheSaveFile(string path)
+        {
+            byte[] z = Utf8.Z(path);
+            using (new Lease(_h, "Minerva.Engine"))
+                Errors.Check(Native.minerva_cache_save_file(_h, z));
+        }
+
+        /// <summary>CacheLoad from the file at <paramref name="path"/> (minerva_cache_load_file);
+        /// Status.Io naming a file that cannot be read.</summary>
+        public void CacheLoadFile(string path)
+        {
+            byte[] z = Utf8.Z(path);
+            using (new Lease(_h, "Minerva.Engine"))
+                Errors.Check(Native.minerva_cache_load_file(_h, z));
+        }
+
         private delegate uint Starter(ref NativeGenerateParams n, IntPtr onToken, IntPtr userData, out StreamHandle h);
 
         private Stream Start(GenerateParams p, Func<string, bool> onText, Action<Status, FinishReason> onFinish,
             Scratch s, Starter start)
         {
-            NativeGenerateParams n = (p ?? new GenerateParams()).ToNative(s);
+            NativeGenerateParams n = (p ?? new GenerateParams()).ToNative(s, _loraCount);
             StreamCallbacks cb = null;
             GCHandle g = default(GCHandle);
             IntPtr onToken = IntPtr.Zero;

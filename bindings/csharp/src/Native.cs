@@ -104,6 +104,22 @@ namespace Minerva
             [MarshalAs(UnmanagedType.I1)] bool renderSpecial, [Out] byte[] buf, UIntPtr cap, out UIntPtr outLen);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern uint minerva_cache_prefill(EngineHandle engine, byte[] prompt,
+            [MarshalAs(UnmanagedType.I1)] bool pin);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern uint minerva_cache_save(EngineHandle engine, [Out] byte[] buf, UIntPtr cap, out UIntPtr outLen);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern uint minerva_cache_load(EngineHandle engine, byte[] buf, UIntPtr len);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern uint minerva_cache_save_file(EngineHandle engine, byte[] path);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern uint minerva_cache_load_file(EngineHandle engine, byte[] path);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern void minerva_chat_params_init(ref NativeChatParams p, uint structSize);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
@@ -150,6 +166,16 @@ namespace Minerva
         public IntPtr progress_user_data;
         // Added after 0.1 (src/ffi/engine.rs); an older library does not read it.
         public IntPtr rpc_servers;         // const char *: NULL or "" for none
+        // Added in 0.3.
+        public IntPtr loras;               // const minerva_lora *
+        public UIntPtr lora_count;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct NativeLora
+    {
+        public IntPtr path;                // const char *
+        public float scale;
     }
 
     [StructLayout(LayoutKind.Sequential)]
@@ -175,6 +201,9 @@ namespace Minerva
         // the fields it knows, whatever struct_size says).
         [MarshalAs(UnmanagedType.ByValArray, SizeConst = 64)] public byte[] cpu_variant;
         [MarshalAs(UnmanagedType.ByValArray, SizeConst = 256)] public byte[] devices;
+        // Added in 0.3.
+        public ulong pinned_tokens;
+        public ulong pinned_bytes;
     }
 
     [StructLayout(LayoutKind.Sequential)]
@@ -200,6 +229,8 @@ namespace Minerva
         public float frequency_penalty;
         public IntPtr logit_bias;          // const minerva_logit_bias *
         public UIntPtr logit_bias_count;
+        // Added in 0.3.
+        public IntPtr lora_scales;         // const float *: NULL or one per adapter of the engine
     }
 
     [StructLayout(LayoutKind.Sequential)]

@@ -76,6 +76,12 @@ namespace Minerva
         /// authentication: loopback or a trusted network only.</summary>
         public string RpcServers { get; set; }
 
+        /// <summary>LoRA adapters loaded with the model (default none), at most 32: each a GGUF
+        /// adapter made for this model, with its default scale for every stream (a stream may
+        /// give its own: GenerateParams.LoraScales). One that does not fit the model:
+        /// MinervaException with Status.Model naming the file; a missing file: Status.Io.</summary>
+        public Lora[] Loras { get; set; }
+
         internal NativeEngineParams Native_ { get { return _n; } }
     }
 
@@ -103,6 +109,7 @@ namespace Minerva
             var c = (GenerateParams)MemberwiseClone();
             if (Stop != null) c.Stop = (string[])Stop.Clone();
             if (LogitBias != null) c.LogitBias = (LogitBias[])LogitBias.Clone();
+            if (LoraScales != null) c.LoraScales = (float[])LoraScales.Clone();
             return c;
         }
 
@@ -168,10 +175,20 @@ namespace Minerva
         /// <summary>Biases added to token logits (default none); float.NegativeInfinity bans a token.</summary>
         public LogitBias[] LogitBias { get; set; }
 
+        /// <summary>The scale of each of the engine's LoRA adapters for this stream, in the order
+        /// of EngineParams.Loras, exactly that many (0 turns one off; another count is a
+        /// MinervaException with Status.InvalidArgument); null (default): the engine's scales.
+        /// Streams of different scales run on one engine at the same time.</summary>
+        public float[] LoraScales { get; set; }
+
         // The C struct for one call; its strings and arrays live in `s` until the call returns.
-        // on_finish is left NULL: the binding sets it for its own callbacks.
-        internal NativeGenerateParams ToNative(Scratch s)
+        // on_finish is left NULL: the binding sets it for its own callbacks. loraCount: the
+        // engine's adapters, as many scales as minerva reads from lora_scales.
+        internal NativeGenerateParams ToNative(Scratch s, int loraCount)
         {
+            if (LoraScales != null && LoraScales.Length != loraCount)
+                throw new MinervaException(Status.InvalidArgument, "LoraScales has " + LoraScales.Length +
+                    " scales; the engine has " + loraCount + " adapters");
             NativeGenerateParams n = _n;
             n.on_finish = IntPtr.Zero;
             n.stop = s.StrArray(Stop);
@@ -180,6 +197,7 @@ namespace Minerva
             n.json_schema = s.Str(JsonSchema);
             n.logit_bias = LogitBias == null || LogitBias.Length == 0 ? IntPtr.Zero : s.Pin(LogitBias);
             n.logit_bias_count = (UIntPtr)(LogitBias == null ? 0 : LogitBias.Length);
+            n.lora_scales = LoraScales == null || LoraScales.Length == 0 ? IntPtr.Zero : s.Pin(LoraScales);
             return n;
         }
     }

@@ -126,6 +126,20 @@ namespace Minerva
         }
     }
 
+    /// <summary>A LoRA adapter of EngineParams.Loras (minerva_lora): a GGUF adapter file made for
+    /// the model, with its default scale for every stream (1: as trained; 0: off).</summary>
+    public struct Lora
+    {
+        public string Path;
+        public float Scale;
+
+        public Lora(string path, float scale = 1)
+        {
+            Path = path;
+            Scale = scale;
+        }
+    }
+
     /// <summary>Figures of one stream (minerva_stream_stats).</summary>
     public sealed class StreamStats
     {
@@ -185,6 +199,8 @@ namespace Minerva
             EmbeddingDims = (int)i.embedding_dims;
             CpuVariant = Utf8.FromFixed(i.cpu_variant);
             Devices = Utf8.FromFixed(i.devices);
+            PinnedTokens = (long)i.pinned_tokens;
+            PinnedBytes = (long)i.pinned_bytes;
         }
 
         internal static NativeEngineInfo NewNative()
@@ -228,6 +244,12 @@ namespace Minerva
         /// layer as one), e.g. "RPC0 (10.0.0.2:50052): 12 layers, CPU: 7 layers"; "" from a
         /// library older than this field.</summary>
         public string Devices { get; private set; }
+        /// <summary>Tokens the engine's pinned prefixes hold (Engine.CachePrefill with pin); 0
+        /// from a library older than this field.</summary>
+        public long PinnedTokens { get; private set; }
+        /// <summary>The bytes of KV cache the pinned prefixes take (0 when the model's header
+        /// does not say enough to count them).</summary>
+        public long PinnedBytes { get; private set; }
     }
 
     /// <summary>One tool call of a chat reply, as minerva_stream_tool_calls gives it.</summary>

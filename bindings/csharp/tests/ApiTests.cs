@@ -69,6 +69,32 @@ namespace Minerva.Tests
         }
 
         public const string Prompt = "The capital of France is";
+
+        private static string s_loraDir;
+
+        // The test LoRA adapters' folder (voice.gguf, calm.gguf, wrong-shape.gguf):
+        // $MINERVA_LORA_DIR, else what scripts/lora-adapters.sh prints (it writes them once).
+        public static string LoraDir
+        {
+            get
+            {
+                if (s_loraDir != null) return s_loraDir;
+                string dir = Environment.GetEnvironmentVariable("MINERVA_LORA_DIR");
+                if (string.IsNullOrEmpty(dir))
+                {
+                    string script = Path.GetFullPath(Path.Combine(AppDomain.CurrentDomain.BaseDirectory,
+                        "..", "..", "..", "scripts", "lora-adapters.sh"));
+                    var psi = new ProcessStartInfo(script) { UseShellExecute = false, RedirectStandardOutput = true };
+                    using (Process p = Process.Start(psi))
+                    {
+                        dir = p.StandardOutput.ReadToEnd().Trim();
+                        p.WaitForExit();
+                        if (p.ExitCode != 0) throw new Exception("scripts/lora-adapters.sh failed (" + p.ExitCode + ")");
+                    }
+                }
+                return s_loraDir = dir;
+            }
+        }
     }
 
     internal static class ApiTests
@@ -98,6 +124,7 @@ namespace Minerva.Tests
                 { "minerva_chat_params", typeof(NativeChatParams) },
                 { "minerva_chat_message", typeof(NativeChatMessage) },
                 { "minerva_embed_params", typeof(NativeEmbedParams) },
+                { "minerva_lora", typeof(NativeLora) },
             };
             var fieldCounts = new Dictionary<string, int>();
             var cSizes = new Dictionary<string, int>();
@@ -158,6 +185,7 @@ namespace Minerva.Tests
             Assert.Equal(GenerateParams.SeedRandom, p.Seed, "Seed");
             Assert.True(p.CachePrompt && !p.IgnoreEos, "CachePrompt, IgnoreEos");
             Assert.True(p.Stop == null && p.Grammar == null && p.JsonSchema == null && p.LogitBias == null, "no strings");
+            Assert.True(p.LoraScales == null, "LoraScales");
             Assert.Throws<ArgumentOutOfRangeException>(() => p.MaxTokens = -1);
 
             var e = new EngineParams();
@@ -168,6 +196,7 @@ namespace Minerva.Tests
             Assert.Equal(512, e.BatchTokens, "BatchTokens");
             Assert.True(e.UseMmap, "UseMmap");
             Assert.True(e.RpcServers == null, "RpcServers");
+            Assert.True(e.Loras == null, "Loras");
 
             var c = new ChatParams();
             Assert.Equal(ToolChoice.Auto, c.ToolChoice, "ToolChoice");
@@ -804,6 +833,176 @@ namespace Minerva.Tests
             pull.Dispose();
             cb.Dispose();
             Assert.Equal(1, finishes, "onFinish only once");
+        }
+
+        private const string Persona = "You are Ilse, the ferrywoman of the northern lake.\n" +
+            "Ilse knows every current, every drowned village under the water, and every traveller who " +
+            "ever crossed without paying.\n";
+        private const string Ask = Persona + "Traveller: How much for the crossing?\nIlse:";
+
+        private static Engine StateEngine(int maxStreams)
+        {
+            return new Engine(Fx.Model, new EngineParams { ContextTokens = 512, MaxStreams = maxStreams, Threads = Fx.Threads });
+        }
+
+        // A greedy line on Ask with the prompt cache on: its text and cached prompt tokens.
+        private static string Line(Engine e, out int cached)
+        {
+            var p = Fx.Greedy(12);
+            p.CachePrompt = true;
+            using (Stream s = e.StartStream(Ask, p))
+            {
+                string text = s.ReadToEnd();
+                cached = s.GetStats().CachedPromptTokens;
+                return text;
+            }
+        }
+
+        [Test]
+        private static void cache_prefill_save_and_load_into_another_engine()
+        {
+            string file = Path.Combine(Path.GetTempPath(), "minerva-cs-cache-" + Process.GetCurrentProcess().Id + ".bin");
+            using (Engine a = StateEngine(2))
+            {
+                Assert.Equal(0L, a.GetInfo().PinnedTokens, "nothing pinned at first");
+                a.CachePrefill(Persona, true);
+                EngineInfo info = a.GetInfo();
+                Assert.True(info.PinnedTokens > 20 && info.PinnedBytes > 0, "pinned " + info.PinnedTokens + " tokens, " + info.PinnedBytes + " bytes");
+                a.CachePrefill(Persona, true);   // pinned already: not twice
+                Assert.Equal(info.PinnedTokens, a.GetInfo().PinnedTokens, "pinned once");
+                byte[] data = a.CacheSave();
+                Assert.True(data.Length > 100, "saved bytes: " + data.Length);
+                int cached;
+                string inPlace = Line(a, out cached);
+                Assert.True(cached + 2 >= info.PinnedTokens, "in place: " + cached + " cached");
+
+                using (Engine b = StateEngine(2))
+                {
+                    // Loaded with a stream running.
+                    using (Stream running = b.StartStream("Meanwhile:", Fx.Greedy(32)))
+                    {
+                        b.CacheLoad(data);
+                        running.ReadToEnd();
+                    }
+                    Assert.Equal(info.PinnedTokens, b.GetInfo().PinnedTokens, "pinned after the load");
+                    string loaded = Line(b, out cached);
+                    Assert.True(cached > 0 && cached + 2 >= info.PinnedTokens, "loaded: " + cached + " cached");
+                    Assert.Equal(inPlace, loaded, "the same greedy line from the loaded cache");
+                }
+
+                a.CacheSaveFile(file);
+                using (Engine c = StateEngine(2))
+                {
+                    c.CacheLoadFile(file);
+                    Assert.Equal(inPlace, Line(c, out cached), "the same line from the file");
+                    Assert.True(cached > 0, "cached from the file");
+                }
+                File.Delete(file);
+
+                using (Engine one = StateEngine(1))
+                {
+                    // One stream of 512: no room to pin beside it.
+                    Assert.Fails(Status.ContextFull, () => one.CacheLoad(data), "no room to pin");
+                    Assert.Fails(Status.ContextFull, () => one.CachePrefill(Persona, true), "no room to pin");
+                    byte[] corrupt = (byte[])data.Clone();
+                    corrupt[corrupt.Length / 2] ^= 1;
+                    MinervaException e = Assert.Fails(Status.InvalidArgument, () => one.CacheLoad(corrupt), "corrupt bytes");
+                    Assert.True(e.Message.Contains("checksum"), "the message says checksum: " + e.Message);
+                    Assert.Fails(Status.InvalidArgument, () => one.CacheLoad(new byte[0]), "no bytes");
+                    Assert.Fails(Status.InvalidArgument, () => one.CacheLoad(null), "null");
+                    Assert.Fails(Status.InvalidArgument, () => one.CacheLoad(Encoding.ASCII.GetBytes("junk")), "junk");
+                    e = Assert.Fails(Status.Io, () => one.CacheLoadFile("/nonexistent/minerva/save.bin"), "missing file");
+                    Assert.True(e.Message.Contains("save.bin"), "the message names the file: " + e.Message);
+                    Assert.Fails(Status.Io, () => one.CacheSaveFile("/nonexistent/minerva/save.bin"), "unwritable file");
+                    Assert.Fails(Status.InvalidArgument, () => one.CachePrefill(""), "empty prompt");
+                    Assert.Fails(Status.InvalidArgument, () => one.CachePrefill(null), "null prompt");
+                    Assert.Throws<ArgumentException>(() => one.CachePrefill("a\0b"), "NUL in the prompt");
+                    // Unpinned: the cache of a stream slot, which the next stream reuses.
+                    one.CachePrefill(Persona);
+                    Assert.Equal(0L, one.GetInfo().PinnedTokens, "unpinned");
+                    Line(one, out cached);
+                    Assert.True(cached > 0, "the prefilled prefix was reused");
+
+                    // Inside a callback: refused (they wait for the engine thread).
+                    var statuses = new List<string>();
+                    one.Generate(Fx.Prompt, Fx.Greedy(2));
+                    using (Stream s = one.StartStream(Fx.Prompt, Fx.Greedy(4), t =>
+                    {
+                        try { one.CachePrefill("x"); statuses.Add("prefill ran"); }
+                        catch (MinervaException x) { statuses.Add("prefill " + x.Status); }
+                        try { one.CacheSave(); statuses.Add("save ran"); }
+                        catch (MinervaException x) { statuses.Add("save " + x.Status); }
+                        try { one.CacheLoad(data); statuses.Add("load ran"); }
+                        catch (MinervaException x) { statuses.Add("load " + x.Status); }
+                        return false;
+                    }))
+                        s.Wait();
+                    Assert.Equal("prefill InvalidArgument, save InvalidArgument, load InvalidArgument",
+                        string.Join(", ", statuses), "inside a callback");
+                }
+            }
+            var gone = StateEngine(1);
+            gone.Dispose();
+            Assert.Throws<ObjectDisposedException>(() => gone.CachePrefill("x"), "CachePrefill");
+            Assert.Throws<ObjectDisposedException>(() => gone.CacheSave(), "CacheSave");
+            Assert.Throws<ObjectDisposedException>(() => gone.CacheLoad(new byte[1]), "CacheLoad");
+            Assert.Throws<ObjectDisposedException>(() => gone.CacheSaveFile(file), "CacheSaveFile");
+            Assert.Throws<ObjectDisposedException>(() => gone.CacheLoadFile(file), "CacheLoadFile");
+        }
+
+        private const string LoraPrompt = "The old lighthouse keeper said";
+
+        private static string LoraText(Engine e, float[] scales)
+        {
+            var p = Fx.Greedy(24);
+            p.LoraScales = scales;
+            return e.Generate(LoraPrompt, p);
+        }
+
+        [Test]
+        private static void lora_adapter_changes_the_text_and_scale_zero_turns_it_off()
+        {
+            string dir = Fx.LoraDir;
+            string plain;
+            using (Engine e = StateEngine(1)) plain = LoraText(e, null);
+            using (var e = new Engine(Fx.Model, new EngineParams
+            {
+                ContextTokens = 512, MaxStreams = 2, Threads = Fx.Threads,
+                Loras = new[] { new Lora(Path.Combine(dir, "voice.gguf"), 1) },
+            }))
+            {
+                string adapted = LoraText(e, null);
+                string off = LoraText(e, new[] { 0f });
+                Assert.True(adapted != off, "the adapter changed nothing: " + Quote(adapted));
+                Assert.Equal(plain, off, "scale 0 is the model alone");
+                Assert.Equal(adapted, LoraText(e, new[] { 1f }), "scale 1 is the engine's default");
+                // One scale per adapter, checked here (minerva reads as many as the engine has).
+                MinervaException x = Assert.Fails(Status.InvalidArgument, () => LoraText(e, new[] { 1f, 0.5f }), "two scales");
+                Assert.True(x.Message.Contains("LoraScales"), "the message names LoraScales: " + x.Message);
+                Assert.Fails(Status.InvalidArgument, () => LoraText(e, new float[0]), "no scales");
+                Assert.Fails(Status.InvalidArgument, () => LoraText(e, new[] { float.NaN }), "NaN");
+                var clone = new GenerateParams { LoraScales = new[] { 0.5f } }.Clone();
+                Assert.Equal(0.5f, clone.LoraScales[0], "Clone copies LoraScales");
+            }
+            // An engine without adapters takes no scales.
+            Assert.Fails(Status.InvalidArgument, () => LoraText(Fx.Base, new[] { 1f }), "scales without adapters");
+            Assert.True(LoraText(Fx.Base, new float[0]).Length > 0, "an empty list is none");
+        }
+
+        [Test]
+        private static void lora_adapters_that_do_not_fit_are_refused()
+        {
+            string dir = Fx.LoraDir;
+            Func<Lora, Engine> open = l => new Engine(Fx.Model, new EngineParams
+            {
+                ContextTokens = 256, MaxStreams = 1, Threads = Fx.Threads, Loras = new[] { l },
+            });
+            MinervaException e = Assert.Fails(Status.Model, () => open(new Lora(Path.Combine(dir, "wrong-shape.gguf"))).Dispose(), "wrong shape");
+            Assert.True(e.Message.Contains("wrong-shape.gguf"), "the message names the file: " + e.Message);
+            e = Assert.Fails(Status.Io, () => open(new Lora("/nonexistent/minerva/missing.gguf")).Dispose(), "missing adapter");
+            Assert.True(e.Message.Contains("missing.gguf"), "the message names the file: " + e.Message);
+            Assert.Fails(Status.InvalidArgument, () => open(new Lora(Path.Combine(dir, "voice.gguf"), float.PositiveInfinity)).Dispose(), "infinite scale");
+            Assert.Fails(Status.InvalidArgument, () => open(new Lora(null)).Dispose(), "null path");
         }
 
         private static string Quote(string s) { return "\"" + s.Replace("\n", "\\n") + "\""; }

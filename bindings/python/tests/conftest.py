@@ -3,6 +3,7 @@
 import faulthandler
 import gc
 import os
+import subprocess
 import sys
 import time
 
@@ -36,6 +37,21 @@ def model_path():
 @pytest.fixture(scope="session")
 def chat_model_path():
     return _env("MINERVA_CHAT_MODEL")
+
+
+@pytest.fixture(scope="session")
+def lora_dir():
+    """The test LoRA adapters' folder (voice.gguf, calm.gguf, wrong-shape.gguf):
+    $MINERVA_LORA_DIR, else what scripts/lora-adapters.sh prints (it writes them once)."""
+    value = os.environ.get("MINERVA_LORA_DIR")
+    if value:
+        return value
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir,
+                          os.pardir, "scripts", "lora-adapters.sh")
+    out = subprocess.run([script], capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        pytest.fail(f"scripts/lora-adapters.sh failed:\n{out.stderr}")
+    return out.stdout.strip()
 
 
 def open_engine(path, **kw):

@@ -51,7 +51,7 @@ def test_every_function_and_constant_of_the_header_is_declared():
 STRUCTS = [
     "minerva_engine_params", "minerva_engine_info", "minerva_logit_bias",
     "minerva_generate_params", "minerva_stream_stats", "minerva_chat_params",
-    "minerva_chat_message", "minerva_embed_params",
+    "minerva_chat_message", "minerva_embed_params", "minerva_lora",
 ]
 
 

@@ -8,6 +8,8 @@
             print(piece, end="", flush=True)
         reply = engine.chat([{"role": "user", "content": "Hello!"}], max_tokens=64)
         vectors = engine.embed(["a cat", "a dog"])
+        engine.cache_prefill("You are Bram, the guard.\n", pin=True)  # game state
+        save = engine.cache_save()                                     # bytes; cache_load(save)
 
 Rules, as the C header states them, in Python's words:
 
@@ -18,7 +20,8 @@ Rules, as the C header states them, in Python's words:
   a slow one holds back every stream of its engine. An exception raised in one never reaches
   minerva: it stops the stream and is raised again by ``Stream.wait()`` or the iteration.
   Inside a callback, calls that would wait for the engine (``generate``, ``chat``, ``embed``,
-  waits with a timeout) raise ``minerva.Error`` with ``Status.ERR_INVALID_ARGUMENT``.
+  the ``cache_*`` calls, waits with a timeout) raise ``minerva.Error`` with
+  ``Status.ERR_INVALID_ARGUMENT``.
 - ``Engine`` and ``Stream`` own their native handle and free it once: ``close()``, the end of a
   ``with`` block, or the garbage collector. A handle cannot be used after it was freed (the
   call raises ``minerva.Error``), nor freed while a call on it runs on another thread. Closing

@@ -197,6 +197,39 @@ def _rpc_servers(value) -> Optional[bytes]:
     return b",".join(_cstr(s, f"rpc_servers[{i}]") for i, s in enumerate(items))
 
 
+def _path(value, name: str) -> bytes:
+    """A file path for C: str and os.PathLike through the file system's encoding."""
+    if isinstance(value, (str, os.PathLike)):
+        value = os.fsencode(value)
+    return _cstr(value, name)
+
+
+def _loras(value):
+    """``loras``: None, or a list of ``(path, scale)`` pairs (or a ``{path: scale}`` dict; a
+    bare path has scale 1.0), as a ``minerva_lora`` array and the path bytes it points at."""
+    if value is None:
+        return None, []
+    if isinstance(value, (str, bytes, bytearray, os.PathLike)):
+        raise TypeError("loras must be a list of (path, scale) pairs, not a single path")
+    items = list(value.items()) if isinstance(value, Mapping) else list(value)
+    arr = (capi.minerva_lora * len(items))()
+    paths = []
+    for i, item in enumerate(items):
+        if isinstance(item, (str, bytes, bytearray, os.PathLike)):
+            path, scale = item, 1.0
+        else:
+            try:
+                path, scale = item
+            except (TypeError, ValueError):
+                raise TypeError(f"loras[{i}] must be a (path, scale) pair, not "
+                                f"{type(item).__name__}") from None
+        data = _path(path, f"loras[{i}] path")
+        paths.append(data)
+        arr[i].path = data
+        arr[i].scale = _float(f"loras[{i}] scale", scale)
+    return arr, paths
+
+
 def _json_text(value, name: str) -> bytes:
     """A JSON text given as str/bytes, or a Python value to serialize."""
     if isinstance(value, (str, bytes, bytearray)):
@@ -244,10 +277,11 @@ _U32 = 0xFFFFFFFF
 _I32_MIN, _I32_MAX = -(2**31), 2**31 - 1
 
 ENGINE_PARAMS = ("gpu_layers", "context_tokens", "max_streams", "threads", "batch_tokens",
-                 "use_mmap", "progress", "rpc_servers")
+                 "use_mmap", "progress", "rpc_servers", "loras")
 GENERATE_PARAMS = ("max_tokens", "temperature", "top_k", "top_p", "min_p", "repeat_penalty",
                    "repeat_last_n", "seed", "stop", "ignore_eos", "cache_prompt", "grammar",
-                   "json_schema", "presence_penalty", "frequency_penalty", "logit_bias")
+                   "json_schema", "presence_penalty", "frequency_penalty", "logit_bias",
+                   "lora_scales")
 CHAT_PARAMS = ("chat_template", "tools", "tools_json", "tool_choice", "add_generation_prompt",
                "template_kwargs", "template_kwargs_json", "reasoning", "continue_final_message",
                "max_tool_calls")
@@ -259,8 +293,10 @@ def _unknown(kind: str, names, allowed) -> TypeError:
     return TypeError(f"unknown {kind} parameter(s): {bad} (known: {', '.join(allowed)})")
 
 
-def _generate_params(params: Mapping[str, Any]):
-    """A filled ``minerva_generate_params`` and the objects that must outlive the call."""
+def _generate_params(params: Mapping[str, Any], lora_count: int = 0):
+    """A filled ``minerva_generate_params`` and the objects that must outlive the call.
+    ``lora_count``: the engine's adapters, as many as ``lora_scales`` must have (minerva reads
+    that many floats)."""
     unknown = set(params) - set(GENERATE_PARAMS)
     if unknown:
         raise _unknown("generate", unknown, GENERATE_PARAMS)
@@ -304,6 +340,16 @@ def _generate_params(params: Mapping[str, Any]):
             keep.append(arr)
             p.logit_bias = ctypes.cast(arr, ctypes.POINTER(capi.minerva_logit_bias))
             p.logit_bias_count = len(pairs)
+        elif name == "lora_scales":
+            if value is None:
+                continue  # the engine's scales
+            scales = [_float(f"lora_scales[{i}]", x) for i, x in enumerate(value)]
+            if len(scales) != lora_count:
+                raise _invalid(f"lora_scales has {len(scales)} scales; the engine has "
+                               f"{lora_count} adapters")
+            arr = (c_float * max(1, len(scales)))(*scales)
+            keep.append(arr)
+            p.lora_scales = ctypes.cast(arr, ctypes.POINTER(c_float))
     return p, keep
 
 
@@ -623,6 +669,10 @@ class EngineInfo:
     #: Each device that holds layers, with how many, e.g. "RPC0 (10.0.0.2:50052): 12 layers,
     #: CPU: 7 layers" (llama.cpp counts the output layer as one).
     devices: str
+    #: Tokens the engine's pinned prefixes hold (:meth:`Engine.cache_prefill` with ``pin``).
+    pinned_tokens: int
+    #: The bytes of KV cache they take (0 when the model's header does not say enough).
+    pinned_bytes: int
 
 
 @dataclass(frozen=True)
@@ -957,10 +1007,13 @@ class Engine:
     ``Engine(path, **engine_params)`` takes the fields of ``minerva_engine_params`` as
     keywords: ``gpu_layers``, ``context_tokens``, ``max_streams``, ``threads``,
     ``batch_tokens``, ``use_mmap``, ``progress`` (a function of a float from 0 to 1, run
-    on this thread while the model loads; returning False aborts the load), and ``rpc_servers``
+    on this thread while the model loads; returning False aborts the load), ``rpc_servers``
     ("host:port,host:port" or a list of "host:port": ``minerva-rpc-server`` machines whose
     devices take layers with the local GPU's, see docs/RPC.md; one that cannot be reached is
-    ``ERR_BACKEND`` naming it, a malformed list ``ERR_INVALID_ARGUMENT``).
+    ``ERR_BACKEND`` naming it, a malformed list ``ERR_INVALID_ARGUMENT``), and ``loras`` (a
+    list of ``(path, scale)``: LoRA adapters made for this model, each with its default scale
+    for every stream, at most 32; one that does not fit the model is ``ERR_MODEL`` naming the
+    file, a missing file ``ERR_IO``).
 
     Every method may be called from any thread, concurrently. :meth:`close` (also the end of a
     ``with`` block, the garbage collector, and the interpreter's exit) cancels the engine's
@@ -984,6 +1037,7 @@ class Engine:
         lib.minerva_engine_params_init(byref(p), ctypes.sizeof(p))
         progress_error: list = []
         progress_cb = None
+        loras, lora_paths = None, []
         for name, value in engine_params.items():
             if name == "gpu_layers":
                 p.gpu_layers = _int(name, value, _I32_MIN, _I32_MAX)
@@ -993,6 +1047,11 @@ class Engine:
                 p.use_mmap = _bool(name, value)
             elif name == "rpc_servers":
                 p.rpc_servers = _rpc_servers(value)  # the struct keeps the bytes alive
+            elif name == "loras":
+                loras, lora_paths = _loras(value)  # read during the call
+                if loras is not None:
+                    p.loras = ctypes.cast(loras, ctypes.POINTER(capi.minerva_lora))
+                    p.lora_count = len(lora_paths)
             elif name == "progress" and value is not None:
                 if not callable(value):
                     raise TypeError("progress must be callable")
@@ -1001,12 +1060,14 @@ class Engine:
                 p.progress = progress_cb
         out = capi.engine_p()
         st = lib.minerva_engine_new(raw_path, byref(p), byref(out))
+        del loras  # read during the call only
         if st != capi.OK:
             err = _error(st)
             if progress_error:
                 raise progress_error[0]
             raise err
         self._h = _Handle(out, "engine")
+        self._lora_count = len(lora_paths)
         self._finalizer = weakref.finalize(self, _free_engine, self._h)
 
     @staticmethod
@@ -1074,12 +1135,12 @@ class Engine:
                           i.max_streams, i.threads, s(i.model_description), i.parameter_count,
                           i.file_bytes, i.vocab_size, i.train_context_tokens,
                           bool(i.has_chat_template), i.embedding_dims, s(i.cpu_variant),
-                          s(i.devices))
+                          s(i.devices), i.pinned_tokens, i.pinned_bytes)
 
     # -- generation ---------------------------------------------------------------------------
 
     def _start(self, new, params, on_token, on_finish) -> Stream:
-        gp, keep = _generate_params(params)
+        gp, keep = _generate_params(params, self._lora_count)
         state = None
         key = None
         if on_token is not None or on_finish is not None:
@@ -1116,7 +1177,9 @@ class Engine:
         ``min_p``, ``repeat_penalty``, ``repeat_last_n``, ``seed`` (None: random),
         ``stop`` (a str or a list), ``ignore_eos``, ``cache_prompt``, ``grammar``,
         ``json_schema`` (a JSON text or a dict), ``presence_penalty``, ``frequency_penalty``,
-        ``logit_bias`` ({token: bias}; ``-math.inf`` bans).
+        ``logit_bias`` ({token: bias}; ``-math.inf`` bans), ``lora_scales`` (one scale per
+        adapter of the engine's ``loras``, in their order; 0 turns one off; None: the
+        engine's scales).
 
         Without ``on_token`` it is a pull-mode stream: iterate it. With it, ``on_token(text)``
         runs on the engine thread for each piece (returning False stops the stream), and
@@ -1245,3 +1308,61 @@ class Engine:
             _check(lib.minerva_embed(ptr, arr, count, byref(ep), out, size, byref(n)))
         dims = size // count
         return [out[i * dims:(i + 1) * dims] for i in range(count)]
+
+    # -- game state ---------------------------------------------------------------------------
+
+    def cache_prefill(self, prompt: str, pin: bool = False) -> None:
+        """Computes ``prompt``'s KV into the prompt cache now, without generating: a later
+        stream (or chat stream) whose prompt starts with it skips those tokens
+        (``stats().cached_prompt_tokens``). End it where a prompt that continues it splits into
+        the same tokens (at a newline, say). ``pin``: kept until the engine is closed, never
+        evicted (at most 16 prefixes; ``info().pinned_tokens``, ``pinned_bytes``), else the
+        cache of a stream slot that later prompts evict. Runs on the engine thread beside the
+        streams and returns when the prefix is cached; raises ``ERR_INVALID_ARGUMENT`` inside a
+        callback, ``ERR_CONTEXT_FULL`` beyond what the cache may pin."""
+        data = _cstr(prompt, "prompt")
+        flag = _bool("pin", pin)
+        with self._h as ptr:
+            _check(capi.lib().minerva_cache_prefill(ptr, data, flag))
+
+    def cache_save(self) -> bytes:
+        """Every cached prefix no stream is computing (the pinned ones and the stream slots'
+        caches) as bytes for a game's save file, checked by :meth:`cache_load` for minerva's
+        version, the model, ``context_tokens`` and the KV layout. Streams keep running; raises
+        ``ERR_INVALID_ARGUMENT`` inside a callback."""
+        lib = capi.lib()
+        buf = None
+        with self._h as ptr:
+            n = c_size_t(0)
+            st = lib.minerva_cache_save(ptr, None, 0, byref(n))
+            while st == capi.ERR_BUFFER_TOO_SMALL:  # the cache may grow between the calls
+                buf = ctypes.create_string_buffer(n.value)
+                st = lib.minerva_cache_save(ptr, buf, len(buf), byref(n))
+            _check(st)
+        return b"" if buf is None else buf.raw[: n.value]
+
+    def cache_load(self, data: Union[bytes, bytearray, memoryview]) -> None:
+        """Loads what :meth:`cache_save` gave into this engine (same model, ``context_tokens``
+        and minerva version; ``max_streams`` may differ): pinned prefixes stay pinned, the
+        others become stream slots' caches. Bytes that are not a saved cache, or differ, raise
+        ``ERR_INVALID_ARGUMENT`` naming what; more pinned prefixes than fit ``ERR_CONTEXT_FULL``.
+        Streams keep running; raises ``ERR_INVALID_ARGUMENT`` inside a callback."""
+        if isinstance(data, str) or not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data must be bytes, not {type(data).__name__}")
+        raw = bytes(data)
+        with self._h as ptr:
+            _check(capi.lib().minerva_cache_load(ptr, raw, len(raw)))
+
+    def cache_save_file(self, path: Union[str, bytes, "os.PathLike[str]"]) -> None:
+        """:meth:`cache_save` into the file at ``path``, written whole or not at all;
+        ``ERR_IO`` naming the file when it cannot be written."""
+        data = _path(path, "path")
+        with self._h as ptr:
+            _check(capi.lib().minerva_cache_save_file(ptr, data))
+
+    def cache_load_file(self, path: Union[str, bytes, "os.PathLike[str]"]) -> None:
+        """:meth:`cache_load` from the file at ``path``; ``ERR_IO`` naming the file when it
+        cannot be read."""
+        data = _path(path, "path")
+        with self._h as ptr:
+            _check(capi.lib().minerva_cache_load_file(ptr, data))

@@ -122,6 +122,12 @@ engine_p = POINTER(minerva_engine)
 stream_p = POINTER(minerva_stream)
 
 
+class minerva_lora(Structure):
+    """Added in 0.3: a LoRA adapter of ``minerva_engine_params.loras``."""
+
+    _fields_ = [("path", c_char_p), ("scale", c_float)]
+
+
 class minerva_engine_params(Structure):
     _fields_ = [
         ("struct_size", c_uint32),
@@ -134,6 +140,9 @@ class minerva_engine_params(Structure):
         ("progress", progress_callback),
         ("progress_user_data", c_void_p),
         ("rpc_servers", c_char_p),
+        # Added in 0.3.
+        ("loras", POINTER(minerva_lora)),
+        ("lora_count", c_size_t),
     ]
 
 
@@ -157,6 +166,9 @@ class minerva_engine_info(Structure):
         ("embedding_dims", c_uint32),
         ("cpu_variant", c_char * 64),
         ("devices", c_char * 256),
+        # Added in 0.3.
+        ("pinned_tokens", c_uint64),
+        ("pinned_bytes", c_uint64),
     ]
 
 
@@ -186,6 +198,8 @@ class minerva_generate_params(Structure):
         ("frequency_penalty", c_float),
         ("logit_bias", POINTER(minerva_logit_bias)),
         ("logit_bias_count", c_size_t),
+        # Added in 0.3.
+        ("lora_scales", POINTER(c_float)),
     ]
 
 
@@ -265,6 +279,11 @@ PROTOTYPES = [
     ("minerva_detokenize", minerva_status,
      [engine_p, POINTER(minerva_token), c_size_t, c_bool, c_void_p, c_size_t,
       POINTER(c_size_t)]),
+    ("minerva_cache_prefill", minerva_status, [engine_p, c_char_p, c_bool]),
+    ("minerva_cache_save", minerva_status, [engine_p, c_void_p, c_size_t, POINTER(c_size_t)]),
+    ("minerva_cache_load", minerva_status, [engine_p, c_void_p, c_size_t]),
+    ("minerva_cache_save_file", minerva_status, [engine_p, c_char_p]),
+    ("minerva_cache_load_file", minerva_status, [engine_p, c_char_p]),
     ("minerva_chat_params_init", None, [POINTER(minerva_chat_params), c_uint32]),
     ("minerva_chat_format", minerva_status,
      [engine_p, POINTER(minerva_chat_message), c_size_t, POINTER(minerva_chat_params), c_void_p,
