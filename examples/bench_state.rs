@@ -174,7 +174,8 @@ fn lora_section(a: &Args) {
     let plain = engine(a, 4, 512, vec![]);
     let with = engine(a, 4, 512, loras);
     let s = |v: &[f32]| Some(v.to_vec());
-    let cases: Vec<(&str, &Engine, Vec<Option<Vec<f32>>>)> = vec![
+    type Case<'a> = (&'a str, &'a Engine, Vec<Option<Vec<f32>>>);
+    let cases: Vec<Case> = vec![
         ("no adapters", &plain, vec![None; 4]),
         ("one set (voice) for all 4", &with, vec![s(&[1.0, 0.0]); 4]),
         (

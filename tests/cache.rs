@@ -194,3 +194,30 @@ fn a_cache_that_does_not_fit_is_refused() {
     let (text, _) = line(&a, "Hello");
     assert!(!text.is_empty());
 }
+
+/// A loaded cache that holds a whole line beside the pinned persona: a sequence loaded from saved
+/// bytes keeps only the window of the model's sliding-window layers (512 positions), so the
+/// line's own cells serve only a prompt that reuses them to their end; a prompt that stops one
+/// token short takes the pinned persona instead of computing everything again.
+#[test]
+fn a_loaded_line_falls_back_to_the_pinned_persona() {
+    let _one = one_at_a_time();
+    let cfg = EngineConfig {
+        max_streams: 2,
+        context_tokens: 2048,
+        ..Default::default()
+    };
+    let a = Engine::new(&model_path(), &cfg, None).unwrap();
+    let mut p = persona("Brannoc");
+    p.push_str(&persona("Brannoc's brother"));
+    let n = prefix_tokens(&a, &p);
+    assert!(n > 600, "{n}");
+    a.cache_prefill(&p, true).unwrap();
+    let ask = format!("{p}Traveller: What do you sell?\nBrannoc:");
+    line(&a, &ask);
+    let bytes = a.cache_save().unwrap();
+    let b = Engine::new(&model_path(), &cfg, None).unwrap();
+    assert_eq!(b.cache_load(&bytes).unwrap(), 2);
+    let (_, cached) = line(&b, &ask);
+    assert!(cached as usize + 2 >= n, "{cached} of {n}");
+}

@@ -128,19 +128,25 @@ impl Scheduler {
         self.slots[seq] = Some(Active::new(req, seq as i32, reuse, self.steps));
     }
 
-    /// Ends the prefills whose prompts are all in the cache now (after a decode).
+    /// Ends the prefills whose prompts are all in the cache now (after a decode). What is pinned
+    /// is published first: a caller that sees its prefill done sees it counted.
     pub(super) fn end_prefills(&mut self) {
-        for slot in 0..self.slots.len() {
-            let done = self.slots[slot].as_ref().is_some_and(|a| {
-                a.req.prefill.is_some() && a.in_batch == 0 && a.n_past == a.req.tokens.len()
-            });
-            if done {
-                self.clock += 1;
-                self.last_used[slot] = self.clock;
-                self.end(slot, Status::Ok, FinishReason::Length, None);
-            }
+        let done: Vec<usize> = (0..self.slots.len())
+            .filter(|&slot| {
+                self.slots[slot].as_ref().is_some_and(|a| {
+                    a.req.prefill.is_some() && a.in_batch == 0 && a.n_past == a.req.tokens.len()
+                })
+            })
+            .collect();
+        if done.is_empty() {
+            return;
         }
         self.publish_pinned();
+        for slot in done {
+            self.clock += 1;
+            self.last_used[slot] = self.clock;
+            self.end(slot, Status::Ok, FinishReason::Length, None);
+        }
     }
 
     /// Runs the saves and loads callers asked for.

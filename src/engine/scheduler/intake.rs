@@ -116,36 +116,50 @@ impl Scheduler {
             let cache = req.params.cache_prompt && self.model.can_share_prefix();
             let scales = req.params.lora_scales.clone().unwrap_or_default();
             let usable: Vec<bool> = self.kv_scales.iter().map(|s| *s == scales).collect();
-            let place = place(
-                &self.kv,
-                &busy,
-                &self.last_used,
-                &req.tokens,
-                cache,
-                &usable,
-            )
-            .expect("a slot is free");
-            self.kv_scales[place.slot] = scales;
-            let slot = place.slot;
-            let seq = slot as i32;
-            let mut reuse = place.reuse;
-            match place.source {
-                Some(src) if src == slot => {
-                    // Reused in place: drop the cells past the shared prefix (a memory that cannot
-                    // cut a sequence short is cleared instead, below).
-                    let cut = self.ctx.seq_rm(seq, reuse as i32);
-                    reuse = if cut { reuse } else { 0 };
+            let mut usable = usable;
+            let (slot, reuse) = loop {
+                let place = place(
+                    &self.kv,
+                    &busy,
+                    &self.last_used,
+                    &req.tokens,
+                    cache,
+                    &usable,
+                )
+                .expect("a slot is free");
+                let slot = place.slot;
+                let seq = slot as i32;
+                let mut reuse = place.reuse;
+                match place.source {
+                    Some(src) if src == slot => {
+                        // Reused in place: drop the cells past the shared prefix (a memory that
+                        // cannot cut a sequence short is cleared instead, below).
+                        let cut = self.ctx.seq_rm(seq, reuse as i32);
+                        reuse = if cut { reuse } else { 0 };
+                    }
+                    Some(src) => {
+                        self.ctx.seq_rm(seq, 0);
+                        self.ctx.seq_share_prefix(src as i32, seq, reuse as i32);
+                        self.kv[slot] = self.kv[src][..reuse].to_vec();
+                    }
+                    None => {}
                 }
-                Some(src) => {
+                if reuse > 0 && !self.holds_prefix(seq, reuse) {
+                    // The source does not hold what this reuse needs (a sequence loaded from a
+                    // saved cache keeps only the window of a sliding-window layer): the next best
+                    // source, if any.
                     self.ctx.seq_rm(seq, 0);
-                    self.ctx.seq_share_prefix(src as i32, seq, reuse as i32);
-                    self.kv[slot] = self.kv[src][..reuse].to_vec();
+                    self.kv[slot].clear();
+                    if let Some(src) = place.source {
+                        usable[src] = false;
+                        continue;
+                    }
+                    reuse = 0;
                 }
-                None => {}
-            }
-            if reuse > 0 && !self.holds_prefix(seq, reuse) {
-                reuse = 0;
-            }
+                break (slot, reuse);
+            };
+            self.kv_scales[slot] = scales;
+            let seq = slot as i32;
             if reuse == 0 {
                 self.ctx.seq_rm(seq, 0);
             }
