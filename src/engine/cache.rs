@@ -13,8 +13,9 @@ use super::Engine;
 use std::sync::atomic::Ordering;
 
 /// Most prefixes an engine pins (each a sequence of llama.cpp's beside the stream slots). Each
-/// costs llama.cpp an output row of the vocabulary's size, in its output buffer and its compute
-/// buffer (2 MiB in all for Gemma 3's 262,144 tokens), whether used or not.
+/// costs llama.cpp an output row of the vocabulary's size in its output buffer, and compute
+/// buffer, whether used or not: 24 MiB in all for the 16 with Gemma 3's 262,144 tokens
+/// (docs/PERFORMANCE.md).
 pub const MAX_PINNED: u32 = 16;
 /// llama.cpp's most sequences in one context (LLAMA_MAX_SEQ).
 const MAX_SEQS: u32 = 256;
