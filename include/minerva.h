@@ -1123,7 +1123,8 @@ minerva_status minerva_detokenize(struct minerva_engine *engine, const minerva_t
 /*
  Added in 0.3. Computes `prompt`'s KV into the engine's prompt cache now, without generating:
  a later stream (or chat stream) whose prompt starts with it skips those tokens
- (`cached_prompt_tokens` says how many). `prompt` is tokenized as a stream's is (BOS where the
+ (`cached_prompt_tokens` says how many), when it runs with `cache_prompt` and the engine's LoRA
+ scales (the prefix is computed with them; a stream with other scales computes its own). `prompt` is tokenized as a stream's is (BOS where the
  vocabulary asks for it, special tokens recognized), so end it where a prompt that continues it
  would split into the same tokens (at a newline, say).
 
@@ -1133,10 +1134,13 @@ minerva_status minerva_detokenize(struct minerva_engine *engine, const minerva_t
  `context_tokens * max_streams` cells but one stream's context (`pinned_tokens` and
  `pinned_bytes` of `minerva_engine_info` say what they hold). A prefix pinned already is not
  pinned twice. Unpinned, it is computed in a stream slot and stays there as that slot's cache,
- evicted by later prompts as any other.
+ evicted by later prompts as any other. Idle stream slots' caches give way to pinned prefixes
+ when the cache runs out of cells.
 
- Runs on the engine thread in the batches beside the other streams' work (they keep going);
- returns when the prefix is in the cache. Blocks: refused inside a callback. Any thread.
+ Queued in order with the streams started before it (a pinned prefill does not wait for a free
+ stream slot, but for those streams to have one), then computed on the engine thread in the
+ batches beside the other streams' work (they keep going); returns when the prefix is in the
+ cache. Blocks: refused inside a callback. Any thread.
 
  Errors: `MINERVA_ERR_INVALID_ARGUMENT` (NULL engine or prompt, invalid UTF-8, an empty prompt,
  a model whose memory cannot share a prefix, a call from inside a callback),
@@ -1184,7 +1188,7 @@ minerva_status minerva_cache_load(struct minerva_engine *engine, const void *buf
 
 /*
  Added in 0.3. `minerva_cache_save` into the file at `path` (UTF-8), written whole or not at
- all (a temporary file beside it, renamed over it). Errors: those of `minerva_cache_save`, and
+ all (a temporary file beside it, flushed to the disk, renamed over it). Errors: those of `minerva_cache_save`, and
  `MINERVA_ERR_IO` naming the file.
  */
 minerva_status minerva_cache_save_file(struct minerva_engine *engine, const char *path);

@@ -162,15 +162,23 @@ impl Engine {
     }
 
     pub fn cache_save_file(&self, path: &str) -> Result<()> {
+        use std::io::Write;
         let bytes = self.cache_save()?;
-        // Written whole or not at all: a temporary file beside it, renamed over it.
-        let tmp = format!("{path}.minerva-tmp");
+        // Written whole or not at all: a temporary file of this call beside it, flushed to the
+        // disk, renamed over it.
+        static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = CALLS.fetch_add(1, Ordering::Relaxed);
+        let tmp = format!("{path}.minerva-tmp-{}-{n}", std::process::id());
         let io = |e: std::io::Error| Error::new(Status::Io, format!("cannot write '{path}': {e}"));
-        std::fs::write(&tmp, &bytes).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(|e| {
+        let written = std::fs::File::create(&tmp).and_then(|mut f| {
+            f.write_all(&bytes)?;
+            f.sync_all()
+        });
+        if let Err(e) = written.and_then(|_| std::fs::rename(&tmp, path)) {
             let _ = std::fs::remove_file(&tmp);
-            io(e)
-        })
+            return Err(io(e));
+        }
+        Ok(())
     }
 
     pub fn cache_load_file(&self, path: &str) -> Result<usize> {
@@ -363,6 +371,8 @@ pub fn decode(bytes: &[u8], fit: &Fit) -> Result<Vec<Entry>> {
             )));
         }
         let state = r.take(len as usize, "a prefix's state")?.to_vec();
+        check_state(&state, tokens.len())
+            .map_err(|why| Error::invalid(format!("prefix {i}'s KV state {why}")))?;
         entries.push(Entry {
             pinned: flags == 1,
             tokens,
@@ -379,6 +389,115 @@ pub fn decode(bytes: &[u8], fit: &Fit) -> Result<Vec<Entry>> {
     Ok(entries)
 }
 
+/// The magic number llama.cpp writes first in a sequence's state.
+const LLAMA_SEQ_STATE_MAGIC: u32 = 0xaf14_3cd8;
+
+/// Checks llama.cpp's state of one sequence of `n` tokens before llama.cpp reads it: llama.cpp
+/// checks sizes and layer counts but takes each cell's position as written, and a cell at a
+/// negative position or beyond the prefix would stay in its cache for good. The layout (of the
+/// linked llama.cpp, `llama_kv_cache::state_write`): the magic and the sequence id, then for each
+/// KV cache of the model (two with sliding-window layers): one stream, its cell count, each cell
+/// (position, one sequence id, for some models 12 bytes more), then the keys and values. Each cell
+/// must be at its own position in 0..n, the highest at n - 1. A layout that does not read to the
+/// end exactly is refused too.
+pub fn check_state(state: &[u8], n: usize) -> std::result::Result<(), String> {
+    let mut why = String::new();
+    for ext in [0usize, 12] {
+        match check_state_with(state, n, ext) {
+            Ok(()) => return Ok(()),
+            Err(e) if ext == 0 => why = e,
+            Err(_) => {}
+        }
+    }
+    Err(why)
+}
+
+fn check_state_with(state: &[u8], n: usize, ext: usize) -> std::result::Result<(), String> {
+    let mut r = Reader {
+        bytes: state,
+        at: 0,
+    };
+    let e = |e: Error| e.message;
+    if r.u32("the magic").map_err(e)? != LLAMA_SEQ_STATE_MAGIC {
+        return Err("is not llama.cpp's sequence state".into());
+    }
+    r.u32("the sequence id").map_err(e)?;
+    let mut caches = 0;
+    while r.at < r.bytes.len() {
+        caches += 1;
+        if caches > 2 {
+            return Err("holds more than two KV caches".into());
+        }
+        if r.u32("the stream count").map_err(e)? != 1 {
+            return Err("is not of one unified stream".into());
+        }
+        let cells = r.u32("the cell count").map_err(e)? as usize;
+        if cells > n {
+            return Err(format!("has {cells} cells for a prefix of {n} tokens"));
+        }
+        if cells == 0 {
+            continue;
+        }
+        // Cells come in the cache's order, not the positions'.
+        let mut seen = vec![false; n];
+        let mut last: i64 = -1;
+        for _ in 0..cells {
+            let pos = r.u32("a cell's position").map_err(e)? as i32 as i64;
+            if pos < 0 || pos >= n as i64 || seen[pos as usize] {
+                return Err(format!(
+                    "has a cell at position {pos} (twice, or outside the prefix of {n} tokens)"
+                ));
+            }
+            seen[pos as usize] = true;
+            last = last.max(pos);
+            if r.u32("a cell's sequence count").map_err(e)? != 1 {
+                return Err("has a cell of more than one sequence".into());
+            }
+            r.take(ext + 4, "a cell's sequence").map_err(e)?;
+        }
+        if last != n as i64 - 1 {
+            return Err(format!(
+                "ends at position {last}, not at the prefix's end {}",
+                n - 1
+            ));
+        }
+        let v_trans = r.u32("the V layout").map_err(e)?;
+        let layers = r.u32("the layer count").map_err(e)? as usize;
+        if v_trans > 1 || layers > 4096 {
+            return Err("has a layout llama.cpp does not write".into());
+        }
+        r.take(8, "the rotations").map_err(e)?;
+        let skip = |r: &mut Reader, row: u64, what: &str| {
+            let bytes = row
+                .checked_mul(cells as u64)
+                .filter(|&b| b <= usize::MAX as u64);
+            match bytes {
+                Some(b) => r.take(b as usize, what).map(|_| ()).map_err(e),
+                None => Err(format!("has {what} larger than the bytes")),
+            }
+        };
+        for _ in 0..layers {
+            r.take(4, "a key type").map_err(e)?;
+            let row = r.u64("a key row size").map_err(e)?;
+            skip(&mut r, row, "keys")?;
+        }
+        for _ in 0..layers {
+            r.take(4, "a value type").map_err(e)?;
+            let row = if v_trans == 0 {
+                r.u64("a value row size").map_err(e)?
+            } else {
+                let el = r.u32("a value size").map_err(e)? as u64;
+                el.saturating_mul(r.u32("a value width").map_err(e)? as u64)
+            };
+            skip(&mut r, row, "values")?;
+        }
+    }
+    if caches == 0 {
+        return Err("holds no KV cache".into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,21 +512,74 @@ mod tests {
         }
     }
 
+    /// A sequence state as llama.cpp writes it: one KV cache, one layer, cells at `positions`.
+    fn state(positions: &[i32]) -> Vec<u8> {
+        let mut b = Vec::new();
+        let u32s = |b: &mut Vec<u8>, v: &[u32]| v.iter().for_each(|x| b.extend(x.to_le_bytes()));
+        u32s(
+            &mut b,
+            &[LLAMA_SEQ_STATE_MAGIC, 0, 1, positions.len() as u32],
+        );
+        for &p in positions {
+            u32s(&mut b, &[p as u32, 1, 0]);
+        }
+        u32s(&mut b, &[0, 1, 0, 0, 1]);
+        b.extend(2u64.to_le_bytes());
+        b.extend(vec![7u8; 2 * positions.len()]);
+        u32s(&mut b, &[1]);
+        b.extend(2u64.to_le_bytes());
+        b.extend(vec![7u8; 2 * positions.len()]);
+        b
+    }
+
     fn entries() -> Vec<Entry> {
         vec![
             Entry {
                 pinned: true,
                 tokens: vec![2, 3, 4],
                 lora_scales: vec![1.0],
-                state: vec![9; 10],
+                state: state(&[0, 1, 2]),
             },
             Entry {
                 pinned: false,
                 tokens: vec![2],
                 lora_scales: vec![0.5],
-                state: vec![1],
+                state: state(&[0]),
             },
         ]
+    }
+
+    #[test]
+    fn states_with_cells_out_of_place_are_refused() {
+        assert!(check_state(&state(&[0, 1, 2]), 3).is_ok());
+        // The window of a sliding-window cache: a suffix.
+        assert!(check_state(&state(&[1, 2]), 3).is_ok());
+        // Cells in the cache's order.
+        assert!(check_state(&state(&[2, 0, 1]), 3).is_ok());
+        for bad in [
+            &[-1, 1, 2][..],
+            &[0, 2, 2],
+            &[0, 1, 1],
+            &[0, 1, 3],
+            &[0, 1],
+            &[0, 1, 2, 3],
+        ] {
+            assert!(check_state(&state(bad), 3).is_err(), "{bad:?}");
+        }
+        let good = state(&[0, 1, 2]);
+        assert!(check_state(&good[..good.len() - 1], 3).is_err());
+        let mut longer = good.clone();
+        longer.push(0);
+        assert!(check_state(&longer, 3).is_err());
+        // A negative position behind a right checksum: refused, named.
+        let mut bad = entries();
+        bad[0].state = state(&[-5, 1, 2]);
+        let err = decode(&encode(&fit(), &bad), &fit()).unwrap_err();
+        assert!(
+            err.message.contains("prefix 0's KV state"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
@@ -523,8 +695,8 @@ mod tests {
         // A header that claims more than the bytes hold, with a valid checksum.
         let mut b = encode(&fit(), &entries());
         b.truncate(b.len() - 8);
-        // The entries take 43 + 26 bytes at the end; the first one's length follows its flags.
-        let at = b.len() - 69 + 1;
+        // The first entry's length follows its flags, after the header.
+        let at = encode(&fit(), &[]).len() - 8 + 1;
         b[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
         let sum = fnv1a(&b);
         b.extend_from_slice(&sum.to_le_bytes());

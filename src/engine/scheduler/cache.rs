@@ -168,11 +168,29 @@ impl Scheduler {
         }
     }
 
+    /// Frees the cells of the least recently used stream slot that no stream holds (its cache).
+    /// False when there is none.
+    pub(super) fn evict_idle_cache(&mut self) -> bool {
+        let Some(i) = (0..self.streams)
+            .filter(|&i| self.slots[i].is_none() && !self.kv[i].is_empty())
+            .min_by_key(|&i| self.last_used[i])
+        else {
+            return false;
+        };
+        self.ctx.seq_rm(i as i32, 0);
+        self.kv[i].clear();
+        true
+    }
+
     /// Answers every waiting job with `why` (after a panic).
     pub(super) fn fail_cache_jobs(&mut self, why: &str) {
+        self.fail_cache_jobs_with(Status::Internal, why);
+    }
+
+    pub(super) fn fail_cache_jobs_with(&mut self, status: Status, why: &str) {
         let jobs = std::mem::take(&mut self.mailbox.incoming.lock().cache_jobs);
         for job in jobs {
-            let e = Error::new(Status::Internal, why);
+            let e = Error::new(status, why);
             match job {
                 CacheJob::Save(a) => {
                     let _ = a.send(Err(e));
@@ -239,22 +257,30 @@ impl Scheduler {
                 .sum(),
         )?;
         let mut loaded = 0;
+        // The stream slots this load filled: a later entry does not overwrite an earlier one.
+        let mut filled = vec![false; self.streams];
         for (i, e) in entries.into_iter().enumerate() {
             let seq = if e.pinned {
                 self.free_pin()
             } else {
                 (0..self.streams)
-                    .filter(|&s| self.slots[s].is_none())
+                    .filter(|&s| self.slots[s].is_none() && !filled[s])
                     .min_by_key(|&s| (!self.kv[s].is_empty(), self.last_used[s]))
             };
             let Some(seq) = seq else {
                 continue; // more cached prefixes than idle stream slots
             };
+            if seq < self.streams {
+                filled[seq] = true;
+            }
             self.ctx.seq_rm(seq as i32, 0);
             self.kv[seq].clear();
-            if !self.ctx.set_seq_state(seq as i32, &e.state)
-                || !self.holds_prefix(seq as i32, e.tokens.len())
-            {
+            // Room for it: idle stream slots' caches go, least recently used first.
+            let mut put = self.ctx.set_seq_state(seq as i32, &e.state);
+            while !put && self.evict_idle_cache() {
+                put = self.ctx.set_seq_state(seq as i32, &e.state);
+            }
+            if !put || !self.holds_prefix(seq as i32, e.tokens.len()) {
                 self.ctx.seq_rm(seq as i32, 0);
                 return Err(Error::invalid(format!(
                     "llama.cpp refused cached prefix {i} ({} tokens): the cache has no room for \

@@ -320,11 +320,21 @@ impl Scheduler {
     }
 
     /// A failed decode. When the KV cache has no room (code 1; llama.cpp then leaves the cache as it
-    /// was), the stream in the batch that holds the most tokens ends with
+    /// was), the least recently used idle stream slot's cache goes first (pinned prefixes and
+    /// loaded caches can fill the cells that finished streams left); with none left, the stream in
+    /// the batch that holds the most tokens ends with
     /// `MINERVA_ERR_CONTEXT_FULL`, which frees its cells, and the others are decoded again in the
     /// next step. On any other failure the streams in the batch end with `MINERVA_ERR_BACKEND`
     /// (their cells may be half written) and the engine goes on serving the rest.
     fn fail_batch(&mut self, rc: i32) {
+        if rc == 1 && self.evict_idle_cache() {
+            // The cells of a finished stream's prompt (kept as cache) made room: decode again.
+            for a in self.slots.iter_mut().flatten() {
+                a.in_batch = 0;
+                a.out_row = None;
+            }
+            return;
+        }
         if rc == 1 {
             let victim = (0..self.slots.len())
                 .filter(|&i| in_batch(&self.slots[i]))
@@ -438,6 +448,7 @@ impl Scheduler {
             super::log::log_info!("{line}");
         }
         self.end_all();
+        self.fail_cache_jobs_with(Status::Cancelled, "the engine is shutting down");
         // The constraint thread stops within a slice of the vocabulary; its samplers go before
         // the model.
         self.constrainer.shut_down();
