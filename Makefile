@@ -3,6 +3,8 @@
 #   make test                 the whole test suite
 #   make install [PREFIX=/usr/local] [DESTDIR=]   install the libraries, headers (C and C++),
 #                             pkg-config files and CMake package (see docs/INSTALL.md)
+#   make dist                 the release archive dist/minerva-<version>-linux-<arch>.tar.gz
+#                             (the installed layout, relocatable; prints its sha256)
 PREFIX ?= /usr/local
 PROMPT ?= The best thing about running a language model inside your own program is
 
@@ -20,8 +22,11 @@ test:
 install: build
 	DESTDIR="$(DESTDIR)" scripts/install.sh "$(PREFIX)"
 
+dist: build
+	scripts/dist.sh
+
 clean:
 	cargo clean
 	$(MAKE) -C examples-c clean
 
-.PHONY: build run test install clean
+.PHONY: build run test install dist clean

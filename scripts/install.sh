@@ -62,4 +62,14 @@ subst packaging/minerva.pc.in "$root/lib/pkgconfig/minerva.pc"
 subst packaging/minerva-static.pc.in "$root/lib/pkgconfig/minerva-static.pc"
 subst packaging/minervaConfig.cmake.in "$root/lib/cmake/minerva/minervaConfig.cmake"
 subst packaging/minervaConfigVersion.cmake.in "$root/lib/cmake/minerva/minervaConfigVersion.cmake"
+# A relocatable install (the release archive, scripts/dist.sh): pkg-config finds the prefix from
+# the .pc file's own place, and a program linked by it gets the library's folder as its rpath
+# (CMake's imported targets are relocatable already and give it by themselves).
+if [ "${MINERVA_RELOCATABLE:-0}" = 1 ]; then
+  for pc in "$root/lib/pkgconfig/minerva.pc" "$root/lib/pkgconfig/minerva-static.pc"; do
+    sed -i -e 's|^prefix=.*|prefix=${pcfiledir}/../..|' "$pc"
+  done
+  sed -i -e 's|^Libs: -L${libdir} -lminerva$|Libs: -L${libdir} -Wl,-rpath,${libdir} -lminerva|' \
+    "$root/lib/pkgconfig/minerva.pc"
+fi
 echo "installed minerva $VERSION (ABI $ABI) into $root"

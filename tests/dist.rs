@@ -1,0 +1,234 @@
+//! The release archive (`make dist`, scripts/dist.sh), as a user meets it: unpacked into a place
+//! of its own, away from the build tree, a C program builds against it with pkg-config and with
+//! CMake, and a Go program with the binding and pkg-config alone; each runs from `/` with no
+//! LD_LIBRARY_PATH and generates text, resolving minerva's libraries inside the unpacked folder.
+
+mod common;
+
+use common::{lib_dir, model_path, root};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = root().join("target/tmp").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn sh(script: &str) -> Output {
+    run(Command::new("bash").args(["-c", script]))
+}
+
+/// Runs `exe MODEL` from `/` with nothing in its environment pointing at minerva; checks that
+/// it printed text and that its libraries resolve inside `dir`.
+fn runs_from(exe: &Path, dir: &Path) {
+    let out = run(Command::new(exe)
+        .arg(model_path())
+        .current_dir("/")
+        .env_remove("LD_LIBRARY_PATH")
+        .env_remove("MINERVA_BACKEND_DIR"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let text = stdout.lines().find_map(|l| l.strip_prefix("text: "));
+    assert!(
+        text.is_some_and(|t| !t.trim().is_empty()),
+        "{exe:?} printed no text:\n{stdout}"
+    );
+    let ldd = run(Command::new("ldd").arg(exe).env_remove("LD_LIBRARY_PATH"));
+    let ldd = String::from_utf8_lossy(&ldd.stdout).into_owned();
+    let d = dir.display().to_string();
+    for line in ldd
+        .lines()
+        .filter(|l| l.contains("minerva") || l.contains("llama"))
+    {
+        assert!(
+            line.contains(&d),
+            "{exe:?} resolves outside the archive: {line}"
+        );
+    }
+}
+
+#[test]
+fn release_archive_builds_and_runs_anywhere() {
+    let _one = common::one_at_a_time();
+    let lib = lib_dir();
+    let work = scratch("dist");
+    let out = run(Command::new(root().join("scripts/dist.sh"))
+        .arg(work.join("out"))
+        .env("MINERVA_BUILD_DIR", &lib));
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let tarball = PathBuf::from(printed.lines().next().unwrap().trim());
+    let name = tarball.file_name().unwrap().to_str().unwrap();
+    assert!(
+        name.starts_with("minerva-") && name.ends_with("-linux-x86_64.tar.gz"),
+        "{name}"
+    );
+    // The sha256 it printed is the file's.
+    let sum = printed
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let check = sh(&format!("sha256sum {}", tarball.display()));
+    assert!(String::from_utf8_lossy(&check.stdout).starts_with(&sum));
+
+    let place = work.join("somewhere-else");
+    std::fs::create_dir_all(&place).unwrap();
+    run(Command::new("tar")
+        .arg("-xzf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&place));
+    let dir = place.join(name.trim_end_matches(".tar.gz"));
+    let info = std::fs::read_to_string(dir.join("share/minerva/BUILD-INFO")).unwrap();
+    assert!(
+        info.contains("llama-cpp-sys-2") && info.contains("build: "),
+        "{info}"
+    );
+    for f in [
+        "include/minerva.h",
+        "include/minerva.hpp",
+        "lib/libminerva.a",
+        "lib/pkgconfig/minerva.pc",
+        "lib/cmake/minerva/minervaConfig.cmake",
+        "bin/minerva-rpc-server",
+    ] {
+        assert!(dir.join(f).exists(), "{f} is missing from the archive");
+    }
+
+    // pkg-config alone: the .pc file finds its prefix from its own place and gives the rpath.
+    let src = root().join("tests/install/hello.c");
+    let exe = work.join("hello_pc");
+    sh(&format!(
+        "cc -std=c11 -Wall -Werror '{}' -o '{}' $(PKG_CONFIG_PATH='{}/lib/pkgconfig' pkg-config \
+         --cflags --libs minerva)",
+        src.display(),
+        exe.display(),
+        dir.display()
+    ));
+    runs_from(&exe, &dir);
+
+    // CMake: CMAKE_PREFIX_PATH at the unpacked folder.
+    let build = work.join("cmake-build");
+    run(Command::new("cmake")
+        .arg("-S")
+        .arg(root().join("tests/install"))
+        .arg("-B")
+        .arg(&build)
+        .arg(format!("-DCMAKE_PREFIX_PATH={}", dir.display()))
+        .arg("-DCMAKE_BUILD_TYPE=Release"));
+    run(Command::new("cmake").arg("--build").arg(&build));
+    runs_from(&build.join("hello_shared"), &dir);
+}
+
+/// Go: `go get` of the binding (here: a replace to its folder, as a module proxy would serve it)
+/// and the unpacked archive through pkg-config; nothing else.
+#[test]
+fn go_program_builds_against_the_archive_alone() {
+    let _one = common::one_at_a_time();
+    let go = ["go", "/usr/local/go/bin/go"].into_iter().find(|g| {
+        Command::new(g)
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let Some(go) = go else {
+        println!("skipped: no Go toolchain");
+        return;
+    };
+    let lib = lib_dir();
+    let work = scratch("dist-go");
+    let out = run(Command::new(root().join("scripts/dist.sh"))
+        .arg(work.join("out"))
+        .env("MINERVA_BUILD_DIR", &lib));
+    let tarball = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .to_owned();
+    let place = work.join("unpacked");
+    std::fs::create_dir_all(&place).unwrap();
+    run(Command::new("tar")
+        .arg("-xzf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&place));
+    let dir = std::fs::read_dir(&place)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let app = work.join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(
+        app.join("go.mod"),
+        format!(
+            "module distcheck\n\ngo 1.23\n\nrequire github.com/minerva-ai/minerva/bindings/go \
+             v0.0.0\n\nreplace github.com/minerva-ai/minerva/bindings/go => {}\n",
+            root().join("bindings/go").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        app.join("main.go"),
+        r#"package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	minerva "github.com/minerva-ai/minerva/bindings/go"
+)
+
+func main() {
+	p := minerva.DefaultEngineParams()
+	p.MaxStreams = 1
+	p.ContextTokens = 256
+	e, err := minerva.Open(os.Args[1], p)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	defer e.Close()
+	g := minerva.DefaultGenerateParams()
+	g.MaxTokens = 8
+	g.Temperature = 0
+	text, err := e.Generate(context.Background(), "The capital of France is", g)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Printf("text: %s\n", text)
+}
+"#,
+    )
+    .unwrap();
+    let pc = format!("PKG_CONFIG_PATH='{}/lib/pkgconfig'", dir.display());
+    let exe = work.join("distcheck");
+    sh(&format!(
+        "cd '{}' && GOFLAGS=-mod=mod GOPROXY=off GOTOOLCHAIN=local CGO_ENABLED=1 \
+         CGO_CFLAGS=\"$({pc} pkg-config --cflags minerva)\" \
+         CGO_LDFLAGS=\"$({pc} pkg-config --libs minerva)\" {go} build -o '{}' .",
+        app.display(),
+        exe.display()
+    ));
+    runs_from(&exe, &dir);
+}
