@@ -5,6 +5,7 @@
 #                             pkg-config files and CMake package (see docs/INSTALL.md)
 #   make dist                 the release archive dist/minerva-<version>-linux-<arch>.tar.gz
 #                             (the installed layout, relocatable; prints its sha256)
+#   make wheel                a Python wheel with the library inside, into dist/
 PREFIX ?= /usr/local
 PROMPT ?= The best thing about running a language model inside your own program is
 
@@ -25,8 +26,11 @@ install: build
 dist: build
 	scripts/dist.sh
 
+wheel: build
+	scripts/wheel.sh
+
 clean:
 	cargo clean
 	$(MAKE) -C examples-c clean
 
-.PHONY: build run test install dist clean
+.PHONY: build run test install dist wheel clean

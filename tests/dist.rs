@@ -232,3 +232,55 @@ func main() {
     ));
     runs_from(&exe, &dir);
 }
+
+/// The Python wheel (`make wheel`): installed with pip into a fresh virtual environment, then
+/// `import minerva` and a generation from `/` with an empty environment (no MINERVA_LIBRARY, no
+/// LD_LIBRARY_PATH, no PYTHONPATH): the library and its private folder come from the wheel.
+#[test]
+fn python_wheel_installs_and_generates() {
+    let _one = common::one_at_a_time();
+    let lib = lib_dir();
+    let work = scratch("wheel");
+    let out = run(Command::new(root().join("scripts/wheel.sh"))
+        .arg(work.join("out"))
+        .env("MINERVA_BUILD_DIR", &lib));
+    let wheel = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(wheel.ends_with(".whl"), "{wheel}");
+    let venv = work.join("venv");
+    run(Command::new("python3").arg("-m").arg("venv").arg(&venv));
+    run(Command::new(venv.join("bin/pip"))
+        .args(["install", "-q", "--no-index"])
+        .arg(&wheel));
+    let out = run(Command::new(venv.join("bin/python"))
+        .arg("-c")
+        .arg(
+            "import minerva, sys\n\
+             e = minerva.Engine(sys.argv[1], context_tokens=256, max_streams=1)\n\
+             print('text:', e.generate('The capital of France is', max_tokens=8, temperature=0))\n\
+             print('library:', minerva.capi.lib()._name)\n",
+        )
+        .arg(model_path())
+        .current_dir("/")
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", &work));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let text = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("text: "))
+        .unwrap_or("");
+    assert!(!text.trim().is_empty(), "no text:\n{stdout}");
+    let library = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("library: "))
+        .unwrap_or("");
+    assert!(
+        library.starts_with(&*venv.display().to_string()),
+        "the library came from outside the wheel: {library}"
+    );
+}

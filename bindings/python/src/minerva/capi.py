@@ -8,12 +8,14 @@ The library is found in this order (the first that loads wins):
 
 1. ``$MINERVA_LIBRARY``: a full path to the shared library. When it is set and fails to load,
    that is the error: no other place is tried.
-2. ``libminerva.so.1`` (the ABI version), then ``libminerva.so`` (``libminerva.1.dylib``, ``libminerva.dylib`` on
+2. The library inside this package (``minerva/_native/``), where a wheel of ``make wheel`` puts
+   it with its private folder: such a wheel needs nothing else installed.
+3. ``libminerva.so.1`` (the ABI version), then ``libminerva.so`` (``libminerva.1.dylib``, ``libminerva.dylib`` on
    macOS; ``minerva.dll`` on Windows) by the dynamic loader's own search: ``LD_LIBRARY_PATH``
    (``DYLD_LIBRARY_PATH``), then the ``ld.so`` cache, which holds an installed prefix such as
    ``/usr/local/lib`` once ``ldconfig`` has run.
-3. ``ctypes.util.find_library("minerva")``.
-4. The ``libdir`` of ``pkg-config minerva`` (honours ``PKG_CONFIG_PATH``).
+4. ``ctypes.util.find_library("minerva")``.
+5. The ``libdir`` of ``pkg-config minerva`` (honours ``PKG_CONFIG_PATH``).
 
 Every call goes through ``ctypes.CDLL``, which releases the GIL for the length of the call, so a
 thread blocked in ``minerva_stream_read`` or ``minerva_stream_wait`` never holds back other
@@ -334,6 +336,14 @@ def _open() -> tuple[ctypes.CDLL, str]:
         except OSError as e:
             raise OSError(f"minerva: MINERVA_LIBRARY={explicit!r} does not load: {e}") from None
     tried = []
+    bundled = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_native")
+    for name in _candidate_names():
+        path = os.path.join(bundled, name)
+        if os.path.exists(path):
+            try:
+                return ctypes.CDLL(path), path
+            except OSError as e:
+                tried.append(f"{path} ({e})")
     for name in _candidate_names():
         try:
             return ctypes.CDLL(name), name
