@@ -6,6 +6,7 @@
 #   make dist                 the release archive dist/minerva-<version>-linux-<arch>.tar.gz
 #                             (the installed layout, relocatable; prints its sha256)
 #   make wheel                a Python wheel with the library inside, into dist/
+#   make nuget                a NuGet package and a Unity package folder, into dist/
 PREFIX ?= /usr/local
 PROMPT ?= The best thing about running a language model inside your own program is
 
@@ -29,8 +30,11 @@ dist: build
 wheel: build
 	scripts/wheel.sh
 
+nuget: build
+	scripts/nuget.sh
+
 clean:
 	cargo clean
 	$(MAKE) -C examples-c clean
 
-.PHONY: build run test install dist wheel clean
+.PHONY: build run test install dist wheel nuget clean

@@ -284,3 +284,56 @@ fn python_wheel_installs_and_generates() {
         "the library came from outside the wheel: {library}"
     );
 }
+
+/// C#: the NuGet package of scripts/nuget.sh, unzipped as NuGet lays it out, runs the C#
+/// binding's whole test suite (its lib/netstandard2.0/Minerva.dll, its
+/// runtimes/linux-x64/native/libminerva.so and private folder); the Unity package folder holds
+/// package.json, Runtime/ and Plugins/x86_64/.
+#[test]
+fn csharp_tests_run_against_the_nuget_package() {
+    let _one = common::one_at_a_time();
+    if Command::new("mcs").arg("--version").output().is_err() {
+        println!("skipped: no mcs");
+        return;
+    }
+    let lib = lib_dir();
+    let work = scratch("nuget");
+    let out = run(Command::new(root().join("scripts/nuget.sh"))
+        .arg(work.join("out"))
+        .env("MINERVA_BUILD_DIR", &lib));
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = printed.lines();
+    let nupkg = lines.next().unwrap().trim().to_owned();
+    let unity = PathBuf::from(lines.next().unwrap().trim());
+    for f in [
+        "package.json",
+        "Runtime/Engine.cs",
+        "Runtime/Minerva.Runtime.asmdef",
+        "Plugins/x86_64/libminerva.so",
+    ] {
+        assert!(
+            unity.join(f).exists(),
+            "{f} is missing from the Unity package"
+        );
+    }
+    let pkg = work.join("unzipped");
+    run(Command::new("python3")
+        .args(["-m", "zipfile", "-e"])
+        .arg(&nupkg)
+        .arg(&pkg));
+    // zipfile does not keep the modes: the libraries are made loadable again as NuGet does.
+    sh(&format!("chmod -R u+rwX,go+rX '{}'", pkg.display()));
+    assert!(pkg.join("Minerva.nuspec").exists() && pkg.join("[Content_Types].xml").exists());
+    let out = run(Command::new("bash")
+        .arg(root().join("bindings/csharp/test.sh"))
+        .env("MINERVA_CSHARP_PACKAGE", &pkg)
+        .env("MINERVA_MODEL", model_path())
+        .env("MINERVA_CHAT_MODEL", common::chat_model_path())
+        .env("MINERVA_LIB_DIR", "/nonexistent")
+        .env("MINERVA_INCLUDE_DIR", root().join("include"))
+        .env("MINERVA_LORA_DIR", common::lora_dir())
+        .env_remove("LD_LIBRARY_PATH"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(" 0 failed"), "{stdout}");
+    println!("{}", stdout.lines().last().unwrap_or(""));
+}

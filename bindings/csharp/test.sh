@@ -11,9 +11,16 @@ for tool in mcs mono; do
 done
 mkdir -p build
 
-# C# 7.2: the subset both .NET and Unity (and Debian's mcs) accept.
-mcs -langversion:7.2 -target:library -nologo -warnaserror+ -debug \
-    -out:build/Minerva.dll src/*.cs
+# C# 7.2: the subset both .NET and Unity (and Debian's mcs) accept. With MINERVA_CSHARP_PACKAGE
+# (an unpacked Minerva.nupkg of scripts/nuget.sh), the tests run against the package as NuGet lays
+# it out: its lib/netstandard2.0/Minerva.dll and its runtimes/linux-x64/native/ library.
+if [ -n "${MINERVA_CSHARP_PACKAGE:-}" ]; then
+    cp "$MINERVA_CSHARP_PACKAGE/lib/netstandard2.0/Minerva.dll" build/Minerva.dll
+    MINERVA_LIB_DIR="$MINERVA_CSHARP_PACKAGE/runtimes/linux-x64/native"
+else
+    mcs -langversion:7.2 -target:library -nologo -warnaserror+ -debug \
+        -out:build/Minerva.dll src/*.cs
+fi
 mcs -langversion:7.2 -nologo -warnaserror+ -debug -r:build/Minerva.dll \
     -out:build/Minerva.Tests.exe tests/*.cs
 
