@@ -5,32 +5,9 @@
 
 mod common;
 
-use common::{lib_dir, model_path, root};
+use common::{lib_dir, model_path, root, run, scratch, sh};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = root().join("target/tmp").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn sh(script: &str) -> Output {
-    run(Command::new("bash").args(["-c", script]))
-}
+use std::process::Command;
 
 /// Runs `exe MODEL` from `/` with nothing in its environment pointing at minerva; checks that
 /// it printed text and that its libraries resolve inside `dir`.

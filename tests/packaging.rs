@@ -9,32 +9,9 @@
 
 mod common;
 
-use common::{lib_dir, model_path, root};
-use std::path::{Path, PathBuf};
+use common::{lib_dir, model_path, root, run, scratch, sh};
+use std::path::Path;
 use std::process::{Command, Output};
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = root().join("target/tmp").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn sh(script: &str) -> Output {
-    run(Command::new("bash").args(["-c", script]))
-}
 
 /// Runs the hello program from `/`, as a user's program would be, with nothing in the
 /// environment pointing at minerva. Returns its stdout.

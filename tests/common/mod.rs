@@ -359,9 +359,34 @@ impl Drop for RpcServer {
     }
 }
 
+/// An empty scratch folder target/tmp/<name> (emptied first).
+pub fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = root().join("target/tmp").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs a command that must succeed; its output.
+pub fn run(cmd: &mut std::process::Command) -> std::process::Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs a bash script that must succeed; its output.
+pub fn sh(script: &str) -> std::process::Output {
+    run(std::process::Command::new("bash").args(["-c", script]))
+}
+
 /// The folder of the test LoRA adapters (scripts/lora-adapters.sh: voice.gguf, calm.gguf,
 /// wrong-shape.gguf), written once beside the default model.
-#[allow(dead_code)]
 pub fn lora_dir() -> std::path::PathBuf {
     static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
