@@ -34,10 +34,11 @@ pub fn is_lark(grammar: &str) -> bool {
 }
 
 /// The whitespace a JSON schema's output may hold between two of its lexemes, unless the schema
-/// says otherwise in its `x-guidance` options: up to 20 spaces or tabs, or one or two line breaks
-/// and an indent of up to 20 (about what llama.cpp's conversion allows). Unbounded whitespace
-/// lets a small model write blank lines until `max_tokens`.
-const JSON_WHITESPACE: &str = r"[\x20\x09]{1,20}|(\x0D?\x0A){1,2}[\x20\x09]{0,20}";
+/// says otherwise in its `x-guidance` options: one space, or a line break (or two) and an indent
+/// of up to 20 spaces or up to 5 tabs. This is llama.cpp's conversion, less indents that mix
+/// spaces and tabs, which no JSON writer makes: a small model at a temperature wanders into them,
+/// a token a character, and writes whitespace until `max_tokens`.
+const JSON_WHITESPACE: &str = r"\x20|(\x0D?\x0A){1,2}(\x20{1,20}|\x09{1,5})?";
 
 /// What constrains a stream.
 #[derive(Clone, Copy, Debug)]
