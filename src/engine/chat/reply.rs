@@ -242,7 +242,16 @@ impl Reply {
         if let Some(r) = &mut self.reader {
             // The whole reply; where it does not read as a whole (cut short, or off the format),
             // as much as reads, and the rest of the text as it was written.
-            let p = r.read(false).or_else(|| r.read(true));
+            let whole = r.read(false);
+            if whole.is_none() {
+                crate::engine::log::log_info!(
+                    "chat: the reply does not follow the template's format ({}) to its end \
+                     (cut short, or written off the format); read as far as it does, the rest \
+                     given as text",
+                    r.format.name
+                );
+            }
+            let p = whole.or_else(|| r.read(true));
             match p {
                 Some(p) => {
                     r.advance(&p, &mut out);

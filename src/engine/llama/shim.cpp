@@ -11,6 +11,7 @@
 
 #include "ggml-backend.h"
 #include "llama.h"
+#include "log.h" // llama.cpp's common library
 
 #include <dlfcn.h>
 
@@ -152,6 +153,12 @@ int mshim_backend_init(const char *backend_dir, bool load_dynamic) noexcept {
         }
         llama_backend_init();
         (void)ggml_backend_dev_count();
+        // llama.cpp's common library (chat formats, JSON schema grammars) logs through a logger
+        // of its own that writes to stderr and cannot be given minerva's sink. A library does
+        // not write to stderr by itself: it is silenced, and what it would say (a reply off its
+        // template's format, a template it cannot read) minerva says through its own log and
+        // errors. Set once, before any of common's code runs.
+        common_log_set_verbosity_thold(-1);
     });
 }
 
