@@ -80,7 +80,8 @@ run_godot() {
     fi
 }
 
-run_godot api -s res://tests/api_test.gd
+MINERVA_REASONING_TEMPLATE="$here/../tests/templates/real/deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja" \
+    run_godot api -s res://tests/api_test.gd
 run_godot dialogue --quit-when-done
 echo "    the dialogue:"
 grep -E '^(Tom|Mira): ' build/dialogue.out | sed 's/^/    /'

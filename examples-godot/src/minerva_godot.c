@@ -19,8 +19,8 @@
  * Which calls may wait. open() loads the model and blocks (about a second for a small model: call
  * it on a loading screen); close() (and dropping the last reference) cancels the streams and waits
  * for the engine thread to stop. Everything else returns at once: start(), start_chat(), read(),
- * is_finished(), status(), stats(), error(), tool_calls(), cancel() and free_stream() never wait
- * for the model.
+ * is_finished(), status(), stats(), error(), tool_calls(), reasoning(), cancel() and free_stream()
+ * never wait for the model.
  *
  * Lifetimes. Stream ids are never reused: an id that was freed, or never given, is refused with
  * MINERVA_ERR_INVALID_ARGUMENT (and an error printed), never a crash. A MinervaEngine is a
@@ -235,6 +235,10 @@ static const field CHAT_FIELDS[] = {
     F(minerva_chat_params, tools_json, K_STR),
     F(minerva_chat_params, tool_choice, K_U32),
     F(minerva_chat_params, add_generation_prompt, K_BOOL),
+    F(minerva_chat_params, template_kwargs_json, K_STR),
+    F(minerva_chat_params, reasoning, K_U32),
+    F(minerva_chat_params, continue_final_message, K_BOOL),
+    F(minerva_chat_params, max_tool_calls, K_U32),
 };
 #undef F
 
@@ -565,7 +569,8 @@ METHOD(m_start) {
 /* start_chat(messages: Array, settings: Dictionary = {}) -> int stream id (0 on failure).
  * messages: [{"role": "user", "content": "..."}, ...] (also "tool_calls_json", "tool_call_id");
  * settings: the keys of start() and of minerva_chat_params (chat_template, tools_json,
- * tool_choice, add_generation_prompt). Never waits. */
+ * tool_choice, add_generation_prompt, template_kwargs_json, reasoning, continue_final_message,
+ * max_tool_calls). Never waits. */
 METHOD(m_start_chat) {
     SELF;
     if (!need_open(self, "start_chat")) return v_int(0);
@@ -707,29 +712,54 @@ METHOD(m_stats) {
     return dict_to_variant(&d);
 }
 
+/* A stream's text read by a minerva_stream_* reader with the buffer rules of minerva_chat_format:
+ * asked for its length, then read, again if it grew in between (reasoning grows while the stream
+ * runs). "" with last_status() set on failure. */
+typedef minerva_status (*text_reader)(const minerva_stream *, char *, size_t, size_t *);
+
+static godot_variant read_whole(instance *self, slot *s, text_reader reader, const char *what) {
+    size_t len = 0;
+    minerva_status st = reader(s->stream, NULL, 0, &len);
+    for (int tries = 0; st == MINERVA_ERR_BUFFER_TOO_SMALL && tries < 8; tries++) {
+        char *buf = malloc(len + 1);
+        if (!buf) {
+            fail(self, MINERVA_ERR_OUT_OF_MEMORY, true, "%s: out of memory", what);
+            return v_str("");
+        }
+        st = reader(s->stream, buf, len + 1, &len);
+        if (st == MINERVA_OK) {
+            godot_variant v = v_str_len(buf, len);
+            free(buf);
+            succeed(self);
+            return v;
+        }
+        free(buf);
+    }
+    if (st == MINERVA_OK) { /* empty: a NULL buffer of 0 bytes holds it */
+        succeed(self);
+        return v_str("");
+    }
+    fail_minerva(self, st, what);
+    return v_str("");
+}
+
 /* tool_calls(id: int) -> String: the JSON array of the reply's tool calls once the stream has
  * ended ("[]" if none); "" with last_status() set if it has not ended. */
 METHOD(m_tool_calls) {
     SELF;
     slot *s = stream_arg(self, "tool_calls", nargs, args);
     if (!s) return v_str("");
-    size_t len = 0;
-    minerva_status st = minerva_stream_tool_calls(s->stream, NULL, 0, &len);
-    if (st != MINERVA_OK && st != MINERVA_ERR_BUFFER_TOO_SMALL) {
-        fail_minerva(self, st, "MinervaEngine.tool_calls");
-        return v_str("");
-    }
-    char *buf = malloc(len + 1);
-    if (!buf) {
-        fail(self, MINERVA_ERR_OUT_OF_MEMORY, true, "MinervaEngine.tool_calls: out of memory");
-        return v_str("");
-    }
-    st = minerva_stream_tool_calls(s->stream, buf, len + 1, &len);
-    godot_variant v = st == MINERVA_OK ? v_str_len(buf, len) : v_str("");
-    if (st != MINERVA_OK) fail_minerva(self, st, "MinervaEngine.tool_calls");
-    else succeed(self);
-    free(buf);
-    return v;
+    return read_whole(self, s, minerva_stream_tool_calls, "MinervaEngine.tool_calls");
+}
+
+/* reasoning(id: int) -> String: the reasoning of a chat stream's reply so far (what the
+ * template's format marks as reasoning, kept out of read()'s text); "" if none. Readable while
+ * the stream runs. */
+METHOD(m_reasoning) {
+    SELF;
+    slot *s = stream_arg(self, "reasoning", nargs, args);
+    if (!s) return v_str("");
+    return read_whole(self, s, minerva_stream_reasoning, "MinervaEngine.reasoning");
 }
 
 /* cancel(id: int) -> bool: asks the stream to end (its text so far stays readable). */
@@ -849,6 +879,7 @@ EXPORT void godot_nativescript_init(void *handle) {
         {"status_string", m_status_string},
         {"prefill", m_prefill},     {"save_cache", m_save_cache},
         {"load_cache", m_load_cache},
+        {"reasoning", m_reasoning},
     };
     godot_method_attributes attr = {GODOT_METHOD_RPC_MODE_DISABLED};
     for (size_t i = 0; i < sizeof METHODS / sizeof *METHODS; i++) {

@@ -230,6 +230,32 @@ func _init() -> void:
 			"an unknown role is refused: " + short(chat.last_error()))
 		check(chat.start_chat(["hi"]) == 0 and chat.last_status() == ERR_INVALID_ARGUMENT, "a message that is not a Dictionary is refused")
 		chat.free_stream(c)
+		# 0.3: reasoning kept apart. DeepSeek R1's template opens <think> in its generation prompt;
+		# a grammar literal makes the model write a reply with reasoning.
+		var f := File.new()
+		if f.open(OS.get_environment("MINERVA_REASONING_TEMPLATE"), File.READ) == OK:
+			var r1 := f.get_as_text()
+			f.close()
+			c = chat.start_chat([{"role": "user", "content": "Weather?"}], greedy({"max_tokens": 64,
+				"chat_template": r1, "template_kwargs_json": '{"enable_thinking": true}',
+				"grammar": 'root ::= "Sun or rain.\\n</think>\\n\\nIt is sunny."'}))
+			text = pull_all(chat, c)
+			var reasoning: String = chat.reasoning(c)
+			check(c != 0 and "It is sunny." in text and not ("Sun or rain" in text) and not ("think" in text)
+					and "Sun or rain." in reasoning and not ("think" in reasoning),
+				"reasoning kept apart: text \"%s\", reasoning \"%s\"" % [short(text), short(reasoning)])
+			chat.free_stream(c)
+			c = chat.start_chat([{"role": "user", "content": "Weather?"}], greedy({"max_tokens": 64,
+				"chat_template": r1, "reasoning": 1,
+				"grammar": 'root ::= "Sun or rain.\\n</think>\\n\\nIt is sunny."'}))
+			text = pull_all(chat, c)
+			check(c != 0 and "</think>" in text and chat.reasoning(c) == "", "reasoning NONE keeps it in the text")
+			chat.free_stream(c)
+			check(chat.start_chat([{"role": "user", "content": "hi"}], {"template_kwargs_json": "[1]"}) == 0
+					and chat.last_status() == ERR_INVALID_ARGUMENT and "template_kwargs_json" in chat.last_error(),
+				"bad template_kwargs_json is refused: " + short(chat.last_error()))
+		else:
+			check(false, "read the template at MINERVA_REASONING_TEMPLATE")
 	chat.close()
 	finish()
 
