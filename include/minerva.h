@@ -1269,7 +1269,8 @@ minerva_status minerva_chat_stream_new(struct minerva_engine *engine, const stru
 /*
  Once the stream has ended (from its finish callback on): the tool calls of its reply, as a JSON
  array of
- `{"id": "call_0", "name": "...", "arguments": {...}}` (ids unique within the stream), "[]" when
+ `{"id": "call_k3x9q0a2b", "name": "...", "arguments": {...}}` (the model's own id where its
+ format writes one, otherwise "call_" and 9 letters and digits, unique in the process), "[]" when
  there are none (and for streams without tools). A `MINERVA_TOOL_CHOICE_REQUIRED` reply that
  `max_tokens` cut short (finish reason LENGTH) gives the calls it had completed; give it room
  for four calls (small models write up to four, a few hundred tokens). Pass it back as

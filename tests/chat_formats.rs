@@ -387,8 +387,10 @@ fn continue_final_message() {
 fn tool_turns_render_and_run() {
     let _one = one_at_a_time();
     let e = engine();
-    // Mistral's template takes only ids of 9 letters and digits.
-    let calls = r#"[{"id": "call00000", "name": "get_weather", "arguments": {"city": "Paris"}}]"#;
+    // An id as minerva makes them (Mistral's template takes only ids that end in 9 letters and
+    // digits).
+    let calls =
+        r#"[{"id": "call_k3x9q0a2b", "name": "get_weather", "arguments": {"city": "Paris"}}]"#;
     let msgs = vec![
         Message::new("user", "What is the weather in Paris?"),
         Message {
@@ -401,7 +403,7 @@ fn tool_turns_render_and_run() {
             role: "tool".into(),
             content: Some("sunny, 21 C".into()),
             tool_calls: None,
-            tool_call_id: Some("call00000".into()),
+            tool_call_id: Some("call_k3x9q0a2b".into()),
         },
     ];
     let mut failed = Vec::new();

@@ -480,7 +480,7 @@ func (s *Stream) ErrorText() string {
 
 // ToolCall is one call of a tool by a chat reply.
 type ToolCall struct {
-	ID        string          `json:"id"` // "call_0", "call_1", ... within one reply
+	ID        string          `json:"id"` // the model's own, or "call_" and 9 letters and digits, unique in the process
 	Name      string          `json:"name"`
 	Arguments json.RawMessage `json:"arguments"` // a JSON object
 }

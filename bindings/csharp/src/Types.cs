@@ -262,8 +262,8 @@ namespace Minerva
             ArgumentsJson = argumentsJson;
         }
 
-        /// <summary>"call_0", "call_1", ...: unique within one reply; a "tool" turn answering the
-        /// call gives it as ToolCallId.</summary>
+        /// <summary>The model's own id, or "call_" and 9 letters and digits, unique in the process;
+        /// a "tool" turn answering the call gives it as ToolCallId.</summary>
         public string Id { get; private set; }
         /// <summary>The tool's name, one of those offered.</summary>
         public string Name { get; private set; }

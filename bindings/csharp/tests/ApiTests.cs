@@ -672,7 +672,7 @@ namespace Minerva.Tests
             var parsed = (List<object>)MiniJson.Parse(json);
             Assert.True(parsed.Count >= 1 && parsed.Count <= 4, "one to four calls: " + json);
             Assert.Equal(parsed.Count, calls.Length, "ToolCalls() reads them all");
-            Assert.Equal("call_0", calls[0].Id, "id");
+            Assert.True(System.Text.RegularExpressions.Regex.IsMatch(calls[0].Id, "^call_[0-9a-z]{9}$"), "id: " + calls[0].Id);
             Assert.Equal("walk_to", calls[0].Name, "name");
             var args = (Dictionary<string, object>)MiniJson.Parse(calls[0].ArgumentsJson);
             Assert.True(new[] { "gate", "tavern" }.Contains((string)args["place"]), "arguments: " + calls[0].ArgumentsJson);

@@ -1,6 +1,7 @@
 """Chat on the model with a chat template: rendering, replies, tool calls."""
 
 import json
+import re
 
 import pytest
 
@@ -65,7 +66,8 @@ def test_tool_call_required(chat_engine):
     assert reply.finish_reason == minerva.FinishReason.EOS
     calls = reply.tool_calls
     assert 1 <= len(calls) <= 4
-    assert calls[0]["id"] == "call_0" and calls[0]["name"] == "walk_to"
+    assert re.fullmatch(r"call_[0-9a-z]{9}", calls[0]["id"]) and calls[0]["name"] == "walk_to"
+    assert len({c["id"] for c in calls}) == len(calls)
     assert calls[0]["arguments"]["place"] in ("gate", "tavern")
     # Through a stream, with the tools as JSON text and the enum value.
     with chat_engine.chat_stream(TURNS, tools_json=json.dumps(TOOLS),
@@ -76,9 +78,9 @@ def test_tool_call_required(chat_engine):
         assert json.loads(s.tool_calls_json()) == s.tool_calls()
     # The calls and a tool's answer go back into the conversation.
     turns = TURNS + [{"role": "assistant", "content": None, "tool_calls": calls},
-                     {"role": "tool", "tool_call_id": "call_0", "content": "You are there."}]
+                     {"role": "tool", "tool_call_id": calls[0]["id"], "content": "You are there."}]
     text = chat_engine.format_chat(turns, tools=TOOLS)
-    assert "You are there." in text and "call_0" in text
+    assert "You are there." in text and calls[0]["id"] in text
     answer = chat_engine.chat(turns, tools=TOOLS, tool_choice="none", temperature=0,
                               max_tokens=16)
     assert answer.tool_calls == []

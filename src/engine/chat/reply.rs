@@ -274,10 +274,8 @@ impl Reply {
             calls.extend(captured);
         }
         calls.truncate(self.max_calls);
-        for (i, c) in calls.iter_mut().enumerate() {
-            if c.id.is_empty() {
-                c.id = format!("call_{i}");
-            }
+        for c in calls.iter_mut().filter(|c| c.id.is_empty()) {
+            c.id = super::tools::new_call_id();
         }
         Finished {
             text,

@@ -323,11 +323,7 @@ impl Capture {
             },
             _ => text = held,
         }
-        let mut calls = std::mem::take(&mut self.calls);
-        for (i, c) in calls.iter_mut().enumerate() {
-            c.id = format!("call_{i}");
-        }
-        (text, calls)
+        (text, std::mem::take(&mut self.calls))
     }
 
     /// A whole reply as calls: minerva's `{"tool_calls": [...]}`, or one `{"name", "arguments"}`.
@@ -405,6 +401,26 @@ impl Capture {
     }
 }
 
+/// A new id for a call the model wrote without one: "call_" and 9 letters and digits, unique in
+/// the process (a counter, spread over 36^9 values by a multiplication that maps them one to
+/// one). Templates show ids as given, and Mistral's takes only ids of at least 9 letters and
+/// digits at their end; unique ids keep the turns of a conversation apart.
+pub fn new_call_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    const SPACE: u64 = 36u64.pow(9);
+    // Prime to 36 (not even, not a multiple of 3): n -> n * MIX mod SPACE is one to one.
+    const MIX: u64 = 0x2F6B_4D35;
+    let n = NEXT.fetch_add(1, Ordering::Relaxed) % SPACE;
+    let mut v = ((n as u128 * MIX as u128) % SPACE as u128) as u64;
+    let mut digits = [b'0'; 9];
+    for d in digits.iter_mut().rev() {
+        *d = b"0123456789abcdefghijklmnopqrstuvwxyz"[(v % 36) as usize];
+        v /= 36;
+    }
+    format!("call_{}", std::str::from_utf8(&digits).expect("ASCII"))
+}
+
 /// Calls as the C API gives them: `[{"id", "name", "arguments"}]`.
 pub fn calls_json(calls: &[ToolCall]) -> String {
     let list: Vec<Value> = calls
@@ -467,7 +483,6 @@ mod tests {
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].name, "move");
         assert_eq!(c[0].arguments["to"], "inn");
-        assert_eq!(c[0].id, "call_0");
     }
 
     #[test]
@@ -516,7 +531,6 @@ mod tests {
         assert_eq!(c.len(), 2);
         assert_eq!(c[0].arguments["to"], "a}\"{");
         assert_eq!(c[1].arguments["to"], "b");
-        assert_eq!(c[1].id, "call_1");
         // Nothing complete: no calls.
         let (_, c) = run(true, &["{\"tool_calls\": [{\"name\": \"move\", \"argu"]);
         assert!(c.is_empty());
@@ -564,5 +578,20 @@ mod tests {
         ] {
             assert!(parse_tools(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn call_ids_are_unique_and_fit_every_template() {
+        let ids: Vec<String> = (0..10_000).map(|_| new_call_id()).collect();
+        let unique: HashSet<&str> = ids.iter().map(String::as_str).collect();
+        assert_eq!(unique.len(), ids.len());
+        for id in &ids {
+            let tail = id.strip_prefix("call_").expect(id);
+            assert_eq!(tail.len(), 9, "{id}");
+            assert!(tail.bytes().all(|b| b.is_ascii_alphanumeric()), "{id}");
+        }
+        // Mistral's template shows the last 9: unique too.
+        let tails: HashSet<&str> = ids.iter().map(|i| &i[i.len() - 9..]).collect();
+        assert_eq!(tails.len(), ids.len());
     }
 }
