@@ -85,7 +85,7 @@ int main(int argc, char **argv) {
     }
     if (run_frames(s, "") != MINERVA_OK) fprintf(stderr, "stream: %s\n", minerva_stream_error(s));
 
-    /* The calls, as JSON: [{"id": "call_0", "name": "walk_to", "arguments": {...}}, ...]. */
+    /* The calls, as JSON: [{"id": "call_k3x9q0a2b", "name": "walk_to", "arguments": {...}}, ...]. */
     size_t len = 0;
     minerva_stream_tool_calls(s, NULL, 0, &len); /* the size, then the text */
     char *calls = malloc(len + 1);
@@ -100,8 +100,16 @@ int main(int argc, char **argv) {
                        : strstr(calls, "\"name\":\"open_gate\"")   ? "The gate creaks open."
                                                                    : "Nothing happens.";
     printf("Game: %s\n", what);
+    /* The tool turn answers the first call by its id. */
+    char id[64] = "";
+    const char *at = strstr(calls, "\"id\":\"");
+    if (at) {
+        at += strlen("\"id\":\"");
+        size_t n = strcspn(at, "\"");
+        if (n < sizeof id) memcpy(id, at, n), id[n] = '\0';
+    }
     turns[2] = (minerva_chat_message){"assistant", NULL, calls, NULL};
-    turns[3] = (minerva_chat_message){"tool", "{\"done\": true}", NULL, "call_0"};
+    turns[3] = (minerva_chat_message){"tool", "{\"done\": true}", NULL, id};
 
     /* Next turn: the guard speaks about it (AUTO: text, or more calls). */
     chat.tool_choice = MINERVA_TOOL_CHOICE_AUTO;

@@ -484,7 +484,7 @@ typedef struct minerva_generate_params {
    accepts such a schema with those keywords left unchecked. minerva narrows what a schema
    leaves open, so that a model cannot write on until `max_tokens`: a number without bounds
    has at most 16 digits before the point and 10 after it, and whitespace between two JSON
-   tokens is a run of at most 20 spaces or tabs, or one or two line breaks and an indent
+   tokens is one space, or one or two line breaks and an indent of at most 20 spaces or 5 tabs
    (`"x-guidance": {"whitespace_flexible": true}` lifts it); an object whose schema does not
    mention `additionalProperties` (or `patternProperties`) gets none, as llama.cpp's
    conversion did, unless the schema uses `allOf` (`"additionalProperties": true` keeps them).

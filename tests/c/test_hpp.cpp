@@ -187,8 +187,12 @@ int main() {
         CHECK(s.wait());
         std::string calls = s.tool_calls();
         CHECK(calls.find("\"walk_to\"") != std::string::npos);
+        // The tool turn answers the first call by its id: "call_" and 9 letters and digits.
+        size_t at = calls.find("\"id\":\"call_");
+        CHECK(at != std::string::npos && calls.size() > at + 20 && calls[at + 20] == '"');
+        std::string id = calls.substr(at + 6, 14);
         turns.push_back({"assistant", "", calls});
-        turns.push_back({"tool", "The thief is caught.", "", "call_0"});
+        turns.push_back({"tool", "The thief is caught.", "", id});
         minerva::Stream next = chat_engine.chat(turns, minerva::chat_params(), greedy(8));
         next.read_all();
         CHECK(next.wait());

@@ -244,11 +244,15 @@ impl Reply {
             // as much as reads, and the rest of the text as it was written.
             let whole = r.read(false);
             if whole.is_none() {
-                crate::engine::log::log_info!(
-                    "chat: the reply does not follow the template's format ({}) to its end \
-                     (cut short, or written off the format); read as far as it does, the rest \
-                     given as text",
-                    r.format.name
+                // Debug: every reply that max_tokens cuts short is one.
+                crate::engine::log::log(
+                    crate::engine::log::Level::Debug,
+                    &format!(
+                        "chat: the reply does not follow the template's format ({}) to its end \
+                         (cut short, or written off the format); read as far as it does, the \
+                         rest given as text",
+                        r.format.name
+                    ),
                 );
             }
             let p = whole.or_else(|| r.read(true));

@@ -190,7 +190,7 @@ pub fn history_calls(json_text: &str, index: usize) -> Result<Value> {
         let id = c
             .get("id")
             .and_then(Value::as_str)
-            .map_or_else(|| format!("call_{k}"), str::to_owned);
+            .map_or_else(|| format!("call_{k:09}"), str::to_owned);
         out.push(json!({
             "id": id,
             "type": "function",
@@ -401,17 +401,27 @@ impl Capture {
     }
 }
 
-/// A new id for a call the model wrote without one: "call_" and 9 letters and digits, unique in
-/// the process (a counter, spread over 36^9 values by a multiplication that maps them one to
-/// one). Templates show ids as given, and Mistral's takes only ids of at least 9 letters and
-/// digits at their end; unique ids keep the turns of a conversation apart.
+/// A new id for a call the model wrote without one: "call_" and 9 letters and digits. A counter
+/// that starts at a random value in each process, spread over 36^9 values by a multiplication
+/// that maps them one to one: unique in the process, and a conversation saved and resumed by
+/// another process meets an id of its history by chance only (36^9 is 10^14). Templates show ids
+/// as given, and Mistral's take only ids that end in 9 letters and digits.
 pub fn new_call_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(1);
+    use std::sync::OnceLock;
+    static START: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     const SPACE: u64 = 36u64.pow(9);
     // Prime to 36 (not even, not a multiple of 3): n -> n * MIX mod SPACE is one to one.
     const MIX: u64 = 0x2F6B_4D35;
-    let n = NEXT.fetch_add(1, Ordering::Relaxed) % SPACE;
+    // std's RandomState is seeded from the operating system's randomness.
+    let start = *START.get_or_init(|| {
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    });
+    let n = start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % SPACE;
     let mut v = ((n as u128 * MIX as u128) % SPACE as u128) as u64;
     let mut digits = [b'0'; 9];
     for d in digits.iter_mut().rev() {
