@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use minerva::engine::cache::{decode, fnv1a, Fit};
+use minerva::engine::cache::format::{decode, fnv1a, Fit};
 
 fuzz_target!(|data: &[u8]| {
     let fit = Fit {

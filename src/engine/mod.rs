@@ -167,7 +167,7 @@ impl Engine {
                 n_ctx,
                 n_batch: batch_tokens,
                 n_seq_max: config.max_streams,
-                kept_seqs: cache::pinnable(config.max_streams),
+                kept_seqs: cache::format::pinnable(config.max_streams),
                 threads,
                 embeddings: false,
                 backend_sampling: device::samples_on_backend(placed.output_kind),

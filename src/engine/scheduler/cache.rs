@@ -7,20 +7,13 @@
 //! cache. An unpinned one takes a stream slot as a stream does (its cells then stay as that
 //! slot's cache, evicted as any other); a pinned one takes a pinned sequence.
 
-use super::request::Request;
+use super::request::{CacheJob, Request};
 use super::slot::Active;
 use super::Scheduler;
-use crate::engine::cache::Entry;
+use crate::engine::cache::format::Entry;
 use crate::engine::error::{Error, Result, Status};
 use crate::engine::llama::Token;
 use crate::engine::stream::FinishReason;
-use std::sync::mpsc::SyncSender;
-
-/// A save or load for the engine thread, with where its answer goes.
-pub(crate) enum CacheJob {
-    Save(SyncSender<Result<Vec<Entry>>>),
-    Load(Vec<Entry>, SyncSender<Result<usize>>),
-}
 
 fn common_prefix(a: &[Token], b: &[Token]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()

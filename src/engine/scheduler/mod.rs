@@ -18,7 +18,7 @@
 //! one at a time with a finish callback run by a caller freeing a queued stream); no other lock
 //! is held while a callback runs.
 
-pub(crate) mod cache;
+mod cache;
 mod constrain;
 mod intake;
 mod pick;
@@ -37,6 +37,7 @@ use constrain::{Constrainer, Job};
 use pick::Pick;
 use plan::{generating_before_prompts, plan_batch, Pace, Work};
 use profile::Profile;
+pub(crate) use request::CacheJob;
 use slot::Active;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -93,7 +94,7 @@ impl Scheduler {
         embedder: Embedder,
     ) -> Scheduler {
         let batch_tokens = batch.capacity();
-        let pinnable = crate::engine::cache::pinnable(max_streams as u32) as usize;
+        let pinnable = crate::engine::cache::format::pinnable(max_streams as u32) as usize;
         let sample_threads = ctx.threads() as usize;
         Scheduler {
             constrainer: Constrainer::new(mailbox.clone()),

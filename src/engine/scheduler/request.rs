@@ -1,5 +1,7 @@
-//! What callers hand to the engine thread: started streams and the shutdown flag.
+//! What callers hand to the engine thread: started streams, saves and loads of the prompt cache,
+//! and the shutdown flag.
 
+use crate::engine::cache::format::Entry;
 use crate::engine::callback::callback_scope;
 use crate::engine::constraint::Constraint;
 use crate::engine::error::{Error, Result, Status};
@@ -9,6 +11,7 @@ use crate::engine::stream::{FinishFn, FinishReason, Queue, StreamShared, TokenFn
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicUsize;
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 
 /// A stream that was started and waits for the engine thread.
@@ -70,6 +73,13 @@ impl Drop for Request {
     }
 }
 
+/// A save or load of the prompt cache for the engine thread (`cache.rs`), with where its answer
+/// goes.
+pub(crate) enum CacheJob {
+    Save(SyncSender<Result<Vec<Entry>>>),
+    Load(Vec<Entry>, SyncSender<Result<usize>>),
+}
+
 /// What callers hand to the engine thread.
 #[derive(Default)]
 pub(crate) struct Incoming {
@@ -79,7 +89,7 @@ pub(crate) struct Incoming {
     /// Embedding calls waiting for the engine thread.
     pub embeds: VecDeque<Arc<crate::engine::embed::EmbedJob>>,
     /// Saves and loads of the prompt cache, for the engine thread (`cache.rs`).
-    pub cache_jobs: VecDeque<super::cache::CacheJob>,
+    pub cache_jobs: VecDeque<CacheJob>,
     /// Deferred samplings done by the constraint thread, for the engine thread to take.
     pub sampled: VecDeque<Sampled>,
     /// Queued streams that callers took back out and are ending on their own threads (their
