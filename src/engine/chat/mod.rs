@@ -2,6 +2,7 @@
 //! turn, and tool calls. Rendering is in [`template`], tools in [`tools`]; this file chooses the
 //! template and turns messages into the template's variables.
 
+pub mod capture;
 pub mod format;
 pub mod reply;
 pub mod template;
@@ -9,11 +10,12 @@ pub mod tools;
 
 use super::error::{Error, Result};
 use super::llama::{self, Model};
+pub use capture::Capture;
 use format::Formats;
 pub use reply::{ChatStream, Reply};
 use serde_json::{json, Value};
 use template::Template;
-pub use tools::{Capture, Tool, ToolCall, ToolChoice};
+pub use tools::{Tool, ToolCall, ToolChoice};
 
 /// One turn of a conversation.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -22,7 +24,7 @@ pub struct Message {
     pub role: String,
     /// None only for an assistant turn that only called tools.
     pub content: Option<String>,
-    /// Assistant turns: the calls it made, as [`tools::calls_json`] gave them.
+    /// Assistant turns: the calls it made, as [`capture::calls_json`] gave them.
     pub tool_calls: Option<String>,
     /// Tool turns: the id of the call answered.
     pub tool_call_id: Option<String>,

@@ -6,8 +6,9 @@
 //! parser leaves a partial marker out of the content). Where the template has no call syntax of
 //! its own, minerva's [`Capture`] reads the calls out of the text that comes through.
 
+use super::capture::{self, Capture};
 use super::format::Format;
-use super::tools::{Capture, Tool, ToolCall};
+use super::tools::{Tool, ToolCall};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -279,7 +280,7 @@ impl Reply {
         }
         calls.truncate(self.max_calls);
         for c in calls.iter_mut().filter(|c| c.id.is_empty()) {
-            c.id = super::tools::new_call_id();
+            c.id = capture::new_call_id();
         }
         Finished {
             text,

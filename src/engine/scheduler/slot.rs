@@ -4,7 +4,7 @@
 
 use super::request::Request;
 use crate::engine::callback::callback_scope;
-use crate::engine::chat::{tools, Reply};
+use crate::engine::chat::{capture, Reply};
 use crate::engine::error::{Error, Status};
 use crate::engine::llama::{Model, Sampler, Token};
 use crate::engine::stream::{Control, FinishReason, StreamShared, TokenFn};
@@ -267,7 +267,7 @@ impl Active {
                 deliver(&self.req.shared, &mut self.req.on_token, &done.text);
             }
             if let Some(calls) = done.calls {
-                self.req.shared.set_tool_calls(tools::calls_json(&calls));
+                self.req.shared.set_tool_calls(capture::calls_json(&calls));
             }
         }
         let tps = self.timing.tokens_per_second();
