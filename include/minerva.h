@@ -1124,9 +1124,10 @@ minerva_status minerva_detokenize(struct minerva_engine *engine, const minerva_t
  Added in 0.3. Computes `prompt`'s KV into the engine's prompt cache now, without generating:
  a later stream (or chat stream) whose prompt starts with it skips those tokens
  (`cached_prompt_tokens` says how many), when it runs with `cache_prompt` and the engine's LoRA
- scales (the prefix is computed with them; a stream with other scales computes its own). `prompt` is tokenized as a stream's is (BOS where the
- vocabulary asks for it, special tokens recognized), so end it where a prompt that continues it
- would split into the same tokens (at a newline, say).
+ scales (the prefix is computed with them; a stream with other scales computes its own).
+ `prompt` is tokenized as a stream's is (BOS where the vocabulary asks for it, special tokens
+ recognized), so end it where a prompt that continues it would split into the same tokens (at
+ a newline, say).
 
  `pin`: the prefix is kept until the engine is freed, never evicted by other prompts, in a
  sequence of its own beside the stream slots (it takes no stream slot); an engine pins up to
@@ -1188,8 +1189,8 @@ minerva_status minerva_cache_load(struct minerva_engine *engine, const void *buf
 
 /*
  Added in 0.3. `minerva_cache_save` into the file at `path` (UTF-8), written whole or not at
- all (a temporary file beside it, flushed to the disk, renamed over it). Errors: those of `minerva_cache_save`, and
- `MINERVA_ERR_IO` naming the file.
+ all (a temporary file beside it, flushed to the disk, renamed over it). Errors: those of
+ `minerva_cache_save`, and `MINERVA_ERR_IO` naming the file.
  */
 minerva_status minerva_cache_save_file(struct minerva_engine *engine, const char *path);
 

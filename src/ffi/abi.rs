@@ -169,6 +169,29 @@ pub(crate) struct UserData(pub *mut std::ffi::c_void);
 unsafe impl Send for UserData {}
 unsafe impl Sync for UserData {}
 
+/// A caller's array of `count` items at `ptr` (`what` and `count_name` name them in the error):
+/// empty for a count of 0 whatever `ptr` is, an error for NULL with a count.
+///
+/// # Safety
+/// `ptr` is NULL or points to `count` readable items that outlive `'a`.
+pub(crate) unsafe fn array_arg<'a, T>(
+    ptr: *const T,
+    count: usize,
+    what: &str,
+    count_name: &str,
+) -> Result<&'a [T], Error> {
+    if count == 0 {
+        Ok(&[])
+    } else if ptr.is_null() {
+        Err(Error::invalid(format!(
+            "{what} is NULL but {count_name} is {count}"
+        )))
+    } else {
+        // SAFETY: the caller's array of count items (above).
+        Ok(unsafe { std::slice::from_raw_parts(ptr, count) })
+    }
+}
+
 /// Copies `data` into a caller's buffer (`buf`, room for `cap` items) under the rule of the 0.2
 /// functions: `*out_len` always gets the whole length needed; `MINERVA_ERR_BUFFER_TOO_SMALL` when
 /// it does not fit (the buffer is then not written), so that `f(..., NULL, 0, &n)` asks for the

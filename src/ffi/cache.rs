@@ -8,9 +8,10 @@ use std::ffi::c_char;
 /// Added in 0.3. Computes `prompt`'s KV into the engine's prompt cache now, without generating:
 /// a later stream (or chat stream) whose prompt starts with it skips those tokens
 /// (`cached_prompt_tokens` says how many), when it runs with `cache_prompt` and the engine's LoRA
-/// scales (the prefix is computed with them; a stream with other scales computes its own). `prompt` is tokenized as a stream's is (BOS where the
-/// vocabulary asks for it, special tokens recognized), so end it where a prompt that continues it
-/// would split into the same tokens (at a newline, say).
+/// scales (the prefix is computed with them; a stream with other scales computes its own).
+/// `prompt` is tokenized as a stream's is (BOS where the vocabulary asks for it, special tokens
+/// recognized), so end it where a prompt that continues it would split into the same tokens (at
+/// a newline, say).
 ///
 /// `pin`: the prefix is kept until the engine is freed, never evicted by other prompts, in a
 /// sequence of its own beside the stream slots (it takes no stream slot); an engine pins up to
@@ -99,22 +100,15 @@ pub unsafe extern "C" fn minerva_cache_load(
 ) -> minerva_status {
     ffi_export!({
         let engine = try_ref!(engine, "engine");
-        if buf.is_null() && len > 0 {
-            return Err(Error::invalid(format!("buf is NULL but len is {len}")));
-        }
-        let bytes: &[u8] = if len == 0 {
-            &[]
-        } else {
-            // SAFETY: the caller's buffer of len readable bytes.
-            unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) }
-        };
+        // SAFETY: buf is NULL or the caller's buffer of len readable bytes.
+        let bytes = unsafe { array_arg(buf.cast::<u8>(), len, "buf", "len") }?;
         engine.inner.cache_load(bytes).map(|_| ())
     })
 }
 
 /// Added in 0.3. `minerva_cache_save` into the file at `path` (UTF-8), written whole or not at
-/// all (a temporary file beside it, flushed to the disk, renamed over it). Errors: those of `minerva_cache_save`, and
-/// `MINERVA_ERR_IO` naming the file.
+/// all (a temporary file beside it, flushed to the disk, renamed over it). Errors: those of
+/// `minerva_cache_save`, and `MINERVA_ERR_IO` naming the file.
 #[no_mangle]
 pub unsafe extern "C" fn minerva_cache_save_file(
     engine: *mut minerva_engine,

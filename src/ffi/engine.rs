@@ -225,22 +225,14 @@ unsafe fn convert_loras(
     loras: *const minerva_lora,
     count: usize,
 ) -> Result<Vec<(String, f32)>, Error> {
-    if count == 0 {
-        return Ok(Vec::new());
-    }
-    if loras.is_null() {
-        return Err(Error::invalid(format!(
-            "params.loras is NULL but params.lora_count is {count}"
-        )));
-    }
     if count > crate::engine::params::MAX_LORAS {
         return Err(Error::invalid(format!(
             "params.lora_count is {count}; an engine takes at most {} adapters",
             crate::engine::params::MAX_LORAS
         )));
     }
-    // SAFETY: the caller's array holds count entries.
-    let list = unsafe { std::slice::from_raw_parts(loras, count) };
+    // SAFETY: loras is NULL or the caller's array of count entries.
+    let list = unsafe { array_arg(loras, count, "params.loras", "params.lora_count") }?;
     let mut out = Vec::with_capacity(count);
     for (i, l) in list.iter().enumerate() {
         if l.path.is_null() {

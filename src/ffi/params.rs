@@ -269,20 +269,18 @@ pub(crate) unsafe fn convert_params(
     // SAFETY: NULL or NUL-terminated strings, as the header requires.
     let grammar = unsafe { opt_str(p.grammar, "params.grammar") }?.map(str::to_owned);
     let json_schema = unsafe { opt_str(p.json_schema, "params.json_schema") }?.map(str::to_owned);
-    let logit_bias = if p.logit_bias_count == 0 {
-        Vec::new()
-    } else if p.logit_bias.is_null() {
-        return Err(Error::invalid(format!(
-            "params.logit_bias is NULL but params.logit_bias_count is {}",
-            p.logit_bias_count
-        )));
-    } else {
-        // SAFETY: the caller's array holds logit_bias_count entries.
-        unsafe { std::slice::from_raw_parts(p.logit_bias, p.logit_bias_count) }
-            .iter()
-            .map(|b| (b.token, b.bias))
-            .collect()
-    };
+    // SAFETY: logit_bias is NULL or the caller's array of logit_bias_count entries.
+    let logit_bias = unsafe {
+        array_arg(
+            p.logit_bias,
+            p.logit_bias_count,
+            "params.logit_bias",
+            "params.logit_bias_count",
+        )
+    }?
+    .iter()
+    .map(|b| (b.token, b.bias))
+    .collect();
     let g = GenerateParams {
         max_tokens: p.max_tokens,
         sampling: SamplingParams {

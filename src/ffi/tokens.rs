@@ -2,7 +2,6 @@
 
 use super::engine::minerva_engine;
 use super::*;
-use crate::engine::Error;
 use std::ffi::c_char;
 
 /// A token id of the engine's vocabulary (0 to `minerva_engine_info.vocab_size` - 1).
@@ -65,16 +64,8 @@ pub unsafe extern "C" fn minerva_detokenize(
     ffi_export!({
         let engine = try_ref!(engine, "engine");
         let out_len = try_mut!(out_len, "out_len");
-        let ids: &[minerva_token] = if count == 0 {
-            &[]
-        } else if tokens.is_null() {
-            return Err(Error::invalid(format!(
-                "tokens is NULL but count is {count}"
-            )));
-        } else {
-            // SAFETY: the caller's array holds count ids.
-            unsafe { std::slice::from_raw_parts(tokens, count) }
-        };
+        // SAFETY: tokens is NULL or the caller's array of count ids.
+        let ids = unsafe { array_arg(tokens, count, "tokens", "count") }?;
         let text = engine.inner.detokenize(ids, render_special)?;
         // SAFETY: buf is NULL or the caller's buffer of cap bytes.
         unsafe { fill_buffer(&text, buf.cast::<u8>(), cap, out_len, Some(0), "buf") }
